@@ -1,0 +1,422 @@
+//! The circuit breaker and its permits.
+
+use crate::clock::{duration_to_ms, ClockSource};
+use crate::config::{self, Builder, Classifier, Settings};
+use crate::error::{ConfigError, Error, Rejected};
+use crate::listener::Listeners;
+use crate::state::{Acquire, Outcome, Recorded, State, StateCell, Ticket, Transition};
+use std::any::Any;
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::mem::ManuallyDrop;
+use std::time::Duration;
+
+/// A lock-free circuit breaker.
+///
+/// `Send + Sync`; share it by reference, `Arc` or `static`. No call allocates.
+///
+/// ```
+/// use breakerbox::{CircuitBreaker, State};
+/// use std::time::Duration;
+///
+/// let breaker = CircuitBreaker::builder()
+///     .name("db")
+///     .fail_max(2)
+///     .reset_timeout(Duration::from_secs(30))
+///     .build()
+///     .unwrap();
+///
+/// for _ in 0..2 {
+///     let _ = breaker.call(|| Err::<(), _>("connection refused"));
+/// }
+/// assert_eq!(breaker.state(), State::Open);
+/// assert!(breaker.call(|| Ok::<_, &str>(1)).unwrap_err().is_rejected());
+/// ```
+pub struct CircuitBreaker {
+    state: StateCell,
+    settings: Settings,
+    clock: ClockSource,
+    listeners: Listeners,
+    classifier: Classifier,
+    name: Box<str>,
+    /// Marks this breaker's tickets, so foreign or forged ones are refused.
+    tag: u32,
+}
+
+/// A ticket that this breaker did not issue, or bits that are no ticket at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidTicket;
+
+impl fmt::Display for InvalidTicket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ticket was not issued by this circuit breaker")
+    }
+}
+
+impl std::error::Error for InvalidTicket {}
+
+impl Default for CircuitBreaker {
+    fn default() -> Self {
+        Builder::default()
+            .build()
+            .expect("the default configuration is valid")
+    }
+}
+
+fn random_tag() -> u32 {
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u8(0);
+    (hasher.finish() as u32).max(1)
+}
+
+impl CircuitBreaker {
+    /// A builder with the defaults: `fail_max` 5, `reset_timeout` 60 s,
+    /// `success_threshold` 1, `half_open_max_calls` 1.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    pub(crate) fn from_parts(
+        name: String,
+        settings: Settings,
+        clock: ClockSource,
+        listeners: Listeners,
+        classifier: Classifier,
+    ) -> Self {
+        CircuitBreaker {
+            state: StateCell::new(),
+            settings,
+            clock,
+            listeners,
+            classifier,
+            name: name.into_boxed_str(),
+            tag: random_tag(),
+        }
+    }
+
+    /// Runs `op` if the breaker admits it and records how it ended.
+    ///
+    /// An error is classified by the builder's `ignore` and `exclude`
+    /// predicates, else counts as a failure; it is returned whole in
+    /// [`Error::Failed`], which also says whether this call tripped the
+    /// breaker. A panic in `op` counts as a failure and keeps unwinding.
+    pub fn call<T, E: 'static>(&self, op: impl FnOnce() -> Result<T, E>) -> Result<T, Error<E>> {
+        let permit = self.try_acquire().map_err(Error::Rejected)?;
+        match op() {
+            Ok(value) => {
+                let _ = permit.success();
+                Ok(value)
+            }
+            Err(error) => {
+                let recorded = permit.record(self.classify(&error));
+                Err(Error::Failed {
+                    error,
+                    tripped: recorded.tripped(),
+                })
+            }
+        }
+    }
+
+    /// How the builder's predicates classify `error`.
+    pub fn classify<E: 'static>(&self, error: &E) -> Outcome {
+        self.classifier.classify(error as &dyn Any)
+    }
+
+    /// Asks to run one call. In the closed state this is one atomic load.
+    #[inline]
+    pub fn try_acquire(&self) -> Result<Permit<'_>, Rejected> {
+        self.acquire_ticket().map(|ticket| Permit {
+            breaker: self,
+            ticket,
+        })
+    }
+
+    /// Like [`CircuitBreaker::try_acquire`], but returns the raw [`Ticket`]
+    /// for callers that cannot hold a borrowing [`Permit`] (FFI, futures
+    /// owning an `Arc`). Record it with [`CircuitBreaker::record`]; a ticket
+    /// never recorded is not counted as a failure (a probe's slot comes back
+    /// after the probe lease).
+    #[inline]
+    pub fn acquire_ticket(&self) -> Result<Ticket, Rejected> {
+        if !self.listeners.is_empty() {
+            self.listeners.notify(|l| l.before_call(self));
+        }
+        match self.state.acquire_closed() {
+            Some(ticket) => Ok(ticket.with_tag(self.tag)),
+            None => self.acquire_slow(),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn acquire_slow(&self) -> Result<Ticket, Rejected> {
+        let limits = self.settings.limits();
+        match self.state.acquire(&limits, &mut self.clock.lazy()) {
+            Acquire::Admitted { ticket, transition } => {
+                self.report_transition(transition);
+                Ok(ticket.with_tag(self.tag))
+            }
+            Acquire::Rejected(state) => {
+                if !self.listeners.is_empty() {
+                    self.listeners.notify(|l| l.rejected(self, state));
+                }
+                Err(Rejected { state })
+            }
+        }
+    }
+
+    /// Records how the call admitted with `ticket` ended.
+    ///
+    /// A ticket from an ended episode (or a probe recorded twice) returns
+    /// `Ok(Recorded::Stale)` and changes nothing; bits this breaker never
+    /// issued return [`InvalidTicket`].
+    pub fn record(&self, ticket: Ticket, outcome: Outcome) -> Result<Recorded, InvalidTicket> {
+        if !ticket.is_valid_for(self.tag) {
+            return Err(InvalidTicket);
+        }
+        Ok(self.record_valid(ticket, outcome))
+    }
+
+    #[inline]
+    fn record_valid(&self, ticket: Ticket, outcome: Outcome) -> Recorded {
+        let recorded = if outcome == Outcome::Success && self.state.success_is_noop(ticket) {
+            Recorded::Counted
+        } else {
+            self.record_slow(ticket, outcome)
+        };
+        if !self.listeners.is_empty() && recorded != Recorded::Stale {
+            self.report_outcome(outcome);
+            self.report_transition(recorded.transition());
+        }
+        recorded
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn record_slow(&self, ticket: Ticket, outcome: Outcome) -> Recorded {
+        let limits = self.settings.limits();
+        let recorded = self
+            .state
+            .record(ticket, outcome, &limits, &mut self.clock.lazy());
+        if recorded != Recorded::Counted {
+            return recorded;
+        }
+        // A setter may have lowered a limit while this record was counted
+        // against the old one; the setter's RMW or this check catches it.
+        match self.reconcile_if_needed() {
+            Some(transition) => Recorded::Transitioned(transition),
+            None => recorded,
+        }
+    }
+
+    fn reconcile_if_needed(&self) -> Option<Transition> {
+        let limits = self.settings.limits();
+        if !self.state.needs_reconcile(&limits) {
+            return None;
+        }
+        self.state.reconcile(&limits, &mut self.clock.lazy())
+    }
+
+    fn report_outcome(&self, outcome: Outcome) {
+        self.listeners.notify(|l| match outcome {
+            Outcome::Success => l.success(self),
+            Outcome::Failure => l.failure(self),
+            Outcome::Ignored => l.ignored(self),
+        });
+    }
+
+    fn report_transition(&self, transition: Option<Transition>) {
+        if let Some(t) = transition {
+            if !self.listeners.is_empty() {
+                self.listeners.notify(|l| l.state_change(self, t.from, t.to));
+            }
+        }
+    }
+
+    fn force(&self, target: State) -> Option<Transition> {
+        let transition = self.state.force(target, &mut self.clock.lazy());
+        self.report_transition(transition);
+        transition
+    }
+
+    /// Forces the breaker open now; it half-opens after the reset timeout.
+    /// Already open: nothing changes.
+    pub fn open(&self) -> Option<Transition> {
+        self.force(State::Open)
+    }
+
+    /// Forces the breaker half-open, with every probe slot free.
+    /// Already half-open: nothing changes.
+    pub fn half_open(&self) -> Option<Transition> {
+        self.force(State::HalfOpen)
+    }
+
+    /// Forces the breaker closed with a zero failure count.
+    pub fn close(&self) -> Option<Transition> {
+        self.force(State::Closed)
+    }
+
+    fn apply_setting(&self, store: impl FnOnce(&Settings)) -> Option<Transition> {
+        store(&self.settings);
+        let transition = self
+            .state
+            .reconcile(&self.settings.limits(), &mut self.clock.lazy());
+        self.report_transition(transition);
+        transition
+    }
+
+    /// Sets `fail_max` for the next decision. If the closed breaker already
+    /// has that many failures it trips now (the transition is returned).
+    pub fn set_fail_max(&self, fail_max: u32) -> Result<Option<Transition>, ConfigError> {
+        let value = config::check_fail_max(fail_max)?;
+        Ok(self.apply_setting(|s| s.set_fail_max(value)))
+    }
+
+    /// Sets `success_threshold` for the next decision. If the half-open
+    /// breaker already has that many successes it closes now.
+    pub fn set_success_threshold(&self, success_threshold: u32) -> Result<Option<Transition>, ConfigError> {
+        let value = config::check_success_threshold(success_threshold)?;
+        Ok(self.apply_setting(|s| s.set_success_threshold(value)))
+    }
+
+    /// Sets how many probes half-open admits at once, for the next decision.
+    pub fn set_half_open_max_calls(&self, half_open_max_calls: u32) -> Result<(), ConfigError> {
+        let value = config::check_half_open_max_calls(half_open_max_calls)?;
+        self.settings.set_half_open_max_calls(value);
+        Ok(())
+    }
+
+    /// Sets the reset timeout; an open breaker measures it from when it opened.
+    pub fn set_reset_timeout(&self, reset_timeout: Duration) {
+        self.settings.set_reset_timeout_ms(duration_to_ms(reset_timeout));
+    }
+
+    /// Sets the probe lease (see [`Builder::probe_lease`]).
+    pub fn set_probe_lease(&self, lease: Duration) -> Result<(), ConfigError> {
+        let ms = config::check_probe_lease(lease)?;
+        self.settings.set_probe_lease_ms(ms);
+        Ok(())
+    }
+
+    /// The current state. An open breaker whose timeout has passed still
+    /// reports `Open` until a call asks for a permit.
+    pub fn state(&self) -> State {
+        self.state.load().state()
+    }
+
+    /// Consecutive failures counted in the closed state (0 in other states).
+    pub fn fail_counter(&self) -> u32 {
+        self.state.load().failures()
+    }
+
+    /// Probe successes counted in the half-open state (0 in other states).
+    pub fn success_counter(&self) -> u32 {
+        self.state.load().successes()
+    }
+
+    /// Probes admitted in the half-open state and not yet recorded.
+    pub fn probes_in_flight(&self) -> u32 {
+        self.state.load().in_flight()
+    }
+
+    /// The breaker's name ("" when unnamed).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The current `fail_max`.
+    pub fn fail_max(&self) -> u32 {
+        self.settings.limits().fail_max
+    }
+
+    /// The current `success_threshold`.
+    pub fn success_threshold(&self) -> u32 {
+        self.settings.limits().success_threshold
+    }
+
+    /// The current `half_open_max_calls`.
+    pub fn half_open_max_calls(&self) -> u32 {
+        self.settings.limits().half_open_max_calls
+    }
+
+    /// The current reset timeout.
+    pub fn reset_timeout(&self) -> Duration {
+        Duration::from_millis(self.settings.limits().reset_timeout_ms)
+    }
+
+    /// The probe lease in force.
+    pub fn probe_lease(&self) -> Duration {
+        Duration::from_millis(self.settings.limits().probe_lease_ms)
+    }
+}
+
+impl fmt::Debug for CircuitBreaker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitBreaker")
+            .field("name", &self.name)
+            .field("state", &self.state.load())
+            .field("limits", &self.settings.limits())
+            .finish()
+    }
+}
+
+/// Leave to run one call. Record it with [`Permit::success`],
+/// [`Permit::failure`] or [`Permit::ignore`].
+///
+/// **Dropping a permit unrecorded counts as a failure**: a call that
+/// panicked or returned early did not succeed.
+#[must_use = "record the call with success(), failure() or ignore(); dropping a permit records a failure"]
+pub struct Permit<'a> {
+    breaker: &'a CircuitBreaker,
+    ticket: Ticket,
+}
+
+impl Permit<'_> {
+    /// The call succeeded.
+    pub fn success(self) -> Recorded {
+        self.record(Outcome::Success)
+    }
+
+    /// The call failed.
+    pub fn failure(self) -> Recorded {
+        self.record(Outcome::Failure)
+    }
+
+    /// The call counts as neither; a probe's slot is freed.
+    pub fn ignore(self) -> Recorded {
+        self.record(Outcome::Ignored)
+    }
+
+    /// Records `outcome`.
+    pub fn record(self, outcome: Outcome) -> Recorded {
+        let this = ManuallyDrop::new(self);
+        this.breaker.record_valid(this.ticket, outcome)
+    }
+
+    /// Whether this permit admitted a half-open probe.
+    pub fn is_probe(&self) -> bool {
+        self.ticket.is_probe()
+    }
+
+    /// Gives up the drop-records-failure guard and returns the raw ticket,
+    /// to be recorded later with [`CircuitBreaker::record`].
+    pub fn into_ticket(self) -> Ticket {
+        ManuallyDrop::new(self).ticket
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        let _ = self.breaker.record_valid(self.ticket, Outcome::Failure);
+    }
+}
+
+impl fmt::Debug for Permit<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Permit")
+            .field("breaker", &self.breaker.name())
+            .field("ticket", &self.ticket)
+            .finish()
+    }
+}

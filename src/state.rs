@@ -1,0 +1,689 @@
+//! The packed state word. This module owns every bit of it.
+//!
+//! The whole breaker state lives in one `AtomicU64`; every transition is one
+//! compare-and-swap in [`StateCell::fetch_update_action`]. Outside this module
+//! code speaks of [`State`], [`Ticket`] and [`Transition`], never of shifts.
+//!
+//! # Layout
+//!
+//! | bits    | field      | CLOSED                      | OPEN                  | HALF_OPEN                                  |
+//! |---------|------------|-----------------------------|-----------------------|--------------------------------------------|
+//! | 0..2    | state      | `00`                        | `01`                  | `10` (`11` is never written)               |
+//! | 2..22   | generation | episode tag                 | episode tag           | episode tag                                |
+//! | 22..54  | payload    | consecutive failures (u32)  | opened-at, ms (42 bits, 22..64) | probes in flight (u16, 22..38), successes (u16, 38..54) |
+//! | 54..64  | payload    | zero                        | (opened-at, cont.)    | zero                                       |
+//!
+//! * **generation** advances on every transition, when a probe lease is
+//!   reclaimed, and when the last probe in flight is recorded. A [`Ticket`]
+//!   carries the generation it was issued in; a record whose generation no
+//!   longer matches is stale and changes nothing. It wraps after 2^20
+//!   advances: a ticket held across a million transitions could be taken
+//!   for current.
+//! * **failures** never exceed `fail_max` (at most `u32::MAX`): reaching it trips.
+//! * **opened-at** is milliseconds on the breaker's clock; 42 bits last 139
+//!   years from the clock's origin, after which it saturates (the breaker
+//!   would then stay open until forced).
+//! * **in flight** and **successes** never exceed `half_open_max_calls` and
+//!   `success_threshold`, both capped at 65,535 by the configuration.
+//!
+//! Beside the word, `probe_admitted_at` holds the time of the latest probe
+//! admission (a `fetch_max`, written before the admitting CAS). It only decides
+//! when a probe lease has run out; it never gates correctness of the count.
+//!
+//! # Orderings
+//!
+//! A successful CAS is `AcqRel` (it publishes the new state and sees all that
+//! came before it); loads and failed CASes are `Acquire`.
+
+use crate::sync::{AtomicU64, Ordering};
+use crossbeam_utils::CachePadded;
+use std::fmt;
+
+const STATE_MASK: u64 = 0b11;
+const CLOSED: u64 = 0b00;
+const OPEN: u64 = 0b01;
+const HALF_OPEN: u64 = 0b10;
+
+const GENERATION_SHIFT: u32 = 2;
+const GENERATION_BITS: u32 = 20;
+const GENERATION_MASK: u64 = ((1 << GENERATION_BITS) - 1) << GENERATION_SHIFT;
+
+const PAYLOAD_SHIFT: u32 = GENERATION_SHIFT + GENERATION_BITS;
+
+const FAILURES_MASK: u64 = (u32::MAX as u64) << PAYLOAD_SHIFT;
+
+/// Largest opened-at timestamp the word can hold.
+pub(crate) const MAX_TIMESTAMP_MS: u64 = (1 << (64 - PAYLOAD_SHIFT)) - 1;
+
+const IN_FLIGHT_SHIFT: u32 = PAYLOAD_SHIFT;
+const IN_FLIGHT_MASK: u64 = (u16::MAX as u64) << IN_FLIGHT_SHIFT;
+const SUCCESSES_SHIFT: u32 = PAYLOAD_SHIFT + 16;
+const SUCCESSES_MASK: u64 = (u16::MAX as u64) << SUCCESSES_SHIFT;
+
+/// Largest value a half-open counter (probes in flight, successes) can hold.
+pub(crate) const MAX_HALF_OPEN_COUNT: u32 = u16::MAX as u32;
+
+/// The three states of a circuit breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum State {
+    /// Calls flow; consecutive failures are counted.
+    Closed = 0,
+    /// Calls are rejected until the reset timeout has passed.
+    Open = 1,
+    /// A limited number of probe calls decide whether to close again.
+    HalfOpen = 2,
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            State::Closed => "closed",
+            State::Open => "open",
+            State::HalfOpen => "half-open",
+        })
+    }
+}
+
+/// A change of state, reported once, by the thread that made it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Transition {
+    /// The state before.
+    pub from: State,
+    /// The state after.
+    pub to: State,
+}
+
+/// How a call ended, as far as the breaker is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Outcome {
+    /// The dependency answered: resets the failure count, counts toward closing.
+    Success = 0,
+    /// The dependency failed: counts toward tripping, re-opens from half-open.
+    Failure = 1,
+    /// Counts as neither; frees a probe slot.
+    Ignored = 2,
+}
+
+/// A copy of the state word at one instant.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Snapshot(u64);
+
+impl Snapshot {
+    fn new(state: u64, generation: u64, payload: u64) -> Snapshot {
+        Snapshot(state | ((generation << GENERATION_SHIFT) & GENERATION_MASK) | payload)
+    }
+
+    pub(crate) fn initial() -> Snapshot {
+        Snapshot::new(CLOSED, 0, 0)
+    }
+
+    pub(crate) fn state(self) -> State {
+        match self.0 & STATE_MASK {
+            CLOSED => State::Closed,
+            OPEN => State::Open,
+            _ => State::HalfOpen,
+        }
+    }
+
+    pub(crate) fn is_closed(self) -> bool {
+        self.0 & STATE_MASK == CLOSED
+    }
+
+    pub(crate) fn generation(self) -> u32 {
+        ((self.0 & GENERATION_MASK) >> GENERATION_SHIFT) as u32
+    }
+
+    pub(crate) fn failures(self) -> u32 {
+        if self.is_closed() {
+            ((self.0 & FAILURES_MASK) >> PAYLOAD_SHIFT) as u32
+        } else {
+            0
+        }
+    }
+
+    pub(crate) fn opened_at_ms(self) -> u64 {
+        if self.0 & STATE_MASK == OPEN {
+            self.0 >> PAYLOAD_SHIFT
+        } else {
+            0
+        }
+    }
+
+    pub(crate) fn in_flight(self) -> u32 {
+        if self.0 & STATE_MASK == HALF_OPEN {
+            ((self.0 & IN_FLIGHT_MASK) >> IN_FLIGHT_SHIFT) as u32
+        } else {
+            0
+        }
+    }
+
+    pub(crate) fn successes(self) -> u32 {
+        if self.0 & STATE_MASK == HALF_OPEN {
+            ((self.0 & SUCCESSES_MASK) >> SUCCESSES_SHIFT) as u32
+        } else {
+            0
+        }
+    }
+
+    fn next_generation(self) -> u64 {
+        u64::from(self.generation()) + 1
+    }
+
+    fn with_closed(self) -> Snapshot {
+        Snapshot::new(CLOSED, self.next_generation(), 0)
+    }
+
+    fn with_open(self, opened_at_ms: u64) -> Snapshot {
+        let at = opened_at_ms.min(MAX_TIMESTAMP_MS);
+        Snapshot::new(OPEN, self.next_generation(), at << PAYLOAD_SHIFT)
+    }
+
+    fn with_half_open(self, in_flight: u32, successes: u32) -> Snapshot {
+        Snapshot::new(HALF_OPEN, self.next_generation(), 0).with_half_open_counts(in_flight, successes)
+    }
+
+    fn with_failures(self, failures: u32) -> Snapshot {
+        Snapshot((self.0 & !FAILURES_MASK) | (u64::from(failures) << PAYLOAD_SHIFT))
+    }
+
+    fn with_half_open_counts(self, in_flight: u32, successes: u32) -> Snapshot {
+        let in_flight = u64::from(in_flight.min(MAX_HALF_OPEN_COUNT));
+        let successes = u64::from(successes.min(MAX_HALF_OPEN_COUNT));
+        Snapshot(
+            (self.0 & !(IN_FLIGHT_MASK | SUCCESSES_MASK))
+                | (in_flight << IN_FLIGHT_SHIFT)
+                | (successes << SUCCESSES_SHIFT),
+        )
+    }
+
+    /// The same counts under the next generation: tickets issued so far go stale.
+    fn with_next_generation(self) -> Snapshot {
+        Snapshot(
+            (self.0 & !GENERATION_MASK) | ((self.next_generation() << GENERATION_SHIFT) & GENERATION_MASK),
+        )
+    }
+
+    fn ticket(self, kind: u64) -> Ticket {
+        Ticket(kind | (self.0 & GENERATION_MASK))
+    }
+
+    fn transition_to(self, next: Snapshot) -> Option<Transition> {
+        (self.state() != next.state()).then(|| Transition {
+            from: self.state(),
+            to: next.state(),
+        })
+    }
+}
+
+impl fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Snapshot");
+        d.field("state", &self.state())
+            .field("generation", &self.generation());
+        match self.state() {
+            State::Closed => d.field("failures", &self.failures()),
+            State::Open => d.field("opened_at_ms", &self.opened_at_ms()),
+            State::HalfOpen => d
+                .field("in_flight", &self.in_flight())
+                .field("successes", &self.successes()),
+        };
+        d.finish()
+    }
+}
+
+// Ticket layout: bits 0..2 kind, bits 2..22 generation (same place as in the
+// word), bits 22..32 zero, bits 32..64 the issuing breaker's tag.
+const TICKET_KIND_MASK: u64 = 0b11;
+const TICKET_CLOSED: u64 = 0b01;
+const TICKET_PROBE: u64 = 0b10;
+const TICKET_RESERVED_MASK: u64 = !(TICKET_KIND_MASK | GENERATION_MASK | TICKET_TAG_MASK);
+const TICKET_TAG_SHIFT: u32 = 32;
+const TICKET_TAG_MASK: u64 = (u32::MAX as u64) << TICKET_TAG_SHIFT;
+
+/// The raw form of a permit: which episode it was issued in and whether it
+/// is a half-open probe. `Copy`, so it can cross an FFI boundary by value.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Ticket(u64);
+
+impl Ticket {
+    /// The bits, for passing through a foreign interface.
+    pub fn to_bits(self) -> u64 {
+        self.0
+    }
+
+    /// A ticket from bits produced by [`Ticket::to_bits`]. Forged bits are
+    /// caught when recorded, never trusted.
+    pub fn from_bits(bits: u64) -> Ticket {
+        Ticket(bits)
+    }
+
+    /// Whether this ticket admitted a half-open probe.
+    pub fn is_probe(self) -> bool {
+        self.0 & TICKET_KIND_MASK == TICKET_PROBE
+    }
+
+    pub(crate) fn with_tag(self, tag: u32) -> Ticket {
+        Ticket((self.0 & !TICKET_TAG_MASK) | (u64::from(tag) << TICKET_TAG_SHIFT))
+    }
+
+    /// Whether these bits could have been issued by the breaker tagged `tag`.
+    pub(crate) fn is_valid_for(self, tag: u32) -> bool {
+        let kind = self.0 & TICKET_KIND_MASK;
+        (kind == TICKET_CLOSED || kind == TICKET_PROBE)
+            && self.0 & TICKET_RESERVED_MASK == 0
+            && (self.0 >> TICKET_TAG_SHIFT) as u32 == tag
+    }
+
+    fn generation(self) -> u32 {
+        ((self.0 & GENERATION_MASK) >> GENERATION_SHIFT) as u32
+    }
+
+    /// A closed-state ticket recording success against this snapshot needs
+    /// no write: same episode, nothing to reset.
+    fn success_is_noop(self, current: Snapshot) -> bool {
+        self.0 & TICKET_KIND_MASK == TICKET_CLOSED
+            && current.is_closed()
+            && current.failures() == 0
+            && current.generation() == self.generation()
+    }
+
+    /// Whether the episode this ticket belongs to has ended.
+    fn is_stale(self, current: Snapshot) -> bool {
+        if current.generation() != self.generation() {
+            return true;
+        }
+        match self.0 & TICKET_KIND_MASK {
+            TICKET_PROBE => current.state() != State::HalfOpen || current.in_flight() == 0,
+            _ => !current.is_closed(),
+        }
+    }
+}
+
+impl fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ticket")
+            .field("probe", &self.is_probe())
+            .field("generation", &self.generation())
+            .finish()
+    }
+}
+
+/// Limits a decision is made under, read from the live configuration.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) fail_max: u32,
+    pub(crate) success_threshold: u32,
+    pub(crate) half_open_max_calls: u32,
+    pub(crate) reset_timeout_ms: u64,
+    pub(crate) probe_lease_ms: u64,
+}
+
+/// Time as a decision sees it: read lazily, at most once.
+pub(crate) trait Now {
+    /// The precise current time.
+    fn now_ms(&mut self) -> u64;
+    /// Whether `deadline_ms` has been reached, reading as little as possible.
+    fn reached(&mut self, deadline_ms: u64) -> bool;
+}
+
+/// What [`StateCell::acquire`] decided.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Acquire {
+    /// The call may run; record it with this ticket.
+    Admitted {
+        ticket: Ticket,
+        transition: Option<Transition>,
+    },
+    /// The call must not run.
+    Rejected(State),
+}
+
+/// What recording an outcome did.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Recorded {
+    /// Counted; the state did not change.
+    Counted,
+    /// Counted, and this record moved the breaker (tripped, closed or re-opened it).
+    Transitioned(Transition),
+    /// The ticket's episode had ended (or it was already recorded): nothing changed.
+    Stale,
+}
+
+impl Recorded {
+    /// Whether this record tripped the breaker from closed to open.
+    pub fn tripped(self) -> bool {
+        matches!(
+            self,
+            Recorded::Transitioned(Transition {
+                from: State::Closed,
+                to: State::Open
+            })
+        )
+    }
+
+    /// The transition this record caused, if any.
+    pub fn transition(self) -> Option<Transition> {
+        match self {
+            Recorded::Transitioned(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// The cache-padded state word and the probe lease clock.
+pub(crate) struct StateCell {
+    word: CachePadded<AtomicU64>,
+    probe_admitted_at_ms: AtomicU64,
+}
+
+impl StateCell {
+    pub(crate) fn new() -> StateCell {
+        StateCell {
+            word: CachePadded::new(AtomicU64::new(Snapshot::initial().0)),
+            probe_admitted_at_ms: AtomicU64::new(0),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn load(&self) -> Snapshot {
+        Snapshot(self.word.load(Ordering::Acquire))
+    }
+
+    /// The one CAS loop every transition goes through.
+    ///
+    /// `decide` sees the current snapshot and returns what happened plus the
+    /// snapshot to install; `None` installs nothing (a pure read). It may run
+    /// more than once, so it must be free of side effects other than
+    /// idempotent ones.
+    fn fetch_update_action<T>(&self, mut decide: impl FnMut(Snapshot) -> (T, Option<Snapshot>)) -> T {
+        let mut current = self.load();
+        loop {
+            let (action, next) = decide(current);
+            let Some(next) = next else {
+                return action;
+            };
+            match self
+                .word
+                .compare_exchange_weak(current.0, next.0, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return action,
+                Err(actual) => current = Snapshot(actual),
+            }
+        }
+    }
+
+    /// Marks a probe admission at `now`, before the CAS that admits it: a CAS
+    /// that then fails leaves a time that is only too late, which delays a
+    /// lease reclaim but never hastens one.
+    fn note_probe_admission(&self, now_ms: u64) {
+        self.probe_admitted_at_ms.fetch_max(now_ms, Ordering::AcqRel);
+    }
+
+    fn probe_lease_expired(&self, limits: &Limits, now: &mut impl Now) -> bool {
+        let admitted_at = self.probe_admitted_at_ms.load(Ordering::Acquire);
+        now.reached(admitted_at.saturating_add(limits.probe_lease_ms))
+    }
+
+    /// The read-only fast path: a closed breaker admits with one load.
+    #[inline]
+    pub(crate) fn acquire_closed(&self) -> Option<Ticket> {
+        let s = self.load();
+        s.is_closed().then(|| s.ticket(TICKET_CLOSED))
+    }
+
+    /// The read-only fast path: a closed-state success with no failures to
+    /// reset changes nothing, so it is one load.
+    #[inline]
+    pub(crate) fn success_is_noop(&self, ticket: Ticket) -> bool {
+        ticket.success_is_noop(self.load())
+    }
+
+    /// Asks to run a call.
+    pub(crate) fn acquire(&self, limits: &Limits, now: &mut impl Now) -> Acquire {
+        self.fetch_update_action(|s| match s.state() {
+            State::Closed => (
+                Acquire::Admitted {
+                    ticket: s.ticket(TICKET_CLOSED),
+                    transition: None,
+                },
+                None,
+            ),
+            State::Open => {
+                let deadline = s.opened_at_ms().saturating_add(limits.reset_timeout_ms);
+                if !now.reached(deadline) {
+                    return (Acquire::Rejected(State::Open), None);
+                }
+                self.note_probe_admission(now.now_ms());
+                let next = s.with_half_open(1, 0);
+                (admit_probe(s, next), Some(next))
+            }
+            State::HalfOpen => {
+                let in_flight = s.in_flight();
+                let next = if in_flight < limits.half_open_max_calls {
+                    s.with_half_open_counts(in_flight + 1, s.successes())
+                } else if self.probe_lease_expired(limits, now) {
+                    // Every probe in flight outlived its lease: reclaim them
+                    // all (their tickets go stale) and admit this call.
+                    s.with_next_generation().with_half_open_counts(1, s.successes())
+                } else {
+                    return (Acquire::Rejected(State::HalfOpen), None);
+                };
+                self.note_probe_admission(now.now_ms());
+                (admit_probe(s, next), Some(next))
+            }
+        })
+    }
+
+    /// Records how the call admitted by `ticket` ended.
+    pub(crate) fn record(
+        &self,
+        ticket: Ticket,
+        outcome: Outcome,
+        limits: &Limits,
+        now: &mut impl Now,
+    ) -> Recorded {
+        self.fetch_update_action(|s| {
+            if ticket.is_stale(s) {
+                return (Recorded::Stale, None);
+            }
+            let next = match (s.state(), outcome) {
+                (State::Closed, Outcome::Success) if s.failures() == 0 => return (Recorded::Counted, None),
+                (State::Closed, Outcome::Success) => s.with_failures(0),
+                (State::Closed, Outcome::Failure) => {
+                    let failures = s.failures().saturating_add(1);
+                    if failures >= limits.fail_max {
+                        s.with_open(now.now_ms())
+                    } else {
+                        s.with_failures(failures)
+                    }
+                }
+                (State::Closed, Outcome::Ignored) => return (Recorded::Counted, None),
+                (_, Outcome::Failure) => s.with_open(now.now_ms()),
+                (_, Outcome::Success) => {
+                    let successes = s.successes() + 1;
+                    if successes >= limits.success_threshold {
+                        s.with_closed()
+                    } else {
+                        release_probe(s, successes)
+                    }
+                }
+                (_, Outcome::Ignored) => release_probe(s, s.successes()),
+            };
+            (recorded(s, next), Some(next))
+        })
+    }
+
+    /// Moves to `target` whatever the current state; a no-op if already there
+    /// (except that closing a closed breaker clears its failure count).
+    pub(crate) fn force(&self, target: State, now: &mut impl Now) -> Option<Transition> {
+        self.fetch_update_action(|s| {
+            let next = match (s.state(), target) {
+                (State::Closed, State::Closed) if s.failures() == 0 => return (None, None),
+                (State::Closed, State::Closed) => s.with_failures(0),
+                (State::Open, State::Open) | (State::HalfOpen, State::HalfOpen) => return (None, None),
+                (_, State::Closed) => s.with_closed(),
+                (_, State::Open) => s.with_open(now.now_ms()),
+                (_, State::HalfOpen) => s.with_half_open(0, 0),
+            };
+            (s.transition_to(next), Some(next))
+        })
+    }
+
+    /// Applies limits that changed under the current counts: trips a closed
+    /// breaker already at `fail_max`, closes a half-open one already at
+    /// `success_threshold`.
+    ///
+    /// Always writes (an unchanged word is written back), so that this read-
+    /// modify-write is ordered against every concurrent record: either it sees
+    /// the record's count, or the record sees the new limit (see
+    /// [`StateCell::needs_reconcile`]).
+    pub(crate) fn reconcile(&self, limits: &Limits, now: &mut impl Now) -> Option<Transition> {
+        self.fetch_update_action(|s| {
+            let next = match s.state() {
+                State::Closed if s.failures() >= limits.fail_max => s.with_open(now.now_ms()),
+                State::HalfOpen if s.successes() >= limits.success_threshold => s.with_closed(),
+                _ => s,
+            };
+            (s.transition_to(next), Some(next))
+        })
+    }
+
+    /// Whether the current counts already meet `limits` though no transition
+    /// was made: a record raced a setter and must reconcile.
+    pub(crate) fn needs_reconcile(&self, limits: &Limits) -> bool {
+        let s = self.load();
+        match s.state() {
+            State::Closed => s.failures() >= limits.fail_max,
+            State::HalfOpen => s.successes() >= limits.success_threshold,
+            State::Open => false,
+        }
+    }
+}
+
+fn admit_probe(before: Snapshot, after: Snapshot) -> Acquire {
+    Acquire::Admitted {
+        ticket: after.ticket(TICKET_PROBE),
+        transition: before.transition_to(after),
+    }
+}
+
+/// Frees one probe slot. When none stays in flight the generation advances,
+/// so recording the same probe twice is caught as stale.
+fn release_probe(s: Snapshot, successes: u32) -> Snapshot {
+    let in_flight = s.in_flight().saturating_sub(1);
+    let next = s.with_half_open_counts(in_flight, successes);
+    if in_flight == 0 {
+        next.with_next_generation()
+    } else {
+        next
+    }
+}
+
+fn recorded(before: Snapshot, after: Snapshot) -> Recorded {
+    match before.transition_to(after) {
+        Some(t) => Recorded::Transitioned(t),
+        None => Recorded::Counted,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct FixedNow(u64);
+    impl Now for FixedNow {
+        fn now_ms(&mut self) -> u64 {
+            self.0
+        }
+        fn reached(&mut self, deadline_ms: u64) -> bool {
+            self.0 >= deadline_ms
+        }
+    }
+
+    fn limits() -> Limits {
+        Limits {
+            fail_max: 2,
+            success_threshold: 2,
+            half_open_max_calls: 2,
+            reset_timeout_ms: 100,
+            probe_lease_ms: 100,
+        }
+    }
+
+    #[test]
+    fn fields_round_trip_at_their_limits() {
+        let s = Snapshot::initial().with_failures(u32::MAX);
+        assert_eq!(s.failures(), u32::MAX);
+        assert_eq!(s.state(), State::Closed);
+        assert_eq!(s.generation(), 0);
+
+        let o = s.with_open(MAX_TIMESTAMP_MS);
+        assert_eq!(o.opened_at_ms(), MAX_TIMESTAMP_MS);
+        assert_eq!(o.generation(), 1);
+        assert_eq!(o.failures(), 0);
+        assert_eq!(
+            s.with_open(u64::MAX).opened_at_ms(),
+            MAX_TIMESTAMP_MS,
+            "saturates"
+        );
+
+        let h = o.with_half_open(MAX_HALF_OPEN_COUNT, MAX_HALF_OPEN_COUNT);
+        assert_eq!(h.in_flight(), MAX_HALF_OPEN_COUNT);
+        assert_eq!(h.successes(), MAX_HALF_OPEN_COUNT);
+        assert_eq!(h.state(), State::HalfOpen);
+        assert_eq!(h.generation(), 2);
+    }
+
+    #[test]
+    fn generation_wraps_without_touching_other_fields() {
+        let mut s = Snapshot::new(HALF_OPEN, (1 << GENERATION_BITS) - 1, 0).with_half_open_counts(3, 4);
+        s = s.with_next_generation();
+        assert_eq!(s.generation(), 0);
+        assert_eq!((s.state(), s.in_flight(), s.successes()), (State::HalfOpen, 3, 4));
+    }
+
+    #[test]
+    fn tickets_validate_kind_tag_and_reserved_bits() {
+        let t = Snapshot::initial().ticket(TICKET_CLOSED).with_tag(0xdead_beef);
+        assert!(t.is_valid_for(0xdead_beef));
+        assert!(!t.is_valid_for(1));
+        assert!(!Ticket::from_bits(t.to_bits() | 1 << 25).is_valid_for(0xdead_beef));
+        assert!(!Ticket::from_bits(t.to_bits() | 0b11).is_valid_for(0xdead_beef));
+        assert!(!Ticket::from_bits(t.to_bits() & !0b11).is_valid_for(0xdead_beef));
+    }
+
+    #[test]
+    fn one_probe_then_reclaim_after_lease() {
+        let cell = StateCell::new();
+        let l = Limits {
+            half_open_max_calls: 1,
+            ..limits()
+        };
+        assert!(cell.force(State::Open, &mut FixedNow(0)).is_some());
+        assert_eq!(
+            cell.acquire(&l, &mut FixedNow(99)),
+            Acquire::Rejected(State::Open)
+        );
+        let Acquire::Admitted { ticket, transition } = cell.acquire(&l, &mut FixedNow(100)) else {
+            panic!("deadline reached")
+        };
+        assert_eq!(transition.map(|t| t.to), Some(State::HalfOpen));
+        assert_eq!(
+            cell.acquire(&l, &mut FixedNow(199)),
+            Acquire::Rejected(State::HalfOpen)
+        );
+        assert!(matches!(
+            cell.acquire(&l, &mut FixedNow(200)),
+            Acquire::Admitted { transition: None, .. }
+        ));
+        assert_eq!(
+            cell.record(ticket, Outcome::Success, &l, &mut FixedNow(200)),
+            Recorded::Stale
+        );
+        assert_eq!(cell.load().in_flight(), 1);
+    }
+}
