@@ -10,6 +10,7 @@ use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::mem::ManuallyDrop;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
 /// A lock-free circuit breaker.
@@ -154,8 +155,13 @@ impl CircuitBreaker {
         let limits = self.settings.limits();
         match self.state.acquire(&limits, &mut self.clock.lazy()) {
             Acquire::Admitted { ticket, transition } => {
-                self.report_transition(transition);
-                Ok(ticket.with_tag(self.tag))
+                let ticket = ticket.with_tag(self.tag);
+                if let Err(panic) = catch_unwind(AssertUnwindSafe(|| self.report_transition(transition))) {
+                    // The caller never gets this ticket: free its probe slot.
+                    let _ = self.record_valid(ticket, Outcome::Ignored);
+                    resume_unwind(panic);
+                }
+                Ok(ticket)
             }
             Acquire::Rejected(state) => {
                 if !self.listeners.is_empty() {
