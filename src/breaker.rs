@@ -405,6 +405,11 @@ impl Permit<'_> {
         self.ticket.is_probe()
     }
 
+    /// The episode this permit belongs to (see [`Ticket::episode`]).
+    pub fn episode(&self) -> u32 {
+        self.ticket.episode()
+    }
+
     /// Gives up the drop-records-failure guard and returns the raw ticket,
     /// to be recorded later with [`CircuitBreaker::record`].
     pub fn into_ticket(self) -> Ticket {

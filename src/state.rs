@@ -259,6 +259,13 @@ impl Ticket {
         Ticket(bits)
     }
 
+    /// The episode this ticket was issued in. Episodes advance on every
+    /// transition (and in half-open, on a lease reclaim and when the last
+    /// probe in flight is recorded); a ticket from an earlier one is stale.
+    pub fn episode(self) -> u32 {
+        ((self.0 & GENERATION_MASK) >> GENERATION_SHIFT) as u32
+    }
+
     /// Whether this ticket admitted a half-open probe.
     pub fn is_probe(self) -> bool {
         self.0 & TICKET_KIND_MASK == TICKET_PROBE
