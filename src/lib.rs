@@ -24,9 +24,19 @@ mod breaker;
 pub mod clock;
 mod config;
 mod error;
+pub mod future;
 mod listener;
+#[cfg(feature = "llm")]
+pub mod llm;
+#[cfg(feature = "metrics")]
+pub mod metrics;
+pub mod registry;
 mod state;
 mod sync;
+#[cfg(feature = "tower")]
+pub mod tower;
+#[cfg(feature = "tracing")]
+pub mod tracing;
 
 pub use breaker::{CircuitBreaker, InvalidTicket, Permit};
 pub use config::{
@@ -35,4 +45,5 @@ pub use config::{
 };
 pub use error::{ConfigError, Error, Rejected};
 pub use listener::Listener;
+pub use registry::Registry;
 pub use state::{Outcome, Recorded, State, Ticket, Transition};
