@@ -1,0 +1,677 @@
+//! Loom models of every state transition of the breaker.
+//!
+//! Each model builds a real `breakerbox::CircuitBreaker` (its state word on
+//! loom's atomics), races two or three threads on it, and asserts the final
+//! state, the counters, what every call was told, and the exact transition
+//! events its listener saw. Time moves only when the test says so.
+//!
+//! Run with `bash loom-tests/run.sh` (or `make loom`); without
+//! `--cfg breakerbox_loom` this file compiles to nothing.
+#![cfg(breakerbox_loom)]
+
+use breakerbox::{CircuitBreaker, Outcome, Recorded, State, Ticket};
+use breakerbox_loom_tests::{breaker, half_open_breaker, model, t, Events, Racer, LEASE, RESET};
+use loom::sync::atomic::{AtomicUsize, Ordering};
+use loom::sync::Arc;
+
+use State::{Closed, HalfOpen, Open};
+
+/// What one racing call ended with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Call {
+    /// Admitted as a half-open probe; the record returned this.
+    Probe(Recorded),
+    /// Admitted in the closed state; the record returned this.
+    Closed(Recorded),
+    /// Rejected in this state.
+    Rejected(State),
+}
+
+/// Asks for a permit and, if admitted, records `outcome` at once.
+fn call(r: &Racer, outcome: Outcome) -> Call {
+    r.pass();
+    let call = match r.try_acquire() {
+        Ok(permit) => {
+            let probe = permit.is_probe();
+            r.pass();
+            let recorded = permit.record(outcome);
+            if probe {
+                Call::Probe(recorded)
+            } else {
+                Call::Closed(recorded)
+            }
+        }
+        Err(rejected) => Call::Rejected(rejected.state),
+    };
+    r.pass();
+    call
+}
+
+/// Asks for a permit and keeps it, unrecorded, as a raw ticket.
+fn hold(r: &Racer) -> Result<Ticket, State> {
+    r.step(|b| b.try_acquire().map(|p| p.into_ticket()).map_err(|r| r.state))
+}
+
+fn count(calls: &[Call], pred: impl Fn(&Call) -> bool) -> usize {
+    calls.iter().filter(|c| pred(c)).count()
+}
+
+fn assert_counters(b: &CircuitBreaker, failures: u32, in_flight: u32, successes: u32) {
+    assert_eq!(
+        (b.fail_counter(), b.probes_in_flight(), b.success_counter()),
+        (failures, in_flight, successes),
+        "(fail_counter, probes_in_flight, success_counter)"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 1. HALF_OPEN, half_open_max_calls = 1: exactly one probe is admitted.
+// ---------------------------------------------------------------------------
+
+/// Three threads race for the single probe slot and hold what they get:
+/// exactly one is admitted, as a probe; the others are told half-open.
+#[test]
+fn m1_one_probe_slot_three_racers() {
+    model(&["racer 0 won", "racer 1 won", "racer 2 won"], |seen| {
+        let (b, _clock, events) = half_open_breaker(|c| c.half_open_max_calls(1));
+        let h1 = b.spawn(hold);
+        let h2 = b.spawn(hold);
+        let mine = hold(&b);
+        let got = [mine, h1.join().unwrap(), h2.join().unwrap()];
+
+        let admitted: Vec<Ticket> = got.iter().filter_map(|r| r.ok()).collect();
+        assert_eq!(admitted.len(), 1, "exactly one probe admitted: {got:?}");
+        assert!(admitted[0].is_probe());
+        assert!(got.iter().all(|r| r.is_ok() || *r == Err(HalfOpen)), "{got:?}");
+        seen.hit(["racer 0 won", "racer 1 won", "racer 2 won"][got.iter().position(Result::is_ok).unwrap()]);
+        assert_eq!(b.state(), HalfOpen);
+        assert_counters(&b, 0, 1, 0);
+        assert_eq!(events.take(), []);
+
+        assert_eq!(
+            b.record(admitted[0], Outcome::Success),
+            Ok(Recorded::Transitioned(t(HalfOpen, Closed)))
+        );
+        assert_eq!(events.take(), [t(HalfOpen, Closed)]);
+    });
+}
+
+/// Three threads race and record success at once: one probe closes the
+/// breaker, and any later call is admitted in the closed state.
+#[test]
+fn m1_single_probe_success_closes() {
+    model(
+        &[
+            "0 admitted after close",
+            "1 admitted after close",
+            "2 admitted after close",
+        ],
+        |seen| {
+            let (b, _clock, events) = half_open_breaker(|c| c.half_open_max_calls(1));
+            let h1 = b.spawn(|b| call(b, Outcome::Success));
+            let h2 = b.spawn(|b| call(b, Outcome::Success));
+            let mine = call(&b, Outcome::Success);
+            let calls = [mine, h1.join().unwrap(), h2.join().unwrap()];
+
+            assert_eq!(count(&calls, |c| matches!(c, Call::Probe(_))), 1, "{calls:?}");
+            for c in calls {
+                match c {
+                    Call::Probe(r) => assert_eq!(r, Recorded::Transitioned(t(HalfOpen, Closed))),
+                    Call::Closed(r) => assert_eq!(r, Recorded::Counted),
+                    Call::Rejected(s) => assert_eq!(s, HalfOpen),
+                }
+            }
+            seen.hit(
+                [
+                    "0 admitted after close",
+                    "1 admitted after close",
+                    "2 admitted after close",
+                ][count(&calls, |c| matches!(c, Call::Closed(_)))],
+            );
+            assert_eq!(b.state(), Closed);
+            assert_counters(&b, 0, 0, 0);
+            assert_eq!(events.take(), [t(HalfOpen, Closed)]);
+        },
+    );
+}
+
+/// Three threads race and record failure at once: one probe re-opens the
+/// breaker; nobody else is admitted.
+#[test]
+fn m1_single_probe_failure_reopens() {
+    model(&["rejected half-open", "rejected open"], |seen| {
+        let (b, _clock, events) = half_open_breaker(|c| c.half_open_max_calls(1));
+        let h1 = b.spawn(|b| call(b, Outcome::Failure));
+        let h2 = b.spawn(|b| call(b, Outcome::Failure));
+        let mine = call(&b, Outcome::Failure);
+        let calls = [mine, h1.join().unwrap(), h2.join().unwrap()];
+
+        assert_eq!(count(&calls, |c| matches!(c, Call::Probe(_))), 1, "{calls:?}");
+        for c in calls {
+            match c {
+                Call::Probe(r) => assert_eq!(r, Recorded::Transitioned(t(HalfOpen, Open))),
+                Call::Closed(r) => panic!("admitted while open: {r:?}"),
+                Call::Rejected(HalfOpen) => seen.hit("rejected half-open"),
+                Call::Rejected(s) => {
+                    assert_eq!(s, Open);
+                    seen.hit("rejected open");
+                }
+            }
+        }
+        assert_eq!(b.state(), Open);
+        assert_counters(&b, 0, 0, 0);
+        assert_eq!(events.take(), [t(HalfOpen, Open)]);
+    });
+}
+
+// ---------------------------------------------------------------------------
+// 2. half_open_max_calls = 2: never more than two probes in flight.
+// ---------------------------------------------------------------------------
+
+/// Three threads race for two slots and hold what they get: exactly two
+/// are admitted.
+#[test]
+fn m2_two_slots_three_racers() {
+    model(&["racer 0 lost", "racer 1 lost", "racer 2 lost"], |seen| {
+        let (b, _clock, events) = half_open_breaker(|c| c.half_open_max_calls(2).success_threshold(2));
+        let h1 = b.spawn(hold);
+        let h2 = b.spawn(hold);
+        let mine = hold(&b);
+        let got = [mine, h1.join().unwrap(), h2.join().unwrap()];
+
+        let admitted: Vec<Ticket> = got.iter().filter_map(|r| r.ok()).collect();
+        assert_eq!(admitted.len(), 2, "exactly two probes admitted: {got:?}");
+        assert!(admitted.iter().all(|t| t.is_probe()));
+        assert!(got.iter().all(|r| r.is_ok() || *r == Err(HalfOpen)), "{got:?}");
+        seen.hit(
+            ["racer 0 lost", "racer 1 lost", "racer 2 lost"][got.iter().position(Result::is_err).unwrap()],
+        );
+        assert_eq!(b.state(), HalfOpen);
+        assert_counters(&b, 0, 2, 0);
+        assert_eq!(events.take(), []);
+    });
+}
+
+/// Three threads take a probe, hold it, and free it (ignored): at no point
+/// do more than two callers hold a probe, counted outside the breaker. The
+/// count is relaxed, so it leans on nothing but the breaker's own ordering:
+/// a slot handed on must carry the previous holder's release with it.
+#[test]
+fn m2_never_more_than_two_in_flight() {
+    model(&["2 admitted", "3 admitted"], |seen| {
+        let (b, _clock, events) = half_open_breaker(|c| c.half_open_max_calls(2).success_threshold(2));
+        let holders = Arc::new(AtomicUsize::new(0));
+        let probe = {
+            let holders = holders.clone();
+            move |r: &Racer| match r.step(|b| b.try_acquire().map(|p| p.into_ticket())) {
+                Ok(ticket) => {
+                    assert!(ticket.is_probe());
+                    let now = holders.fetch_add(1, Ordering::Relaxed) + 1;
+                    assert!(now <= 2, "{now} probes held at once");
+                    assert!(r.probes_in_flight() <= 2);
+                    holders.fetch_sub(1, Ordering::Relaxed);
+                    assert_eq!(
+                        r.step(|b| b.record(ticket, Outcome::Ignored)),
+                        Ok(Recorded::Counted)
+                    );
+                    true
+                }
+                Err(rejected) => {
+                    assert_eq!(rejected.state, HalfOpen);
+                    false
+                }
+            }
+        };
+        let h1 = b.spawn(probe.clone());
+        let h2 = b.spawn(probe.clone());
+        let mine = probe(&b);
+        let admitted = [mine, h1.join().unwrap(), h2.join().unwrap()];
+
+        // The first two asks always find a free slot.
+        match admitted.iter().filter(|a| **a).count() {
+            2 => seen.hit("2 admitted"),
+            3 => seen.hit("3 admitted"),
+            n => panic!("only {n} admitted: the first two asks always find a slot"),
+        }
+        assert_eq!(holders.load(Ordering::Relaxed), 0);
+        assert_eq!(b.state(), HalfOpen);
+        assert_counters(&b, 0, 0, 0);
+        assert_eq!(events.take(), []);
+    });
+}
+
+// ---------------------------------------------------------------------------
+// 3. OPEN after reset_timeout: one OPEN -> HALF_OPEN transition, one probe.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn m3_reset_timeout_one_transition_one_probe() {
+    model(&["main won", "thread won"], |seen| {
+        let (b, clock, events) = breaker(|c| c.half_open_max_calls(1));
+        assert_eq!(b.open(), Some(t(Closed, Open)));
+        assert_eq!(events.take(), [t(Closed, Open)]);
+        clock.advance(RESET);
+
+        let h = b.spawn(hold);
+        let mine = hold(&b);
+        let got = [mine, h.join().unwrap()];
+
+        let admitted: Vec<Ticket> = got.iter().filter_map(|r| r.ok()).collect();
+        assert_eq!(admitted.len(), 1, "exactly one probe: {got:?}");
+        assert!(admitted[0].is_probe());
+        seen.hit(if got[0].is_ok() { "main won" } else { "thread won" });
+        // The loser lost to the transition, so it is told half-open, not open.
+        assert!(got.iter().all(|r| r.is_ok() || *r == Err(HalfOpen)), "{got:?}");
+        assert_eq!(b.state(), HalfOpen);
+        assert_counters(&b, 0, 1, 0);
+        assert_eq!(events.take(), [t(Open, HalfOpen)], "exactly one transition event");
+
+        assert_eq!(
+            b.record(admitted[0], Outcome::Success),
+            Ok(Recorded::Transitioned(t(HalfOpen, Closed)))
+        );
+        assert_eq!(events.take(), [t(HalfOpen, Closed)]);
+    });
+}
+
+// ---------------------------------------------------------------------------
+// 4. CLOSED, fail_max = 2: concurrent failures trip exactly once.
+// ---------------------------------------------------------------------------
+
+/// Two threads fail at once: the breaker always ends open, with one event
+/// and one caller told it tripped.
+#[test]
+fn m4_two_failures_trip_once() {
+    model(&["main tripped", "thread tripped"], |seen| {
+        let (b, _clock, events) = breaker(|c| c.fail_max(2));
+        let h = b.spawn(|b| call(b, Outcome::Failure));
+        let mine = call(&b, Outcome::Failure);
+        let calls = [mine, h.join().unwrap()];
+
+        let tripped = count(&calls, |c| matches!(c, Call::Closed(r) if r.tripped()));
+        assert_eq!(tripped, 1, "exactly one trip reported: {calls:?}");
+        assert!(calls.iter().all(|c| matches!(c, Call::Closed(_))), "{calls:?}");
+        seen.hit(if matches!(calls[0], Call::Closed(r) if r.tripped()) {
+            "main tripped"
+        } else {
+            "thread tripped"
+        });
+        assert_eq!(b.state(), Open);
+        assert_counters(&b, 0, 0, 0);
+        assert_eq!(events.take(), [t(Closed, Open)]);
+    });
+}
+
+/// Two threads fail while a third succeeds. The success either lands
+/// between the failures (it resets the count: closed, one failure, no
+/// event), or it does not, and then the trip stands: open, one event, one
+/// caller told it tripped, and the success stale or rejected.
+#[test]
+fn m4_success_racing_two_failures() {
+    model(
+        &[
+            "success between the failures",
+            "success before the failures",
+            "success stale after the trip",
+            "success rejected after the trip",
+        ],
+        |seen| {
+            let (b, _clock, events) = breaker(|c| c.fail_max(2));
+            let h1 = b.spawn(|b| call(b, Outcome::Failure));
+            let h2 = b.spawn(|b| call(b, Outcome::Failure));
+            let success = call(&b, Outcome::Success);
+            let failures = [h1.join().unwrap(), h2.join().unwrap()];
+
+            assert!(
+                failures.iter().all(|c| matches!(c, Call::Closed(_))),
+                "{failures:?}"
+            );
+            let tripped = count(&failures, |c| matches!(c, Call::Closed(r) if r.tripped()));
+            match b.state() {
+                Open => {
+                    assert_eq!(tripped, 1, "one trip reported: {failures:?}");
+                    seen.hit(match success {
+                        Call::Closed(Recorded::Counted) => "success before the failures",
+                        Call::Closed(Recorded::Stale) => "success stale after the trip",
+                        Call::Rejected(Open) => "success rejected after the trip",
+                        other => panic!("the success undid or reported the trip: {other:?}"),
+                    });
+                    assert_counters(&b, 0, 0, 0);
+                    assert_eq!(events.take(), [t(Closed, Open)]);
+                }
+                Closed => {
+                    assert_eq!(tripped, 0, "{failures:?}");
+                    assert_eq!(success, Call::Closed(Recorded::Counted));
+                    seen.hit("success between the failures");
+                    assert_counters(&b, 1, 0, 0);
+                    assert_eq!(events.take(), []);
+                }
+                HalfOpen => panic!("half-open without a reset timeout"),
+            }
+        },
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 5. success_threshold = 2, half_open_max_calls = 2: closes exactly once.
+// ---------------------------------------------------------------------------
+
+/// Two probes succeed at once: both are admitted, exactly one record closes.
+#[test]
+fn m5_two_probe_successes_close_once() {
+    model(&["main closed", "thread closed"], |seen| {
+        let (b, _clock, events) = half_open_breaker(|c| c.half_open_max_calls(2).success_threshold(2));
+        let h = b.spawn(|b| call(b, Outcome::Success));
+        let mine = call(&b, Outcome::Success);
+        let calls = [mine, h.join().unwrap()];
+
+        let closed = Call::Probe(Recorded::Transitioned(t(HalfOpen, Closed)));
+        assert_eq!(count(&calls, |c| *c == closed), 1, "{calls:?}");
+        assert_eq!(
+            count(&calls, |c| *c == Call::Probe(Recorded::Counted)),
+            1,
+            "{calls:?}"
+        );
+        seen.hit(if calls[0] == closed {
+            "main closed"
+        } else {
+            "thread closed"
+        });
+        assert_eq!(b.state(), Closed);
+        assert_counters(&b, 0, 0, 0);
+        assert_eq!(events.take(), [t(HalfOpen, Closed)]);
+    });
+}
+
+/// Three callers, two slots, all succeed: still exactly one close. A probe
+/// recorded after the close is stale; a call after it is a closed one.
+#[test]
+fn m5_three_callers_close_once() {
+    model(
+        &[
+            "probe counted",
+            "probe closed",
+            "probe stale",
+            "closed call",
+            "rejected",
+        ],
+        |seen| {
+            let (b, _clock, events) = half_open_breaker(|c| c.half_open_max_calls(2).success_threshold(2));
+            let h1 = b.spawn(|b| call(b, Outcome::Success));
+            let h2 = b.spawn(|b| call(b, Outcome::Success));
+            let mine = call(&b, Outcome::Success);
+            let calls = [mine, h1.join().unwrap(), h2.join().unwrap()];
+
+            let closed = Call::Probe(Recorded::Transitioned(t(HalfOpen, Closed)));
+            assert_eq!(count(&calls, |c| *c == closed), 1, "{calls:?}");
+            for c in calls {
+                match c {
+                    Call::Probe(Recorded::Counted) => seen.hit("probe counted"),
+                    Call::Probe(Recorded::Stale) => seen.hit("probe stale"),
+                    Call::Probe(r) => {
+                        assert_eq!(r, Recorded::Transitioned(t(HalfOpen, Closed)));
+                        seen.hit("probe closed");
+                    }
+                    Call::Closed(r) => {
+                        assert_eq!(r, Recorded::Counted);
+                        seen.hit("closed call");
+                    }
+                    Call::Rejected(s) => {
+                        assert_eq!(s, HalfOpen);
+                        seen.hit("rejected");
+                    }
+                }
+            }
+            assert_eq!(b.state(), Closed);
+            assert_counters(&b, 0, 0, 0);
+            assert_eq!(events.take(), [t(HalfOpen, Closed)]);
+        },
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 6. A forced close()/open()/half_open() racing a probe's record.
+// ---------------------------------------------------------------------------
+
+/// One probe is admitted before the race; one thread records it with
+/// `outcome` while another forces `target`. `fail_max = 1`, so a stale
+/// failure that slipped through would trip a forced-closed breaker.
+fn force_racing_record(target: State, outcome: Outcome) {
+    let expected: &[&str] = if target == HalfOpen {
+        &["record first", "no-op force first"]
+    } else {
+        &["record first", "force first"]
+    };
+    model(expected, move |seen| {
+        let (b, _clock, events) = half_open_breaker(|c| c.half_open_max_calls(1).fail_max(1));
+        let ticket = hold(&b).expect("the one probe");
+        let h = b.spawn(move |r| r.step(|b| b.record(ticket, outcome)).expect("our ticket"));
+        let forced = b.step(|b| match target {
+            Closed => b.close(),
+            Open => b.open(),
+            HalfOpen => b.half_open(),
+        });
+        let recorded = h.join().unwrap();
+        let reported = Events::sorted(events.take());
+
+        // Where the record alone would have taken the breaker.
+        let after_record = match outcome {
+            Outcome::Success => Closed,
+            Outcome::Failure => Open,
+            Outcome::Ignored => HalfOpen,
+        };
+        let end = if recorded == Recorded::Stale {
+            // The force came first and ended the probe's episode.
+            assert_ne!(target, HalfOpen, "forcing half-open keeps the probe's episode");
+            assert_eq!(forced, Some(t(HalfOpen, target)));
+            assert_eq!(reported, [t(HalfOpen, target)]);
+            seen.hit("force first");
+            target
+        } else {
+            // The record counted, so it came before any force that moved.
+            let moved = (after_record != HalfOpen).then(|| t(HalfOpen, after_record));
+            assert_eq!(recorded, moved.map_or(Recorded::Counted, Recorded::Transitioned));
+            match forced {
+                // Already there, or forced half-open while still half-open
+                // (then the record moved on from it): the record's result stands.
+                None => {
+                    assert!(after_record == target || target == HalfOpen, "{recorded:?}");
+                    assert_eq!(reported, Vec::from_iter(moved));
+                    if after_record == target {
+                        seen.hit("record first");
+                    } else {
+                        seen.hit("no-op force first");
+                    }
+                    after_record
+                }
+                // The force moved on from where the record left it.
+                Some(then) => {
+                    assert_eq!(then, t(after_record, target));
+                    assert_eq!(
+                        reported,
+                        Events::sorted(moved.into_iter().chain([then]).collect())
+                    );
+                    seen.hit("record first");
+                    target
+                }
+            }
+        };
+        assert_eq!(b.state(), end, "the forced state or a legal successor");
+        assert_counters(&b, 0, 0, 0);
+
+        // Recording the same probe again changes nothing.
+        assert_eq!(b.record(ticket, outcome), Ok(Recorded::Stale));
+        assert_eq!(b.state(), end);
+        assert_counters(&b, 0, 0, 0);
+        assert_eq!(events.take(), []);
+    });
+}
+
+#[test]
+fn m6_close_racing_probe_success() {
+    force_racing_record(Closed, Outcome::Success);
+}
+
+#[test]
+fn m6_close_racing_probe_failure() {
+    force_racing_record(Closed, Outcome::Failure);
+}
+
+#[test]
+fn m6_open_racing_probe_success() {
+    force_racing_record(Open, Outcome::Success);
+}
+
+#[test]
+fn m6_open_racing_probe_failure() {
+    force_racing_record(Open, Outcome::Failure);
+}
+
+#[test]
+fn m6_half_open_racing_probe_success() {
+    force_racing_record(HalfOpen, Outcome::Success);
+}
+
+// ---------------------------------------------------------------------------
+// 7. A lost probe's lease expiry racing a late record of that probe.
+// ---------------------------------------------------------------------------
+
+/// A probe is admitted and left unrecorded past its lease. One thread then
+/// records it late, twice (a retried record); another asks for a probe,
+/// which either takes the freed slot or reclaims the expired one. At most
+/// one of the late record and the reclaim frees the slot: the new probe is
+/// always the only one in flight.
+fn lease_expiry_racing_late_record(outcome: Outcome) {
+    model(&["late record first", "reclaim first"], move |seen| {
+        let (b, clock, events) =
+            half_open_breaker(|c| c.half_open_max_calls(1).success_threshold(2).fail_max(1));
+        let lost = hold(&b).expect("the one probe");
+        clock.advance(LEASE);
+
+        let h = b.spawn(move |r| {
+            let late = r.step(|b| b.record(lost, outcome)).expect("our ticket");
+            let retried = r.step(|b| b.record(lost, outcome)).expect("our ticket");
+            (late, retried)
+        });
+        let asked = hold(&b);
+        let (late, retried) = h.join().unwrap();
+
+        assert_eq!(retried, Recorded::Stale, "a probe is recorded at most once");
+        if late == Recorded::Transitioned(t(HalfOpen, Open)) {
+            // The late failure re-opened the breaker before the ask.
+            assert_eq!(outcome, Outcome::Failure);
+            assert_eq!(asked, Err(Open));
+            assert_eq!(b.state(), Open);
+            assert_counters(&b, 0, 0, 0);
+            assert_eq!(events.take(), [t(HalfOpen, Open)]);
+            seen.hit("late record first");
+            return;
+        }
+
+        let fresh = asked.expect("a free or reclaimed slot admits the ask");
+        assert!(fresh.is_probe());
+        match late {
+            // The late record freed the slot; the ask took it.
+            Recorded::Counted => {
+                assert_ne!(outcome, Outcome::Failure);
+                seen.hit("late record first");
+            }
+            // The ask reclaimed the slot; the late record was stale.
+            Recorded::Stale => seen.hit("reclaim first"),
+            other => panic!("unexpected late record {other:?}"),
+        }
+        let counted_success = u32::from(late == Recorded::Counted && outcome == Outcome::Success);
+        assert_eq!(b.state(), HalfOpen);
+        assert_counters(&b, 0, 1, counted_success);
+        assert_eq!(events.take(), []);
+
+        // One probe in flight and its lease fresh: the slot is taken.
+        assert_eq!(hold(&b), Err(HalfOpen));
+        assert_eq!(b.record(fresh, Outcome::Ignored), Ok(Recorded::Counted));
+        assert_counters(&b, 0, 0, counted_success);
+        assert_eq!(b.record(lost, outcome), Ok(Recorded::Stale));
+        assert_counters(&b, 0, 0, counted_success);
+    });
+}
+
+#[test]
+fn m7_lease_expiry_racing_late_ignore() {
+    lease_expiry_racing_late_record(Outcome::Ignored);
+}
+
+#[test]
+fn m7_lease_expiry_racing_late_success() {
+    lease_expiry_racing_late_record(Outcome::Success);
+}
+
+#[test]
+fn m7_lease_expiry_racing_late_failure() {
+    lease_expiry_racing_late_record(Outcome::Failure);
+}
+
+// ---------------------------------------------------------------------------
+// 8. set_fail_max racing failures: no lost trip.
+// ---------------------------------------------------------------------------
+
+/// `fail_max` 3 is lowered to 2 while two threads fail: two failures meet
+/// the new limit however the three interleave, so the breaker ends open,
+/// and exactly one of the three reports the trip.
+#[test]
+fn m8_set_fail_max_racing_two_failures() {
+    model(&["a failure tripped", "the setter tripped"], |seen| {
+        let (b, _clock, events) = breaker(|c| c.fail_max(3));
+        let h1 = b.spawn(|b| call(b, Outcome::Failure));
+        let h2 = b.spawn(|b| call(b, Outcome::Failure));
+        let set = b.step(|b| b.set_fail_max(2)).expect("valid");
+        let calls = [h1.join().unwrap(), h2.join().unwrap()];
+
+        assert!(calls.iter().all(|c| matches!(c, Call::Closed(_))), "{calls:?}");
+        let tripped = count(&calls, |c| matches!(c, Call::Closed(r) if r.tripped()));
+        let set_tripped = usize::from(set == Some(t(Closed, Open)));
+        assert!(set.is_none() || set_tripped == 1, "{set:?}");
+        seen.hit(if set_tripped == 1 {
+            "the setter tripped"
+        } else {
+            "a failure tripped"
+        });
+        assert_eq!(
+            tripped + set_tripped,
+            1,
+            "one trip reported: {calls:?}, setter {set:?}"
+        );
+        assert_eq!(b.state(), Open, "no lost trip");
+        assert_eq!(b.fail_max(), 2);
+        assert_counters(&b, 0, 0, 0);
+        assert_eq!(events.take(), [t(Closed, Open)]);
+    });
+}
+
+/// One failure already counted, `fail_max` 2 lowered to 1 while a second
+/// thread fails: the breaker ends open, tripped once.
+#[test]
+fn m8_set_fail_max_racing_one_failure() {
+    model(&["a failure tripped", "the setter tripped"], |seen| {
+        let (b, _clock, events) = breaker(|c| c.fail_max(3));
+        assert_eq!(call(&b, Outcome::Failure), Call::Closed(Recorded::Counted));
+        let h = b.spawn(|b| call(b, Outcome::Failure));
+        let set = b.step(|b| b.set_fail_max(2)).expect("valid");
+        let failed = h.join().unwrap();
+
+        let tripped = usize::from(matches!(failed, Call::Closed(r) if r.tripped()));
+        let set_tripped = usize::from(set == Some(t(Closed, Open)));
+        assert!(set.is_none() || set_tripped == 1, "{set:?}");
+        seen.hit(if set_tripped == 1 {
+            "the setter tripped"
+        } else {
+            "a failure tripped"
+        });
+        assert_eq!(
+            tripped + set_tripped,
+            1,
+            "one trip reported: {failed:?}, setter {set:?}"
+        );
+        assert_eq!(b.state(), Open, "no lost trip");
+        assert_counters(&b, 0, 0, 0);
+        assert_eq!(events.take(), [t(Closed, Open)]);
+    });
+}
