@@ -1,0 +1,319 @@
+//! Protecting async calls, on any executor.
+//!
+//! [`CircuitBreaker::call_async`] is the async twin of
+//! [`CircuitBreaker::call`]. It asks for admission when first polled, so a
+//! rejected call never constructs (or never polls) the protected future, and
+//! an admitted one is polled to completion once — never run twice.
+//!
+//! # Cancellation
+//!
+//! A future dropped before it finishes (a `select!` that lost, a timeout, an
+//! aborted task) records its call as [`Outcome::Ignored`] by default: the
+//! dependency never answered, so the call counts neither way, and a
+//! half-open probe's slot is freed at once instead of waiting out its lease.
+//! [`CallAsync::on_cancel`] picks another outcome, such as
+//! [`Outcome::Failure`] when a timeout should count against the dependency.
+//! A protected future that panics counts as a failure, as in the sync `call`.
+//!
+//! Nothing here depends on a runtime: the futures are plain
+//! [`core::future::Future`]s.
+
+use crate::breaker::CircuitBreaker;
+use crate::error::{Error, Rejected};
+use crate::state::{Outcome, Recorded, Ticket};
+use std::borrow::Borrow;
+use std::fmt;
+use std::future::Future;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+/// An admitted call that has not been recorded yet.
+///
+/// Dropped unrecorded, it records `on_cancel` — or a failure while the
+/// thread is panicking, since the call then did not succeed. Used by every
+/// async integration (futures, tower, the LLM adapter).
+pub(crate) struct TicketGuard<B: Borrow<CircuitBreaker>> {
+    breaker: B,
+    ticket: Option<Ticket>,
+    on_cancel: Outcome,
+}
+
+impl<B: Borrow<CircuitBreaker>> TicketGuard<B> {
+    /// Asks `breaker` for admission.
+    pub(crate) fn acquire(breaker: B, on_cancel: Outcome) -> Result<Self, Rejected> {
+        let ticket = breaker.borrow().acquire_ticket()?;
+        Ok(TicketGuard {
+            breaker,
+            ticket: Some(ticket),
+            on_cancel,
+        })
+    }
+
+    pub(crate) fn breaker(&self) -> &CircuitBreaker {
+        self.breaker.borrow()
+    }
+
+    pub(crate) fn set_on_cancel(&mut self, outcome: Outcome) {
+        self.on_cancel = outcome;
+    }
+
+    /// Polls the protected future; a panic in it records a failure first
+    /// (executors such as tokio catch the panic and drop the future later,
+    /// when the thread is no longer panicking), then keeps unwinding.
+    pub(crate) fn poll_call<Fut: Future>(
+        &mut self,
+        fut: Pin<&mut Fut>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Fut::Output> {
+        match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+            Ok(poll) => poll,
+            Err(panic) => {
+                let _ = self.finish(Outcome::Failure);
+                resume_unwind(panic)
+            }
+        }
+    }
+
+    /// Records how the call ended; later calls (and the drop) do nothing.
+    pub(crate) fn finish(&mut self, outcome: Outcome) -> Recorded {
+        match self.ticket.take() {
+            Some(ticket) => record(self.breaker.borrow(), ticket, outcome),
+            None => Recorded::Stale,
+        }
+    }
+}
+
+/// Records a ticket this breaker issued itself.
+fn record(breaker: &CircuitBreaker, ticket: Ticket, outcome: Outcome) -> Recorded {
+    // The ticket came from this very breaker, so it is never invalid; should
+    // that ever change, treating it as stale records nothing twice.
+    breaker.record(ticket, outcome).unwrap_or(Recorded::Stale)
+}
+
+impl<B: Borrow<CircuitBreaker>> Drop for TicketGuard<B> {
+    fn drop(&mut self) {
+        let outcome = if std::thread::panicking() {
+            Outcome::Failure
+        } else {
+            self.on_cancel
+        };
+        let _ = self.finish(outcome);
+    }
+}
+
+impl<B: Borrow<CircuitBreaker>> fmt::Debug for TicketGuard<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TicketGuard")
+            .field("breaker", &self.breaker.borrow().name())
+            .field("ticket", &self.ticket)
+            .field("on_cancel", &self.on_cancel)
+            .finish()
+    }
+}
+
+/// The future returned by [`CircuitBreaker::call_async`] and its siblings.
+///
+/// Resolves to `Ok(value)`, or to [`Error::Rejected`] without running the
+/// call, or to [`Error::Failed`] with the call's own error, classified by the
+/// breaker's `exclude` and `ignore` predicates as in
+/// [`CircuitBreaker::call`]. Polling it again after it resolved panics, as
+/// for any future.
+#[must_use = "futures do nothing unless polled; the call is not admitted until then"]
+pub struct CallAsync<B, F, Fut>
+where
+    B: Borrow<CircuitBreaker>,
+{
+    /// The breaker until admission; then it lives in `guard`.
+    breaker: Option<B>,
+    /// Builds the protected future once admitted; taken exactly once.
+    make: Option<F>,
+    /// The protected future, pinned in place once built.
+    fut: Option<Fut>,
+    guard: Option<TicketGuard<B>>,
+    on_cancel: Outcome,
+    done: bool,
+}
+
+impl<B, F, Fut> CallAsync<B, F, Fut>
+where
+    B: Borrow<CircuitBreaker>,
+{
+    fn new(breaker: B, make: F) -> Self {
+        CallAsync {
+            breaker: Some(breaker),
+            make: Some(make),
+            fut: None,
+            guard: None,
+            on_cancel: Outcome::Ignored,
+            done: false,
+        }
+    }
+
+    /// How a call dropped before it finished is recorded (default
+    /// [`Outcome::Ignored`]). May be changed while the call runs.
+    pub fn on_cancel(mut self, outcome: Outcome) -> Self {
+        self.set_on_cancel(outcome);
+        self
+    }
+
+    fn set_on_cancel(&mut self, outcome: Outcome) {
+        self.on_cancel = outcome;
+        if let Some(guard) = self.guard.as_mut() {
+            guard.set_on_cancel(outcome);
+        }
+    }
+
+    /// Whether the call has been admitted (and not yet finished).
+    pub fn is_admitted(&self) -> bool {
+        self.guard.is_some()
+    }
+}
+
+impl<B, F, Fut, T, E> Future for CallAsync<B, F, Fut>
+where
+    B: Borrow<CircuitBreaker>,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: 'static,
+{
+    type Output = Result<T, Error<E>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: `fut` is the only structurally pinned field: it is never
+        // moved out of `self` (it is only polled through the `Pin` made
+        // below, and replaced with `Pin::set`, which drops it in place), and
+        // `Drop` does not touch it. Every other field is used by `&mut` as
+        // an ordinary unpinned value. `CallAsync` is `Unpin` only when all
+        // its fields are (the auto trait), so no `Unpin` impl breaks this.
+        let this = unsafe { self.get_unchecked_mut() };
+        assert!(!this.done, "CallAsync polled after it resolved");
+
+        if let Some(breaker) = this.breaker.take() {
+            match TicketGuard::acquire(breaker, this.on_cancel) {
+                Ok(guard) => {
+                    this.guard = Some(guard);
+                    let make = this.make.take().expect("the call is built once, on admission");
+                    // SAFETY: see above; `fut` is pinned in place from here on.
+                    let mut fut = unsafe { Pin::new_unchecked(&mut this.fut) };
+                    fut.set(Some(make()));
+                }
+                Err(rejected) => {
+                    this.done = true;
+                    this.make = None;
+                    return Poll::Ready(Err(Error::Rejected(rejected)));
+                }
+            }
+        }
+
+        // SAFETY: see above.
+        let mut fut = unsafe { Pin::new_unchecked(&mut this.fut) };
+        let guard = this.guard.as_mut().expect("an admitted call holds its ticket");
+        let running = fut
+            .as_mut()
+            .as_pin_mut()
+            .expect("an admitted call has its future");
+        let result = match guard.poll_call(running, cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(result) => result,
+        };
+        // The call is over: drop the protected future before recording, so
+        // whatever it holds is released first.
+        fut.set(None);
+        this.done = true;
+        let mut guard = this.guard.take().expect("an admitted call holds its ticket");
+        Poll::Ready(match result {
+            Ok(value) => {
+                let _ = guard.finish(Outcome::Success);
+                Ok(value)
+            }
+            Err(error) => {
+                let outcome = guard.breaker().classify(&error);
+                let recorded = guard.finish(outcome);
+                Err(Error::Failed {
+                    error,
+                    tripped: recorded.tripped(),
+                })
+            }
+        })
+    }
+}
+
+impl<B, F, Fut> fmt::Debug for CallAsync<B, F, Fut>
+where
+    B: Borrow<CircuitBreaker>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallAsync")
+            .field("admitted", &self.is_admitted())
+            .field("done", &self.done)
+            .field("on_cancel", &self.on_cancel)
+            .finish()
+    }
+}
+
+impl CircuitBreaker {
+    /// Runs the future `make()` builds if the breaker admits the call, and
+    /// records how it ended. See the [module docs](crate::future).
+    ///
+    /// Admission is asked for when the returned future is first polled;
+    /// `make` is called only then, and only if admitted.
+    ///
+    /// ```
+    /// use breakerbox::CircuitBreaker;
+    /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     struct W; impl std::task::Wake for W { fn wake(self: std::sync::Arc<Self>) {} }
+    /// #     let waker = std::sync::Arc::new(W).into();
+    /// #     let mut cx = std::task::Context::from_waker(&waker);
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     loop { if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; } }
+    /// # }
+    ///
+    /// let breaker = CircuitBreaker::builder().name("db").build().unwrap();
+    /// let answer = block_on(breaker.call_async(|| async { Ok::<_, std::io::Error>(42) }));
+    /// assert_eq!(answer.unwrap(), 42);
+    /// ```
+    pub fn call_async<F, Fut, T, E>(&self, make: F) -> CallAsync<&Self, F, Fut>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: 'static,
+    {
+        CallAsync::new(self, make)
+    }
+
+    /// Like [`CircuitBreaker::call_async`], for a future already built. It
+    /// is polled only if the call is admitted; a rejected call drops it
+    /// unpolled.
+    pub fn call_future<Fut, T, E>(&self, fut: Fut) -> CallAsync<&Self, impl FnOnce() -> Fut, Fut>
+    where
+        Fut: Future<Output = Result<T, E>>,
+        E: 'static,
+    {
+        CallAsync::new(self, move || fut)
+    }
+
+    /// Like [`CircuitBreaker::call_async`], holding an `Arc` of the breaker,
+    /// so the future is `'static` and can be spawned.
+    pub fn call_async_owned<F, Fut, T, E>(self: &Arc<Self>, make: F) -> CallAsync<Arc<Self>, F, Fut>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: 'static,
+    {
+        CallAsync::new(Arc::clone(self), make)
+    }
+
+    /// Like [`CircuitBreaker::call_future`], holding an `Arc` of the breaker.
+    pub fn call_future_owned<Fut, T, E>(
+        self: &Arc<Self>,
+        fut: Fut,
+    ) -> CallAsync<Arc<Self>, impl FnOnce() -> Fut, Fut>
+    where
+        Fut: Future<Output = Result<T, E>>,
+        E: 'static,
+    {
+        CallAsync::new(Arc::clone(self), move || fut)
+    }
+}
