@@ -24,6 +24,7 @@ mod breaker;
 pub mod clock;
 mod config;
 mod error;
+pub mod ffi;
 pub mod future;
 mod listener;
 #[cfg(feature = "llm")]

@@ -1,0 +1,3 @@
+module breakerbox
+
+go 1.19

@@ -1,0 +1,106 @@
+//! The committed C header against the crate: its version matches Cargo.toml,
+//! and every function of the C ABI is declared with its contract signature.
+
+use std::ffi::CStr;
+use std::path::Path;
+
+fn header() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("include/breakerbox.h");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// The header with every run of whitespace made one space.
+fn normalized(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[test]
+fn header_version_matches_cargo_toml() {
+    let header = header();
+    for (name, value) in [
+        ("BREAKERBOX_VERSION_MAJOR", env!("CARGO_PKG_VERSION_MAJOR")),
+        ("BREAKERBOX_VERSION_MINOR", env!("CARGO_PKG_VERSION_MINOR")),
+        ("BREAKERBOX_VERSION_PATCH", env!("CARGO_PKG_VERSION_PATCH")),
+    ] {
+        let define = format!("#define {name} {value}\n");
+        assert!(
+            header.contains(&define),
+            "include/breakerbox.h lacks `{}`: update the constants in src/ffi.rs to the crate version and regenerate the header",
+            define.trim()
+        );
+    }
+}
+
+#[test]
+fn cb_version_is_the_crate_version() {
+    // SAFETY: cb_version returns a static NUL-terminated string.
+    let version = unsafe { CStr::from_ptr(breakerbox::ffi::cb_version()) };
+    assert_eq!(version.to_str(), Ok(env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn header_declares_the_whole_abi() {
+    let header = normalized(&header());
+    let contract = [
+        "typedef struct cb_breaker cb_breaker;",
+        "typedef struct cb_permit { /** * The token; copy it, never compute it. */ uint64_t bits; } cb_permit;",
+        "CB_STATE_CLOSED = 0,",
+        "CB_STATE_OPEN = 1,",
+        "CB_STATE_HALF_OPEN = 2,",
+        "CB_OUTCOME_SUCCESS = 0,",
+        "CB_OUTCOME_FAILURE = 1,",
+        "CB_OUTCOME_IGNORED = 2,",
+        "CB_STATUS_OK = 0,",
+        "CB_STATUS_REJECTED = 1,",
+        "CB_STATUS_STALE_PERMIT = 2,",
+        "CB_STATUS_INVALID_ARGUMENT = 3,",
+        "CB_STATUS_PANIC = 4,",
+        "CB_STATUS_STORAGE_ERROR = 5,",
+        "typedef void (*cb_state_change_fn)(void *user_data, const cb_breaker *breaker, cb_state from, cb_state to);",
+        "uint32_t fail_max;",
+        "uint64_t reset_timeout_ms;",
+        "uint32_t success_threshold;",
+        "uint32_t half_open_max_calls;",
+        "const char *name;",
+        "cb_state_change_fn on_state_change;",
+        "void *user_data; } cb_config;",
+        "cb_config cb_config_default(void);",
+        "cb_status cb_new(const cb_config *config, cb_breaker **out);",
+        "void cb_free(cb_breaker *breaker);",
+        "cb_status cb_try_acquire(const cb_breaker *breaker, cb_permit *out_permit);",
+        "cb_status cb_record(const cb_breaker *breaker, cb_permit permit, cb_outcome outcome);",
+        "cb_state cb_current_state(const cb_breaker *breaker);",
+        "uint32_t cb_fail_counter(const cb_breaker *breaker);",
+        "uint32_t cb_success_counter(const cb_breaker *breaker);",
+        "cb_status cb_force_open(const cb_breaker *breaker);",
+        "cb_status cb_force_half_open(const cb_breaker *breaker);",
+        "cb_status cb_force_close(const cb_breaker *breaker);",
+        "cb_status cb_set_fail_max(const cb_breaker *breaker, uint32_t fail_max);",
+        "cb_status cb_set_reset_timeout_ms(const cb_breaker *breaker, uint64_t reset_timeout_ms);",
+        "cb_status cb_set_success_threshold(const cb_breaker *breaker, uint32_t success_threshold);",
+        "cb_status cb_set_half_open_max_calls(const cb_breaker *breaker, uint32_t half_open_max_calls);",
+        "const char *cb_name(const cb_breaker *breaker);",
+        "const char *cb_status_str(cb_status status);",
+        "const char *cb_version(void);",
+    ];
+    let missing: Vec<_> = contract.iter().filter(|decl| !header.contains(*decl)).collect();
+    assert!(missing.is_empty(), "include/breakerbox.h lacks: {missing:#?}");
+}
+
+#[test]
+fn header_starts_with_the_ownership_and_threading_rules() {
+    let header = header();
+    let guard = header.find("#ifndef BREAKERBOX_H").expect("include guard");
+    let preamble = &header[..guard];
+    for rule in [
+        "cb_free(NULL) is a no-op",
+        "Out-parameters are written only when the call returns CB_STATUS_OK",
+        "cb_name()'s string lives as long as the breaker",
+        "Every function taking `const cb_breaker *` is thread-safe",
+        "runs on the thread whose call made the",
+        "except cb_free()",
+        "RECORDING TWICE",
+    ] {
+        assert!(preamble.contains(rule), "the header's preamble lacks {rule:?}");
+    }
+}
