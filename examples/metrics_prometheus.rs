@@ -1,0 +1,92 @@
+//! Breaker metrics served to Prometheus at `/metrics`.
+//!
+//! ```sh
+//! cargo run --example metrics_prometheus --features metrics                 # scrape once, print, exit
+//! cargo run --example metrics_prometheus --features metrics -- 127.0.0.1:9000 --serve
+//! ```
+//!
+//! With `--serve` it keeps serving (and keeps a flaky dependency busy) until
+//! stopped, so `curl http://127.0.0.1:9000/metrics` shows the series move.
+
+use breakerbox::metrics::MetricsListener;
+use breakerbox::Registry;
+use metrics_exporter_prometheus::PrometheusBuilder;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let serve = args.iter().any(|a| a == "--serve");
+    let addr: SocketAddr = match args.iter().find(|a| !a.starts_with("--")) {
+        Some(addr) => addr.parse()?,
+        // A free loopback port.
+        None => TcpListener::bind("127.0.0.1:0")?.local_addr()?,
+    };
+
+    PrometheusBuilder::new().with_http_listener(addr).install()?;
+    MetricsListener::describe();
+
+    // One breaker per dependency, each with its own metrics listener.
+    let registry = Registry::new(|b| {
+        b.fail_max(3)
+            .reset_timeout(Duration::from_millis(200))
+            .listener(MetricsListener::new().label("service", "checkout"))
+    });
+    let payments = registry.get_or_create("payments")?;
+    let inventory = registry.get_or_create("inventory")?;
+
+    loop {
+        for i in 0..10 {
+            // Payments mostly times out (and trips); inventory is healthy.
+            let _ = payments.call(|| if i % 5 == 4 { Ok(()) } else { Err("timeout") });
+            let _ = inventory.call(|| Ok::<_, &str>(()));
+        }
+        if !serve {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    for status in registry.statuses() {
+        println!("{}: {}", status.name, status.state);
+    }
+    let body = scrape(addr)?;
+    println!("GET http://{addr}/metrics:");
+    for line in body.lines().filter(|l| l.contains("breakerbox_")) {
+        println!("  {line}");
+    }
+    if !serve {
+        for expected in [
+            r#"breakerbox_successes_total{breaker="inventory",service="checkout"} 10"#,
+            r#"breakerbox_failures_total{breaker="payments",service="checkout"} 3"#,
+            r#"breakerbox_rejections_total{breaker="payments",service="checkout"} 7"#,
+            r#"breakerbox_state{breaker="payments",service="checkout"} 1"#,
+        ] {
+            if !body.lines().any(|l| l == expected) {
+                return Err(format!("{expected:?} missing from the scrape:\n{body}").into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A plain HTTP GET over loopback; retries while the exporter starts.
+fn scrape(addr: SocketAddr) -> std::io::Result<String> {
+    let mut last_error = None;
+    for _ in 0..100 {
+        let attempt = TcpStream::connect(addr).and_then(|mut s| {
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+            let mut body = String::new();
+            s.read_to_string(&mut body)?;
+            Ok(body)
+        });
+        match attempt {
+            Ok(body) => return Ok(body),
+            Err(e) => last_error = Some(e),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(last_error.expect("at least one attempt"))
+}
