@@ -80,7 +80,7 @@ fn prometheus_scrape_shows_every_series_of_every_breaker() {
     for _ in 0..5 {
         assert!(payments.call(|| Ok::<_, &str>(())).is_err());
     }
-    payments.try_acquire().err().expect("still open");
+    payments.try_acquire().expect_err("still open");
     search.call(|| Ok::<_, &str>(())).unwrap();
     let permit = search.try_acquire().unwrap();
     let _ = permit.ignore();

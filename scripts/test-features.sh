@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The optional features: each builds alone and all build together, lint-clean;
+# then the integration tests (async, tower, metrics, tracing, registry, LLM)
+# and the self-contained examples run.
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+features=(tower metrics tracing llm)
+# The redis feature builds here too when the crate has it; its tests need a
+# server and run in their own suite.
+if sed -n '/^\[features\]/,/^\[/p' Cargo.toml | grep -q '^redis *='; then
+    features+=(redis)
+fi
+
+step "clippy, no features" cargo clippy --lib --no-default-features -- -D warnings
+for feature in "${features[@]}"; do
+    step "clippy, feature $feature alone" \
+        cargo clippy --lib --no-default-features --features "$feature" -- -D warnings
+done
+step "clippy, all features, all targets" cargo clippy --all-features --all-targets -- -D warnings
+
+ours="tower,metrics,tracing,llm"
+tests=()
+for file in tests/{async,tower,metrics,tracing,registry,llm}_*.rs; do
+    [ -e "$file" ] && tests+=(--test "$(basename "$file" .rs)")
+done
+step "integration tests ($ours)" cargo test --features "$ours" "${tests[@]}"
+step "doc tests ($ours)" cargo test --features "$ours" --doc
+
+step "example http_tower" cargo run --quiet --features tower --example http_tower
+step "example llm" cargo run --quiet --features llm --example llm
+step "example metrics_prometheus" cargo run --quiet --features metrics --example metrics_prometheus
