@@ -349,7 +349,6 @@ pub(crate) enum Acquire {
 }
 
 /// What recording an outcome did.
-#[must_use]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Recorded {
     /// Counted; the state did not change.
