@@ -17,7 +17,8 @@ SHARED="$BUILD/shared"  # only libbreakerbox.so, for ctypes
 rm -rf "$STATIC" "$SHARED"
 mkdir -p "$STATIC" "$SHARED"
 
-TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+TARGET_DIR="$(cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
 step "cargo build --release (staticlib + cdylib)" cargo build --release --lib
 cp "$TARGET_DIR/release/libbreakerbox.a" "$STATIC/"
 cp "$TARGET_DIR/release/libbreakerbox.so" "$SHARED/"

@@ -187,7 +187,7 @@ typedef struct cb_breaker cb_breaker;
  * transition waits for it.
  */
 typedef void (*cb_state_change_fn)(void *user_data,
-                                   const struct cb_breaker *breaker,
+                                   const cb_breaker *breaker,
                                    cb_state from,
                                    cb_state to);
 
@@ -195,7 +195,7 @@ typedef void (*cb_state_change_fn)(void *user_data,
  * Configuration for `cb_new`. Start from `cb_config_default()` and change
  * the fields you need.
  */
-typedef struct cb_config {
+typedef struct {
     /**
      * Consecutive failures in the closed state that trip the breaker.
      * Default 5; at least 1.
@@ -236,7 +236,7 @@ typedef struct cb_config {
  * value to `cb_record`. An opaque token: its bits mean nothing to the caller
  * and forged bits are refused.
  */
-typedef struct cb_permit {
+typedef struct {
     /**
      * The token; copy it, never compute it.
      */
@@ -251,7 +251,7 @@ extern "C" {
  * The default configuration: fail_max 5, reset_timeout_ms 60000,
  * success_threshold 1, half_open_max_calls 1, no name, no callback.
  */
-struct cb_config cb_config_default(void);
+cb_config cb_config_default(void);
 
 /**
  * Makes a breaker from `config` and writes its handle to `*out`.
@@ -266,7 +266,7 @@ struct cb_config cb_config_default(void);
  * `config` is NULL or points to a readable `cb_config` whose `name` is NULL
  * or a NUL-terminated string; `out` is NULL or writable.
  */
-cb_status cb_new(const struct cb_config *config, struct cb_breaker **out);
+cb_status cb_new(const cb_config *config, cb_breaker **out);
 
 /**
  * Releases a breaker made by `cb_new`. NULL is a no-op.
@@ -277,7 +277,7 @@ cb_status cb_new(const struct cb_config *config, struct cb_breaker **out);
  * may be using it, and it must not be used afterwards (nor freed from
  * inside its own state-change callback).
  */
-void cb_free(struct cb_breaker *breaker);
+void cb_free(cb_breaker *breaker);
 
 /**
  * Asks to run one call. On `CB_STATUS_OK` writes a permit to `*out_permit`:
@@ -293,7 +293,7 @@ void cb_free(struct cb_breaker *breaker);
  * `breaker` is NULL or a live handle from `cb_new`; `out_permit` is NULL or
  * writable.
  */
-cb_status cb_try_acquire(const struct cb_breaker *breaker, struct cb_permit *out_permit);
+cb_status cb_try_acquire(const cb_breaker *breaker, cb_permit *out_permit);
 
 /**
  * Records how the call admitted with `permit` ended.
@@ -313,7 +313,7 @@ cb_status cb_try_acquire(const struct cb_breaker *breaker, struct cb_permit *out
  *
  * `breaker` is NULL or a live handle from `cb_new`.
  */
-cb_status cb_record(const struct cb_breaker *breaker, struct cb_permit permit, cb_outcome outcome);
+cb_status cb_record(const cb_breaker *breaker, cb_permit permit, cb_outcome outcome);
 
 /**
  * The current state; `CB_STATE_OPEN` for NULL. An open breaker whose reset
@@ -323,7 +323,7 @@ cb_status cb_record(const struct cb_breaker *breaker, struct cb_permit permit, c
  *
  * `breaker` is NULL or a live handle from `cb_new`.
  */
-cb_state cb_current_state(const struct cb_breaker *breaker);
+cb_state cb_current_state(const cb_breaker *breaker);
 
 /**
  * Consecutive failures counted in the closed state (0 in other states, and for NULL).
@@ -332,7 +332,7 @@ cb_state cb_current_state(const struct cb_breaker *breaker);
  *
  * `breaker` is NULL or a live handle from `cb_new`.
  */
-uint32_t cb_fail_counter(const struct cb_breaker *breaker);
+uint32_t cb_fail_counter(const cb_breaker *breaker);
 
 /**
  * Probe successes counted in the half-open state (0 in other states, and for NULL).
@@ -341,7 +341,7 @@ uint32_t cb_fail_counter(const struct cb_breaker *breaker);
  *
  * `breaker` is NULL or a live handle from `cb_new`.
  */
-uint32_t cb_success_counter(const struct cb_breaker *breaker);
+uint32_t cb_success_counter(const cb_breaker *breaker);
 
 /**
  * Probes admitted in the half-open state and not yet recorded (0 in other
@@ -351,7 +351,7 @@ uint32_t cb_success_counter(const struct cb_breaker *breaker);
  *
  * `breaker` is NULL or a live handle from `cb_new`.
  */
-uint32_t cb_probes_in_flight(const struct cb_breaker *breaker);
+uint32_t cb_probes_in_flight(const cb_breaker *breaker);
 
 /**
  * Forces the breaker open now; it half-opens after the reset timeout.
@@ -362,7 +362,7 @@ uint32_t cb_probes_in_flight(const struct cb_breaker *breaker);
  *
  * `breaker` is NULL or a live handle from `cb_new`.
  */
-cb_status cb_force_open(const struct cb_breaker *breaker);
+cb_status cb_force_open(const cb_breaker *breaker);
 
 /**
  * Forces the breaker half-open with every probe slot free. Already
@@ -373,7 +373,7 @@ cb_status cb_force_open(const struct cb_breaker *breaker);
  *
  * `breaker` is NULL or a live handle from `cb_new`.
  */
-cb_status cb_force_half_open(const struct cb_breaker *breaker);
+cb_status cb_force_half_open(const cb_breaker *breaker);
 
 /**
  * Forces the breaker closed with a zero failure count. `CB_STATUS_OK`, or
@@ -383,7 +383,7 @@ cb_status cb_force_half_open(const struct cb_breaker *breaker);
  *
  * `breaker` is NULL or a live handle from `cb_new`.
  */
-cb_status cb_force_close(const struct cb_breaker *breaker);
+cb_status cb_force_close(const cb_breaker *breaker);
 
 /**
  * Sets `fail_max` (at least 1) for the next decision. A closed breaker that
@@ -394,7 +394,7 @@ cb_status cb_force_close(const struct cb_breaker *breaker);
  *
  * `breaker` is NULL or a live handle from `cb_new`.
  */
-cb_status cb_set_fail_max(const struct cb_breaker *breaker, uint32_t fail_max);
+cb_status cb_set_fail_max(const cb_breaker *breaker, uint32_t fail_max);
 
 /**
  * Sets the reset timeout in milliseconds; an open breaker measures it from
@@ -404,7 +404,7 @@ cb_status cb_set_fail_max(const struct cb_breaker *breaker, uint32_t fail_max);
  *
  * `breaker` is NULL or a live handle from `cb_new`.
  */
-cb_status cb_set_reset_timeout_ms(const struct cb_breaker *breaker, uint64_t reset_timeout_ms);
+cb_status cb_set_reset_timeout_ms(const cb_breaker *breaker, uint64_t reset_timeout_ms);
 
 /**
  * Sets `success_threshold` (1 to 65535) for the next decision. A half-open
@@ -415,7 +415,7 @@ cb_status cb_set_reset_timeout_ms(const struct cb_breaker *breaker, uint64_t res
  *
  * `breaker` is NULL or a live handle from `cb_new`.
  */
-cb_status cb_set_success_threshold(const struct cb_breaker *breaker, uint32_t success_threshold);
+cb_status cb_set_success_threshold(const cb_breaker *breaker, uint32_t success_threshold);
 
 /**
  * Sets how many probes half-open admits at once (1 to 65535), for the next
@@ -426,8 +426,7 @@ cb_status cb_set_success_threshold(const struct cb_breaker *breaker, uint32_t su
  *
  * `breaker` is NULL or a live handle from `cb_new`.
  */
-cb_status cb_set_half_open_max_calls(const struct cb_breaker *breaker,
-                                     uint32_t half_open_max_calls);
+cb_status cb_set_half_open_max_calls(const cb_breaker *breaker, uint32_t half_open_max_calls);
 
 /**
  * Sets the probe lease in milliseconds (at least 1): how long a half-open
@@ -439,7 +438,7 @@ cb_status cb_set_half_open_max_calls(const struct cb_breaker *breaker,
  *
  * `breaker` is NULL or a live handle from `cb_new`.
  */
-cb_status cb_set_probe_lease_ms(const struct cb_breaker *breaker, uint64_t probe_lease_ms);
+cb_status cb_set_probe_lease_ms(const cb_breaker *breaker, uint64_t probe_lease_ms);
 
 /**
  * The breaker's name, NUL-terminated; "" when unnamed or for NULL. Never
@@ -449,7 +448,7 @@ cb_status cb_set_probe_lease_ms(const struct cb_breaker *breaker, uint64_t probe
  *
  * `breaker` is NULL or a live handle from `cb_new`.
  */
-const char *cb_name(const struct cb_breaker *breaker);
+const char *cb_name(const cb_breaker *breaker);
 
 /**
  * A static description of `status`; "unknown status" for a value outside

@@ -933,6 +933,32 @@ mod tests {
         assert!(out.is_null());
     }
 
+    fn panicking_status() -> cb_status {
+        ffi_panic_boundary! {
+            panic!("a bug inside the library")
+        }
+    }
+
+    fn panicking_state() -> cb_state {
+        ffi_panic_boundary! {
+            panic!("a bug inside the library")
+        }
+    }
+
+    fn panicking_string() -> *const c_char {
+        ffi_panic_boundary! {
+            panic!("a bug inside the library")
+        }
+    }
+
+    #[test]
+    fn the_boundary_turns_a_panic_into_the_documented_default() {
+        assert_eq!(panicking_status(), cb_status::Panic);
+        assert_eq!(panicking_state(), cb_state::Open);
+        // SAFETY: the default string is a static C string.
+        assert_eq!(unsafe { CStr::from_ptr(panicking_string()) }.to_bytes(), b"");
+    }
+
     #[test]
     fn status_strings_are_static_and_total() {
         for raw in 0..=6 {

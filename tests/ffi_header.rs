@@ -43,7 +43,7 @@ fn header_declares_the_whole_abi() {
     let header = normalized(&header());
     let contract = [
         "typedef struct cb_breaker cb_breaker;",
-        "typedef struct cb_permit { /** * The token; copy it, never compute it. */ uint64_t bits; } cb_permit;",
+        "typedef struct { /** * The token; copy it, never compute it. */ uint64_t bits; } cb_permit;",
         "CB_STATE_CLOSED = 0,",
         "CB_STATE_OPEN = 1,",
         "CB_STATE_HALF_OPEN = 2,",
