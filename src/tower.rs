@@ -5,7 +5,9 @@
 //!   service that is ready but never called cannot hold a half-open slot.
 //! * `call` asks the breaker. A rejected request never reaches the inner
 //!   service and fails with [`ServiceError::Rejected`], distinct from the
-//!   inner service's own errors ([`ServiceError::Inner`]).
+//!   inner service's own errors ([`ServiceError::Inner`]). Like tower's
+//!   `Filter`, it leaves the readiness the inner service granted unused, for
+//!   the next `call`.
 //! * A response is classified by the layer's predicate (every response
 //!   counts as a success by default — pass one that makes HTTP 5xx a
 //!   failure); an inner error by the breaker's `exclude`/`ignore`
