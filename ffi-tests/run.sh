@@ -4,6 +4,7 @@
 # Installs the toolchains it needs when missing. Exits non-zero on any failure.
 source "$(dirname "$0")/../scripts/lib.sh"
 cd "$ROOT"
+trap 'rc=$?; if [ "$rc" -ne 0 ]; then echo "==> ffi: FAIL (exit $rc)" >&2; fi' EXIT
 
 need_cmd cc gcc
 need_cmd c++ g++
@@ -73,9 +74,15 @@ readme_example() {
         echo "README example: FAIL (no \`\`\`c block inside the section:c markers of README.md)" >&2
         return 1
     fi
-    cc -std=c11 "${WARN[@]}" -Iinclude "$src" "${LINK[@]}" -o "$BUILD/readme_example"
+    if ! cc -std=c11 "${WARN[@]}" -Iinclude "$src" "${LINK[@]}" -o "$BUILD/readme_example"; then
+        echo "README example: FAIL (does not compile as written)" >&2
+        return 1
+    fi
     local output
-    output="$("$BUILD/readme_example")"
+    if ! output="$("$BUILD/readme_example")"; then
+        echo "README example: FAIL (exited non-zero)" >&2
+        return 1
+    fi
     echo "$output"
     if ! grep -qx "payments is open" <<<"$output"; then
         echo "README example: FAIL (expected the line 'payments is open')" >&2
@@ -95,9 +102,9 @@ passed+=(cpp)
 # --- Go -----------------------------------------------------------------------
 go_test() {
     cd "$ROOT/ffi-tests/go"
+    local rc=0
     env GOFLAGS=-mod=mod GOCACHE="$BUILD/go-cache" GOPATH="$BUILD/go-path" CGO_ENABLED=1 \
-        go test -race -count=1 -v ./... 2>&1 | tee "$BUILD/go-test.log"
-    local rc=${PIPESTATUS[0]}
+        go test -race -count=1 -v ./... 2>&1 | tee "$BUILD/go-test.log" || rc=$?
     cd "$ROOT"
     if [ "$rc" -ne 0 ]; then
         echo "Go tests: FAIL" >&2
