@@ -1,0 +1,141 @@
+//! Shared by every bench file: the criterion settings, how each peer is
+//! built for each case, and the naive `Mutex` breaker used as a reference.
+//!
+//! Every case is a criterion group named after the case; inside it each
+//! breaker is one function named after the breaker (`breakerbox`,
+//! `failsafe_default`, `failsafe_consecutive`, `recloser`, `mutex`), so
+//! `scripts/bench-chart.py` can lay them side by side.
+
+#![allow(dead_code)]
+
+use criterion::Criterion;
+use failsafe::backoff::{self, Constant, EqualJittered};
+use failsafe::failure_policy::{self, ConsecutiveFailures, FailurePolicy, OrElse, SuccessRateOverTimeWindow};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Short runs: the whole `cargo bench` has to fit in a few minutes on two cores.
+pub fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(30)
+        .without_plots()
+        .configure_from_args()
+}
+
+/// Long enough that no open breaker half-opens while a case runs.
+pub const LONG: Duration = Duration::from_secs(3600);
+
+/// failsafe's default policy: success rate over a time window, or else
+/// five consecutive failures, with equal-jittered backoff.
+pub type FailsafeDefault = failsafe::StateMachine<
+    OrElse<SuccessRateOverTimeWindow<EqualJittered>, ConsecutiveFailures<EqualJittered>>,
+    (),
+>;
+
+/// failsafe's consecutive-failures policy with a constant backoff.
+pub type FailsafeConsecutive = failsafe::StateMachine<ConsecutiveFailures<Constant>, ()>;
+
+pub fn failsafe_default() -> FailsafeDefault {
+    failsafe::Config::new().build()
+}
+
+/// The default policy's machinery (the same EMA window, request counter and
+/// consecutive counter) with thresholds that never trip: a required success
+/// rate of 0 and `u32::MAX` consecutive failures. Used for the closed-failure
+/// case, where the real default would trip after five failures.
+pub fn failsafe_default_never_trips() -> FailsafeDefault {
+    let jitter = || backoff::equal_jittered(Duration::from_secs(10), Duration::from_secs(300));
+    let policy = failure_policy::success_rate_over_time_window(0.0, 5, Duration::from_secs(30), jitter())
+        .or_else(failure_policy::consecutive_failures(u32::MAX, jitter()));
+    failsafe::Config::new().failure_policy(policy).build()
+}
+
+pub fn failsafe_consecutive(fail_max: u32, wait: Duration) -> FailsafeConsecutive {
+    let policy = failure_policy::consecutive_failures(fail_max, backoff::constant(wait));
+    failsafe::Config::new().failure_policy(policy).build()
+}
+
+/// The straightforward way to write a circuit breaker: one `Mutex` around
+/// the state, `Instant` for the deadline, a probe limit in half-open.
+#[derive(Debug)]
+pub struct MutexBreaker {
+    inner: Mutex<MutexState>,
+    fail_max: u32,
+    reset_timeout: Duration,
+    half_open_max_calls: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MutexState {
+    Closed { failures: u32 },
+    Open { until: Instant },
+    HalfOpen { in_flight: u32 },
+}
+
+impl MutexBreaker {
+    pub fn new(fail_max: u32, reset_timeout: Duration) -> Self {
+        MutexBreaker {
+            inner: Mutex::new(MutexState::Closed { failures: 0 }),
+            fail_max,
+            reset_timeout,
+            half_open_max_calls: 1,
+        }
+    }
+
+    pub fn state(&self) -> MutexState {
+        *self.inner.lock().unwrap()
+    }
+
+    /// Whether a call may run.
+    pub fn try_acquire(&self) -> bool {
+        let mut state = self.inner.lock().unwrap();
+        match *state {
+            MutexState::Closed { .. } => true,
+            MutexState::Open { until } => {
+                if Instant::now() >= until {
+                    *state = MutexState::HalfOpen { in_flight: 1 };
+                    true
+                } else {
+                    false
+                }
+            }
+            MutexState::HalfOpen { in_flight } if in_flight < self.half_open_max_calls => {
+                *state = MutexState::HalfOpen {
+                    in_flight: in_flight + 1,
+                };
+                true
+            }
+            MutexState::HalfOpen { .. } => false,
+        }
+    }
+
+    /// Records how an admitted call ended.
+    pub fn record(&self, success: bool) {
+        let mut state = self.inner.lock().unwrap();
+        *state = match (*state, success) {
+            (MutexState::Closed { .. }, true) => MutexState::Closed { failures: 0 },
+            (MutexState::Closed { failures }, false) if failures + 1 < self.fail_max => MutexState::Closed {
+                failures: failures + 1,
+            },
+            (MutexState::HalfOpen { .. }, true) => MutexState::Closed { failures: 0 },
+            (MutexState::Open { until }, _) => MutexState::Open { until },
+            (_, false) => MutexState::Open {
+                until: Instant::now() + self.reset_timeout,
+            },
+        };
+    }
+
+    /// Forces the breaker open.
+    pub fn open(&self) {
+        *self.inner.lock().unwrap() = MutexState::Open {
+            until: Instant::now() + self.reset_timeout,
+        };
+    }
+
+    /// Forces the breaker closed with no failures counted.
+    pub fn close(&self) {
+        *self.inner.lock().unwrap() = MutexState::Closed { failures: 0 };
+    }
+}

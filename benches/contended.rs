@@ -1,0 +1,116 @@
+//! Closed-state successes on one breaker shared by 1, 2 (and, where the
+//! machine has more, N = all) threads.
+//!
+//! Each criterion iteration is one call; a sample of `iters` calls is split
+//! evenly over the threads, so the figure is total wall time per call: for
+//! two threads, 2 x (iters/2) calls against 1 x iters with one thread. A
+//! ratio (2 threads / 1 thread) below 1 means the breaker scales; 0.5 is
+//! perfect.
+
+mod common;
+
+use breakerbox::CircuitBreaker;
+use common::{config, failsafe_consecutive, failsafe_default, MutexBreaker, LONG};
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use recloser::Recloser;
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+/// Runs `iters` calls of `op` split over `threads` threads that start
+/// together; returns the wall time from the first start to the last end.
+fn run_split(threads: usize, iters: u64, op: &(impl Fn() + Sync)) -> Duration {
+    let barrier = Barrier::new(threads);
+    let per_thread = iters.div_ceil(threads as u64);
+    let spans: Vec<(Instant, Instant)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    let start = Instant::now();
+                    for _ in 0..per_thread {
+                        op();
+                    }
+                    (start, Instant::now())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let first = spans.iter().map(|s| s.0).min().unwrap();
+    let last = spans.iter().map(|s| s.1).max().unwrap();
+    last - first
+}
+
+fn thread_counts() -> Vec<usize> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut counts = vec![1, 2];
+    if cores > 2 {
+        counts.push(cores);
+    }
+    counts
+}
+
+fn contended(c: &mut Criterion) {
+    let bb = CircuitBreaker::builder().build().unwrap();
+    let fs_default = failsafe_default();
+    let fs_consecutive = failsafe_consecutive(5, LONG);
+    let rc = Recloser::default();
+    let mx = MutexBreaker::new(5, LONG);
+
+    for threads in thread_counts() {
+        let name = match threads {
+            1 => "closed_success_1_thread".to_string(),
+            n => format!("closed_success_{n}_threads"),
+        };
+        let mut g = c.benchmark_group(name);
+        g.bench_function("breakerbox", |b| {
+            b.iter_custom(|iters| {
+                run_split(threads, iters, &|| {
+                    let _ = black_box(bb.try_acquire().map(|permit| permit.success()));
+                })
+            })
+        });
+        g.bench_function("failsafe_default", |b| {
+            b.iter_custom(|iters| {
+                run_split(threads, iters, &|| {
+                    if black_box(fs_default.is_call_permitted()) {
+                        fs_default.on_success();
+                    }
+                })
+            })
+        });
+        g.bench_function("failsafe_consecutive", |b| {
+            b.iter_custom(|iters| {
+                run_split(threads, iters, &|| {
+                    if black_box(fs_consecutive.is_call_permitted()) {
+                        fs_consecutive.on_success();
+                    }
+                })
+            })
+        });
+        g.bench_function("recloser", |b| {
+            b.iter_custom(|iters| {
+                run_split(threads, iters, &|| {
+                    black_box(rc.call(|| Ok::<_, ()>(black_box(1))).is_ok());
+                })
+            })
+        });
+        g.bench_function("mutex", |b| {
+            b.iter_custom(|iters| {
+                run_split(threads, iters, &|| {
+                    if black_box(mx.try_acquire()) {
+                        mx.record(true);
+                    }
+                })
+            })
+        });
+        g.finish();
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = contended
+}
+criterion_main!(benches);
