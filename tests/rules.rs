@@ -710,3 +710,20 @@ fn a_panicking_listener_does_not_corrupt_the_breaker() {
         "still works"
     );
 }
+
+/// The system clock's cheap reading trails after idle spells; the open state
+/// must still half-open as soon as the timeout has passed.
+#[test]
+#[cfg_attr(miri, ignore = "reads the real clock and sleeps")]
+fn system_clock_half_opens_on_time_after_idle_spells() {
+    for reset_ms in [0, 20] {
+        let b = CircuitBreaker::builder().reset_timeout(Duration::from_millis(reset_ms)).build().unwrap();
+        for _ in 0..40 {
+            b.open();
+            std::thread::sleep(Duration::from_millis(reset_ms + 3));
+            let probe = b.try_acquire().expect("the reset timeout has passed");
+            assert!(probe.is_probe());
+            let _ = probe.success();
+        }
+    }
+}
