@@ -43,6 +43,10 @@ pub struct CircuitBreaker {
     name: Box<str>,
     /// Marks this breaker's tickets, so foreign or forged ones are refused.
     tag: u32,
+    /// The fleet this breaker's state is shared with; `state` is then its
+    /// local mirror. Consulted only on the cold paths.
+    #[cfg(feature = "redis")]
+    shared: Option<Box<crate::redis::Fleet>>,
 }
 
 /// A ticket that this breaker did not issue, or bits that are no ticket at all.
@@ -93,7 +97,21 @@ impl CircuitBreaker {
             classifier,
             name: name.into_boxed_str(),
             tag: random_tag(),
+            #[cfg(feature = "redis")]
+            shared: None,
         }
+    }
+
+    /// Shares this breaker's state through `state`: the first sync runs now
+    /// (bounded by the store's timeouts; a failure is reported, not fatal).
+    #[cfg(feature = "redis")]
+    pub(crate) fn with_fleet(mut self, state: crate::redis::RedisState) -> Self {
+        let fleet = crate::redis::Fleet::start(state, &self);
+        self.shared = Some(Box::new(fleet));
+        if let Some(fleet) = &self.shared {
+            fleet.first_sync(&self);
+        }
+        self
     }
 
     /// Runs `op` if the breaker admits it and records how it ended.
@@ -153,7 +171,14 @@ impl CircuitBreaker {
     #[inline(never)]
     fn acquire_slow(&self) -> Result<Ticket, Rejected> {
         let limits = self.settings.limits();
-        match self.state.acquire(&limits, &mut self.clock.lazy()) {
+        #[cfg(feature = "redis")]
+        let decision = match &self.shared {
+            Some(fleet) => fleet.acquire(self, &limits),
+            None => self.state.acquire(&limits, &mut self.clock.lazy()),
+        };
+        #[cfg(not(feature = "redis"))]
+        let decision = self.state.acquire(&limits, &mut self.clock.lazy());
+        match decision {
             Acquire::Admitted { ticket, transition } => {
                 let ticket = ticket.with_tag(self.tag);
                 if let Err(panic) = catch_unwind(AssertUnwindSafe(|| self.report_transition(transition))) {
@@ -202,6 +227,10 @@ impl CircuitBreaker {
     #[inline(never)]
     fn record_slow(&self, ticket: Ticket, outcome: Outcome) -> Recorded {
         let limits = self.settings.limits();
+        #[cfg(feature = "redis")]
+        if let Some(fleet) = &self.shared {
+            return fleet.record(self, ticket, outcome, &limits);
+        }
         let recorded = self
             .state
             .record(ticket, outcome, &limits, &mut self.clock.lazy());
@@ -234,13 +263,27 @@ impl CircuitBreaker {
 
     fn report_transition(&self, transition: Option<Transition>) {
         if let Some(t) = transition {
-            if !self.listeners.is_empty() {
-                self.listeners.notify(|l| l.state_change(self, t.from, t.to));
+            // A shared breaker reports the changes of its mirror itself,
+            // once each, whichever thread or process made them.
+            #[cfg(feature = "redis")]
+            if self.shared.is_some() {
+                return;
             }
+            self.emit_transition(t);
+        }
+    }
+
+    pub(crate) fn emit_transition(&self, t: Transition) {
+        if !self.listeners.is_empty() {
+            self.listeners.notify(|l| l.state_change(self, t.from, t.to));
         }
     }
 
     fn force(&self, target: State) -> Option<Transition> {
+        #[cfg(feature = "redis")]
+        if let Some(fleet) = &self.shared {
+            return fleet.force(self, target);
+        }
         let transition = self.state.force(target, &mut self.clock.lazy());
         self.report_transition(transition);
         transition
@@ -265,6 +308,10 @@ impl CircuitBreaker {
 
     fn apply_setting(&self, store: impl FnOnce(&Settings)) -> Option<Transition> {
         store(&self.settings);
+        #[cfg(feature = "redis")]
+        if let Some(fleet) = &self.shared {
+            return fleet.reconcile(self, &self.settings.limits());
+        }
         let transition = self
             .state
             .reconcile(&self.settings.limits(), &mut self.clock.lazy());
@@ -305,25 +352,35 @@ impl CircuitBreaker {
         Ok(())
     }
 
+    /// The word as the getters report it; a shared breaker's mirror first
+    /// takes what its fleet announced.
+    fn snapshot(&self) -> crate::state::Snapshot {
+        #[cfg(feature = "redis")]
+        if let Some(fleet) = &self.shared {
+            fleet.catch_up(self);
+        }
+        self.state.load()
+    }
+
     /// The current state. An open breaker whose timeout has passed still
     /// reports `Open` until a call asks for a permit.
     pub fn state(&self) -> State {
-        self.state.load().state()
+        self.snapshot().state()
     }
 
     /// Consecutive failures counted in the closed state (0 in other states).
     pub fn fail_counter(&self) -> u32 {
-        self.state.load().failures()
+        self.snapshot().failures()
     }
 
     /// Probe successes counted in the half-open state (0 in other states).
     pub fn success_counter(&self) -> u32 {
-        self.state.load().successes()
+        self.snapshot().successes()
     }
 
     /// Probes admitted in the half-open state and not yet recorded.
     pub fn probes_in_flight(&self) -> u32 {
-        self.state.load().in_flight()
+        self.snapshot().in_flight()
     }
 
     /// The breaker's name ("" when unnamed).
@@ -354,6 +411,32 @@ impl CircuitBreaker {
     /// The probe lease in force.
     pub fn probe_lease(&self) -> Duration {
         Duration::from_millis(self.settings.limits().probe_lease_ms)
+    }
+}
+
+/// What the shared-state module reaches of a breaker (cold paths only).
+#[cfg(feature = "redis")]
+impl CircuitBreaker {
+    pub(crate) fn mirror(&self) -> &StateCell {
+        &self.state
+    }
+
+    pub(crate) fn clock_source(&self) -> &crate::clock::ClockSource {
+        &self.clock
+    }
+
+    pub(crate) fn limits(&self) -> crate::state::Limits {
+        self.settings.limits()
+    }
+
+    pub(crate) fn fleet(&self) -> Option<&crate::redis::Fleet> {
+        self.shared.as_deref()
+    }
+
+    pub(crate) fn report_storage_error(&self, error: &dyn std::error::Error) {
+        if !self.listeners.is_empty() {
+            self.listeners.notify(|l| l.storage_error(self, error));
+        }
     }
 }
 

@@ -137,6 +137,8 @@ pub struct Builder {
     clock: Option<Arc<dyn Clock>>,
     listeners: Vec<Arc<dyn Listener>>,
     classifier: Classifier,
+    #[cfg(feature = "redis")]
+    shared: Option<crate::redis::RedisState>,
 }
 
 impl Default for Builder {
@@ -151,6 +153,8 @@ impl Default for Builder {
             clock: None,
             listeners: Vec::new(),
             classifier: Classifier::default(),
+            #[cfg(feature = "redis")]
+            shared: None,
         }
     }
 }
@@ -233,6 +237,25 @@ impl Builder {
         self.listener(StateChangeFn(f))
     }
 
+    /// Shares the breaker's state with every breaker of the same namespace
+    /// on the same Redis: one logical breaker for a fleet of processes.
+    /// See [`crate::redis`] for the consistency model.
+    ///
+    /// ```no_run
+    /// use breakerbox::{redis::RedisState, CircuitBreaker};
+    ///
+    /// let breaker = CircuitBreaker::builder()
+    ///     .name("db")
+    ///     .shared(RedisState::connect("redis://127.0.0.1:6379/")?.namespace("checkout-db"))
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "redis")]
+    pub fn shared(mut self, state: crate::redis::RedisState) -> Self {
+        self.shared = Some(state);
+        self
+    }
+
     /// Checks every value and builds the breaker.
     pub fn build(self) -> Result<CircuitBreaker, ConfigError> {
         let probe_lease_ms = self.probe_lease.map(check_probe_lease).transpose()?.unwrap_or(0);
@@ -247,12 +270,25 @@ impl Builder {
             Some(clock) => ClockSource::Custom(clock),
             None => ClockSource::Monotonic(MonotonicClock::new()),
         };
-        Ok(CircuitBreaker::from_parts(
+        #[allow(unused_mut)]
+        let mut listeners = self.listeners;
+        #[cfg(feature = "redis")]
+        if self.shared.is_some() {
+            // First in line: brings the mirror up to date before each call.
+            listeners.insert(0, crate::redis::catch_up_listener());
+        }
+        let breaker = CircuitBreaker::from_parts(
             self.name,
             settings,
             clock,
-            Listeners::new(self.listeners),
+            Listeners::new(listeners),
             self.classifier,
-        ))
+        );
+        #[cfg(feature = "redis")]
+        let breaker = match self.shared {
+            Some(state) => breaker.with_fleet(state),
+            None => breaker,
+        };
+        Ok(breaker)
     }
 }

@@ -32,6 +32,8 @@ pub mod llm;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 pub mod registry;
+#[cfg(feature = "redis")]
+pub mod redis;
 mod state;
 mod sync;
 #[cfg(feature = "tower")]

@@ -27,6 +27,10 @@ pub trait Listener: Send + Sync + 'static {
     fn rejected(&self, _breaker: &CircuitBreaker, _state: State) {}
     /// A call was recorded as ignored.
     fn ignored(&self, _breaker: &CircuitBreaker) {}
+    /// The store that shares this breaker's state with a fleet (the `redis`
+    /// feature) failed or timed out; the breaker went on deciding by its
+    /// fault policy. Never called for a breaker whose state is in memory.
+    fn storage_error(&self, _breaker: &CircuitBreaker, _error: &dyn std::error::Error) {}
 }
 
 /// Adapts a closure to [`Listener::state_change`].

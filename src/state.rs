@@ -30,6 +30,11 @@
 //! admission (a `fetch_max`, written before the admitting CAS). It only decides
 //! when a probe lease has run out; it never gates correctness of the count.
 //!
+//! A breaker whose state is shared by a fleet (the `redis` feature) keeps this
+//! word as a local mirror: [`StateCell::sync_from`] overwrites it with the
+//! fleet's view (state, counts, the low 20 bits of the fleet's generation,
+//! opened-at translated to this breaker's clock) through the same CAS loop.
+//!
 //! # Orderings
 //!
 //! A successful CAS is `AcqRel` (it publishes the new state and sees all that
@@ -283,7 +288,7 @@ impl Ticket {
             && (self.0 >> TICKET_TAG_SHIFT) as u32 == tag
     }
 
-    fn generation(self) -> u32 {
+    pub(crate) fn generation(self) -> u32 {
         ((self.0 & GENERATION_MASK) >> GENERATION_SHIFT) as u32
     }
 
@@ -570,6 +575,99 @@ impl StateCell {
     }
 }
 
+/// The mirror of a fleet-shared state (the `redis` feature).
+#[cfg(feature = "redis")]
+mod fleet {
+    use super::*;
+
+    /// How many generations the word tells apart; a shared store's epoch is
+    /// mirrored modulo this.
+    pub(crate) const GENERATION_MODULUS: u64 = 1 << GENERATION_BITS;
+
+    /// The state of a breaker shared by a fleet, as its store reports it, with
+    /// times already translated to this breaker's clock.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) struct FleetView {
+        /// The fleet's state.
+        pub(crate) state: State,
+        /// The fleet's epoch; the mirror keeps it modulo [`GENERATION_MODULUS`].
+        pub(crate) generation: u64,
+        /// Consecutive failures (closed).
+        pub(crate) failures: u32,
+        /// When the fleet opened, on this breaker's clock (open).
+        pub(crate) opened_at_ms: u64,
+        /// Probes in flight fleet-wide (half-open).
+        pub(crate) in_flight: u32,
+        /// Probe successes fleet-wide (half-open).
+        pub(crate) successes: u32,
+        /// The latest probe admission, on this breaker's clock (half-open).
+        pub(crate) probe_admitted_at_ms: u64,
+    }
+
+    impl FleetView {
+        fn snapshot(&self) -> Snapshot {
+            let base = Snapshot::new(CLOSED, self.generation % GENERATION_MODULUS, 0);
+            match self.state {
+                State::Closed => base.with_failures(self.failures),
+                State::Open => {
+                    let at = self.opened_at_ms.min(MAX_TIMESTAMP_MS);
+                    Snapshot::new(OPEN, self.generation % GENERATION_MODULUS, at << PAYLOAD_SHIFT)
+                }
+                State::HalfOpen => Snapshot::new(HALF_OPEN, self.generation % GENERATION_MODULUS, 0)
+                    .with_half_open_counts(self.in_flight, self.successes),
+            }
+        }
+
+        /// The ticket the fleet issued in this view's episode: a probe, or a
+        /// closed-state call.
+        pub(crate) fn ticket(&self, probe: bool) -> Ticket {
+            self.snapshot()
+                .ticket(if probe { TICKET_PROBE } else { TICKET_CLOSED })
+        }
+    }
+
+    /// What the mirror alone can decide about a call, without asking the fleet.
+    #[must_use]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) enum Gate {
+        /// Closed: admit with this ticket.
+        Admit(Ticket),
+        /// Open and the reset timeout has not passed: reject.
+        Reject(State),
+        /// Only the fleet can decide (a probe, or a timeout that has passed).
+        AskFleet,
+    }
+
+    impl StateCell {
+        /// Overwrites the mirror with the fleet's view, through the one CAS loop.
+        /// Returns the change of state the mirror made, if any.
+        pub(crate) fn sync_from(&self, view: &FleetView) -> Option<Transition> {
+            let next = view.snapshot();
+            if next.state() == State::HalfOpen {
+                self.probe_admitted_at_ms
+                    .store(view.probe_admitted_at_ms, Ordering::Release);
+            }
+            self.fetch_update_action(|s| (s.transition_to(next), (s != next).then_some(next)))
+        }
+
+        /// Decides from the mirror alone what it can: closed admits, open before
+        /// its deadline rejects; everything else is the fleet's to decide.
+        pub(crate) fn gate(&self, limits: &Limits, now: &mut impl Now) -> Gate {
+            let s = self.load();
+            match s.state() {
+                State::Closed => Gate::Admit(s.ticket(TICKET_CLOSED)),
+                State::Open if !now.reached(s.opened_at_ms().saturating_add(limits.reset_timeout_ms)) => {
+                    Gate::Reject(State::Open)
+                }
+                _ => Gate::AskFleet,
+            }
+        }
+    }
+}
+
+#[cfg(feature = "redis")]
+pub(crate) use fleet::{FleetView, Gate, GENERATION_MODULUS};
+
 fn admit_probe(before: Snapshot, after: Snapshot) -> Acquire {
     Acquire::Admitted {
         ticket: after.ticket(TICKET_PROBE),
@@ -660,6 +758,49 @@ mod tests {
         assert!(!Ticket::from_bits(t.to_bits() | 1 << 25).is_valid_for(0xdead_beef));
         assert!(!Ticket::from_bits(t.to_bits() | 0b11).is_valid_for(0xdead_beef));
         assert!(!Ticket::from_bits(t.to_bits() & !0b11).is_valid_for(0xdead_beef));
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn sync_from_overwrites_the_mirror_and_reports_its_change_once() {
+        let cell = StateCell::new();
+        let open = FleetView {
+            state: State::Open,
+            generation: GENERATION_MODULUS + 7,
+            failures: 0,
+            opened_at_ms: 40,
+            in_flight: 0,
+            successes: 0,
+            probe_admitted_at_ms: 0,
+        };
+        let old = cell.acquire_closed().expect("closed");
+        assert_eq!(
+            cell.sync_from(&open),
+            Some(Transition {
+                from: State::Closed,
+                to: State::Open
+            })
+        );
+        assert_eq!(cell.sync_from(&open), None, "nothing new");
+        let s = cell.load();
+        assert_eq!((s.generation(), s.opened_at_ms()), (7, 40), "epoch kept modulo");
+        assert!(old.is_stale(s));
+        assert_eq!(
+            cell.gate(&limits(), &mut FixedNow(139)),
+            Gate::Reject(State::Open)
+        );
+        assert_eq!(cell.gate(&limits(), &mut FixedNow(140)), Gate::AskFleet);
+
+        let half = FleetView {
+            state: State::HalfOpen,
+            generation: 8,
+            in_flight: 1,
+            ..open
+        };
+        assert!(cell.sync_from(&half).is_some());
+        let probe = half.ticket(true);
+        assert!(probe.is_probe() && !probe.is_stale(cell.load()));
+        assert_eq!(cell.load().in_flight(), 1);
     }
 
     #[test]

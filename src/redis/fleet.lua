@@ -1,0 +1,216 @@
+-- breakerbox: every change of a fleet-shared circuit breaker, as one atomic
+-- compare-and-swap on the namespace's state hash.
+--
+-- KEYS[1]  the state hash, "breakerbox:{<namespace>}:state"
+-- ARGV[1]  op: "sync" | "acquire" | "record" | "force" | "reconcile"
+-- ARGV[2]  pub/sub channel to announce changes on ("" = none)
+-- ARGV[3]  generation modulus of the callers' tickets
+-- ARGV[4..7]   seed, used only when the hash is missing (first breaker of the
+--              namespace, or a Redis that restarted empty): state, generation,
+--              failures, milliseconds since it opened
+-- ARGV[8..12]  the caller's limits: fail_max, success_threshold,
+--              half_open_max_calls, reset_timeout_ms, probe_lease_ms
+-- ARGV[13..]   op arguments: record: ticket kind (1 closed, 2 probe), ticket
+--              generation, outcome (0 success, 1 failure, 2 ignored);
+--              force: target state
+--
+-- Fields: v version, s state (0 closed, 1 open, 2 half-open), g generation,
+-- f failures, o opened-at (server ms), i probes in flight, k probe successes,
+-- p latest probe admission (server ms). Times come from the server's TIME, so
+-- the hosts' clocks never matter.
+--
+-- Reply: { code, v, s, g, f, ms since opened, i, k, ms since last probe
+-- admission, transition from (-1 none), transition to (-1 none) }
+
+if redis.replicate_commands then
+  pcall(redis.replicate_commands)
+end
+
+local CLOSED, OPEN, HALF_OPEN = 0, 1, 2
+local ADMIT_CLOSED, ADMIT_PROBE, REJECT, COUNTED, TRANSITIONED, STALE, NOOP = 1, 2, 3, 4, 5, 6, 7
+local SUCCESS, FAILURE = 0, 1
+
+local key = KEYS[1]
+local op = ARGV[1]
+local channel = ARGV[2]
+local modulus = tonumber(ARGV[3])
+local fail_max = tonumber(ARGV[8])
+local success_threshold = tonumber(ARGV[9])
+local max_probes = tonumber(ARGV[10])
+local reset_timeout = tonumber(ARGV[11])
+local lease = tonumber(ARGV[12])
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+
+local function num(x)
+  return tonumber(x) or 0
+end
+
+local h = redis.call('HMGET', key, 'v', 's', 'g', 'f', 'o', 'i', 'k', 'p')
+local st
+local dirty = false
+local s0 = tonumber(h[2])
+if not tonumber(h[1]) or (s0 ~= CLOSED and s0 ~= OPEN and s0 ~= HALF_OPEN) then
+  -- Missing (or unreadable): seed from the caller's mirror, so a Redis that
+  -- lost its data does not close an open fleet.
+  local seed_state = tonumber(ARGV[4])
+  st = { v = 0, s = CLOSED, g = num(ARGV[5]), f = 0, o = 0, i = 0, k = 0, p = 0 }
+  if seed_state == OPEN then
+    st.s = OPEN
+    st.o = math.max(now - num(ARGV[7]), 0)
+  elseif seed_state == HALF_OPEN then
+    -- Probes admitted before the loss are unknown here: start a fresh
+    -- half-open episode with every slot free (their tickets go stale).
+    st.s = HALF_OPEN
+    st.g = st.g + 1
+  else
+    st.f = num(ARGV[6])
+  end
+  dirty = true
+else
+  st = { v = num(h[1]), s = s0, g = num(h[3]), f = num(h[4]), o = num(h[5]),
+         i = num(h[6]), k = num(h[7]), p = num(h[8]) }
+end
+
+local code = NOOP
+local from, to = -1, -1
+
+-- A change of state: a new episode, every count cleared.
+local function go(target)
+  if from < 0 then
+    from = st.s
+  end
+  to = target
+  st.s = target
+  st.g = st.g + 1
+  st.f, st.i, st.k = 0, 0, 0
+  if target == OPEN then
+    st.o = now
+  end
+  dirty = true
+end
+
+-- Frees one probe slot; when none stays in flight the episode ends.
+local function release_probe(successes)
+  st.i = math.max(st.i - 1, 0)
+  st.k = successes
+  if st.i == 0 then
+    st.g = st.g + 1
+  end
+  dirty = true
+end
+
+local function admit_probe()
+  if st.i < max_probes then
+    st.i = st.i + 1
+  else
+    -- Every probe in flight outlived its lease: reclaim them all.
+    st.g = st.g + 1
+    st.i = 1
+  end
+  st.p = math.max(st.p, now)
+  dirty = true
+  code = ADMIT_PROBE
+end
+
+if op == 'acquire' then
+  if st.s == CLOSED then
+    code = ADMIT_CLOSED
+  elseif st.s == OPEN then
+    if now >= st.o + reset_timeout then
+      go(HALF_OPEN)
+      st.p = now
+      admit_probe()
+    else
+      code = REJECT
+    end
+  elseif st.i < max_probes or now >= st.p + lease then
+    admit_probe()
+  else
+    code = REJECT
+  end
+elseif op == 'record' then
+  local kind, ticket_gen, outcome = tonumber(ARGV[13]), tonumber(ARGV[14]), tonumber(ARGV[15])
+  local stale = (st.g % modulus) ~= ticket_gen
+  if not stale then
+    if kind == 2 then
+      stale = st.s ~= HALF_OPEN or st.i == 0
+    else
+      stale = st.s ~= CLOSED
+    end
+  end
+  if stale then
+    code = STALE
+  else
+    if st.s == CLOSED then
+      if outcome == SUCCESS then
+        if st.f > 0 then
+          st.f = 0
+          dirty = true
+        end
+      elseif outcome == FAILURE then
+        if st.f + 1 >= fail_max then
+          go(OPEN)
+        else
+          st.f = st.f + 1
+          dirty = true
+        end
+      end
+    elseif outcome == FAILURE then
+      go(OPEN)
+    elseif outcome == SUCCESS then
+      if st.k + 1 >= success_threshold then
+        go(CLOSED)
+      else
+        release_probe(st.k + 1)
+      end
+    else
+      release_probe(st.k)
+    end
+    code = (to >= 0) and TRANSITIONED or COUNTED
+  end
+elseif op == 'force' then
+  local target = tonumber(ARGV[13])
+  if target == CLOSED and st.s == CLOSED then
+    if st.f > 0 then
+      st.f = 0
+      dirty = true
+    end
+  elseif target ~= st.s then
+    go(target)
+  end
+elseif op == 'reconcile' then
+  if st.s == CLOSED and st.f >= fail_max then
+    go(OPEN)
+  elseif st.s == HALF_OPEN and st.k >= success_threshold then
+    go(CLOSED)
+  end
+elseif op ~= 'sync' then
+  return redis.error_reply('ERR breakerbox: unknown op ' .. tostring(op))
+end
+
+local opened_ms = 0
+if st.s == OPEN then
+  opened_ms = math.max(now - st.o, 0)
+end
+local probe_ms = 0
+if st.s == HALF_OPEN then
+  probe_ms = math.max(now - st.p, 0)
+end
+
+if dirty then
+  -- Versions only grow, across restarts too: at least the server's clock.
+  st.v = math.max(st.v + 1, now_us)
+  redis.call('HSET', key,
+    'v', string.format('%.0f', st.v), 's', st.s, 'g', string.format('%.0f', st.g),
+    'f', string.format('%.0f', st.f), 'o', string.format('%.0f', st.o),
+    'i', st.i, 'k', st.k, 'p', string.format('%.0f', st.p))
+  if channel ~= '' then
+    redis.call('PUBLISH', channel, string.format('%.0f %d %.0f %.0f %.0f %d %d %.0f',
+      st.v, st.s, st.g, st.f, opened_ms, st.i, st.k, probe_ms))
+  end
+end
+
+return { code, st.v, st.s, st.g, st.f, opened_ms, st.i, st.k, probe_ms, from, to }

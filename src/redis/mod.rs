@@ -1,0 +1,319 @@
+//! One breaker for a fleet of processes, its state shared through Redis
+//! (the `redis` feature).
+//!
+//! ```no_run
+//! use breakerbox::redis::{FaultPolicy, RedisState};
+//! use breakerbox::CircuitBreaker;
+//! use std::time::Duration;
+//!
+//! let breaker = CircuitBreaker::builder()
+//!     .name("db")
+//!     .fail_max(5)
+//!     .reset_timeout(Duration::from_secs(30))
+//!     .shared(
+//!         RedisState::connect("redis://127.0.0.1:6379/")?
+//!             .namespace("checkout-db")
+//!             .policy(FaultPolicy::Local),
+//!     )
+//!     .build()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Every breaker built with the same namespace on the same Redis is one
+//! logical breaker. Its state lives in one hash, `breakerbox:{ns}:state`
+//! (the `{ns}` hash tag keeps a namespace on one Redis Cluster slot), and
+//! every change is one Lua script run with `EVALSHA` (re-loaded on
+//! `NOSCRIPT`): a compare-and-swap on that hash, timed by the server's own
+//! clock (`TIME`, in milliseconds), so skew between hosts does not matter.
+//!
+//! # Consistency model
+//!
+//! **Exact**, because each is decided inside one script run:
+//! * one winner per transition: exactly one call fleet-wide gets
+//!   [`Recorded::Transitioned`](crate::Recorded) (or the admitting permit)
+//!   for each trip, half-open, close and re-open;
+//! * at most `half_open_max_calls` probes in flight fleet-wide; a probe's
+//!   lease (the breaker's `probe_lease`) is measured on the server's clock,
+//!   so a process that died mid-probe frees its slot when the lease ends;
+//! * the failures every process reports count toward one `fail_max`: the
+//!   fleet trips exactly once, at exactly the `fail_max`-th failure;
+//! * the fleet's generation is mirrored into each ticket, so a ticket from an
+//!   ended episode is stale fleet-wide, whichever process recorded it.
+//!
+//! **Bounded-stale**, because the healthy path makes no round trip: each
+//! process keeps a local mirror of the fleet's state (the lock-free word).
+//! * A closed-state success while the mirror shows no failures, and a
+//!   rejection while the mirror is open before its reset timeout, touch no
+//!   network. Failures, the first success after failures, every half-open
+//!   admission and every transition go to Redis.
+//! * A process learns of another's change by a pub/sub announcement (one
+//!   round trip of latency, typically well under a millisecond), and, should
+//!   an announcement be lost, by a periodic refresh. So a process whose
+//!   mirror is closed sees the fleet's trip at its first call after at most
+//!   `refresh_interval + command_timeout` (defaults 1 s + 100 ms). Until
+//!   then it may admit closed-state calls: its successes then change
+//!   nothing, its failures reach Redis and are found stale.
+//! * "Consecutive" failures are consecutive as Redis sees them: a success
+//!   resets the fleet's count only once the succeeding process's mirror
+//!   shows failures, which every failure announces.
+//! * The limits (`fail_max`, timeouts, ...) are the calling process's own;
+//!   give every breaker of a namespace the same configuration.
+//!
+//! # Faults
+//!
+//! No call waits on Redis longer than the command timeout (default 100 ms;
+//! this includes opening a connection, bounded by the connect timeout too).
+//! The first call that meets a fault reports it through
+//! [`Listener::storage_error`](crate::Listener::storage_error); from then on
+//! calls decide without the network by the [`FaultPolicy`], while the
+//! watcher thread reconnects with exponential backoff (up to
+//! `max_backoff`). Once Redis answers again the mirror takes the fleet's
+//! state, whatever was decided locally meanwhile. If Redis came back empty
+//! (restarted without persistence), the first process to reach it seeds the
+//! hash from its mirror, so an open fleet stays open. A command that timed
+//! out is never retried: the script may have run, and an outcome counted
+//! twice is worse than one lost.
+//!
+//! The watcher thread (one per breaker) stops when the breaker is dropped.
+
+mod fleet;
+mod store;
+mod watcher;
+
+pub(crate) use fleet::Fleet;
+
+use crate::breaker::CircuitBreaker;
+use crate::listener::Listener;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Default limit on one call's whole exchange with Redis.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_millis(100);
+/// Default limit on opening a connection.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
+/// Default period of the fallback refresh of the mirror.
+pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+/// Default longest wait between two reconnection attempts.
+pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// What a breaker decides while Redis is unreachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum FaultPolicy {
+    /// Go on as a per-process breaker on the local mirror: count, trip,
+    /// probe locally. The default.
+    #[default]
+    Local,
+    /// Admit every call; outcomes are not counted (recorded as stale).
+    FailOpen,
+    /// Reject every call.
+    FailClosed,
+}
+
+/// Where a breaker's state is shared: a Redis URL, a namespace and the
+/// fault-handling settings. Hand it to
+/// [`Builder::shared`](crate::Builder::shared).
+#[derive(Clone)]
+pub struct RedisState {
+    client: ::redis::Client,
+    namespace: Option<String>,
+    policy: FaultPolicy,
+    command_timeout: Duration,
+    connect_timeout: Duration,
+    refresh_interval: Duration,
+    max_backoff: Duration,
+    notifications: bool,
+}
+
+impl fmt::Debug for RedisState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisState")
+            .field("namespace", &self.namespace)
+            .field("policy", &self.policy)
+            .field("command_timeout", &self.command_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("refresh_interval", &self.refresh_interval)
+            .field("max_backoff", &self.max_backoff)
+            .field("notifications", &self.notifications)
+            .finish_non_exhaustive()
+    }
+}
+
+fn at_least_1ms(d: Duration) -> Duration {
+    d.max(Duration::from_millis(1))
+}
+
+impl RedisState {
+    /// Parses `url` (`redis://host:port/db`, `unix:///path`). Nothing is
+    /// contacted yet: the breaker connects when it is built, within the
+    /// timeouts, and a Redis that is down then is a fault, not an error.
+    pub fn connect(url: &str) -> Result<RedisState, StorageError> {
+        let client =
+            ::redis::Client::open(url).map_err(|e| StorageError::new(StorageErrorKind::InvalidUrl, &e))?;
+        Ok(RedisState {
+            client,
+            namespace: None,
+            policy: FaultPolicy::default(),
+            command_timeout: DEFAULT_COMMAND_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            refresh_interval: DEFAULT_REFRESH_INTERVAL,
+            max_backoff: DEFAULT_MAX_BACKOFF,
+            notifications: true,
+        })
+    }
+
+    /// The logical breaker's name on this Redis (default: the breaker's
+    /// name, or `default` when it has none). Breakers of one namespace are
+    /// one breaker; different namespaces never interfere.
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = Some(namespace.into());
+        self
+    }
+
+    /// What to decide while Redis is unreachable (default [`FaultPolicy::Local`]).
+    pub fn policy(mut self, policy: FaultPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The longest one call waits on Redis, connecting included (default
+    /// 100 ms, at least 1 ms).
+    pub fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.command_timeout = at_least_1ms(timeout);
+        self
+    }
+
+    /// The longest opening a connection may take (default 250 ms, at least
+    /// 1 ms; a call's connection is also held to its command timeout).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = at_least_1ms(timeout);
+        self
+    }
+
+    /// How often the mirror is refreshed from Redis in case an announcement
+    /// was lost (default 1 s, at least 1 ms). Bounds the staleness: see the
+    /// [module documentation](self).
+    pub fn refresh_interval(mut self, interval: Duration) -> Self {
+        self.refresh_interval = at_least_1ms(interval);
+        self
+    }
+
+    /// The longest wait between reconnection attempts (default 1 s).
+    pub fn max_backoff(mut self, backoff: Duration) -> Self {
+        self.max_backoff = at_least_1ms(backoff);
+        self
+    }
+
+    /// Whether changes are announced and listened for by pub/sub (default
+    /// on). Off, processes learn of each other's changes only by the
+    /// periodic refresh.
+    pub fn notifications(mut self, on: bool) -> Self {
+        self.notifications = on;
+        self
+    }
+}
+
+/// What kind of fault the store met.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StorageErrorKind {
+    /// The Redis URL could not be parsed.
+    InvalidUrl,
+    /// Redis did not answer within the timeout.
+    Timeout,
+    /// The connection failed or was lost.
+    Unreachable,
+    /// Redis answered with an error.
+    Server,
+    /// Redis answered something the breaker does not understand.
+    Protocol,
+    /// The watcher thread could not be started.
+    Thread,
+}
+
+/// A fault of the shared state's store. Reported to listeners; never fatal.
+#[derive(Debug, Clone)]
+pub struct StorageError {
+    kind: StorageErrorKind,
+    message: String,
+}
+
+impl StorageError {
+    fn new(kind: StorageErrorKind, cause: &dyn fmt::Display) -> StorageError {
+        StorageError {
+            kind,
+            message: cause.to_string(),
+        }
+    }
+
+    pub(crate) fn timed_out() -> StorageError {
+        StorageError::new(StorageErrorKind::Timeout, &"no answer within the command timeout")
+    }
+
+    pub(crate) fn protocol(reply: &[i64]) -> StorageError {
+        StorageError::new(
+            StorageErrorKind::Protocol,
+            &format_args!("unexpected script reply {reply:?}"),
+        )
+    }
+
+    pub(crate) fn thread(error: &std::io::Error) -> StorageError {
+        StorageError::new(StorageErrorKind::Thread, error)
+    }
+
+    /// What kind of fault this is.
+    pub fn kind(&self) -> StorageErrorKind {
+        self.kind
+    }
+
+    /// Whether Redis did not answer in time.
+    pub fn is_timeout(&self) -> bool {
+        self.kind == StorageErrorKind::Timeout
+    }
+}
+
+impl From<::redis::RedisError> for StorageError {
+    fn from(e: ::redis::RedisError) -> StorageError {
+        let kind = if e.is_timeout() {
+            StorageErrorKind::Timeout
+        } else if e.is_io_error() {
+            StorageErrorKind::Unreachable
+        } else {
+            StorageErrorKind::Server
+        };
+        StorageError::new(kind, &e)
+    }
+}
+
+impl fmt::Display for StorageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            StorageErrorKind::InvalidUrl => "invalid Redis URL",
+            StorageErrorKind::Timeout => "Redis timed out",
+            StorageErrorKind::Unreachable => "Redis unreachable",
+            StorageErrorKind::Server => "Redis error",
+            StorageErrorKind::Protocol => "Redis protocol error",
+            StorageErrorKind::Thread => "watcher thread not started",
+        };
+        write!(f, "{what}: {}", self.message)
+    }
+}
+
+impl std::error::Error for StorageError {}
+
+/// Brings a shared breaker's mirror up to date before each call: the first
+/// of its listeners, so the in-memory breaker pays nothing for it.
+struct CatchUp;
+
+impl Listener for CatchUp {
+    #[inline]
+    fn before_call(&self, breaker: &CircuitBreaker) {
+        if let Some(fleet) = breaker.fleet() {
+            fleet.catch_up(breaker);
+        }
+    }
+}
+
+pub(crate) fn catch_up_listener() -> Arc<dyn Listener> {
+    Arc::new(CatchUp)
+}

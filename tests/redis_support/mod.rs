@@ -1,0 +1,235 @@
+//! Helpers shared by the Redis suites. They need a real redis-server:
+//! `scripts/test-redis.sh` starts one and exports its URL in
+//! `BREAKERBOX_REDIS_URL` (and the server binary in `BREAKERBOX_REDIS_SERVER`
+//! for the fault tests, which start private servers they can kill).
+#![allow(dead_code)]
+
+use breakerbox::{CircuitBreaker, Listener, State};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub const URL_VAR: &str = "BREAKERBOX_REDIS_URL";
+pub const SERVER_VAR: &str = "BREAKERBOX_REDIS_SERVER";
+
+/// The shared test server's URL. Missing is a failure, never a skip.
+pub fn url() -> String {
+    std::env::var(URL_VAR).unwrap_or_else(|_| {
+        panic!(
+            "{URL_VAR} is not set: run these tests with scripts/test-redis.sh, which starts a redis-server"
+        )
+    })
+}
+
+/// The redis-server binary for tests that start their own.
+pub fn server_binary() -> PathBuf {
+    std::env::var_os(SERVER_VAR)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("{SERVER_VAR} is not set: run these tests with scripts/test-redis.sh"))
+}
+
+/// A namespace no other test (or earlier run) uses.
+pub fn unique_namespace(prefix: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    format!(
+        "{prefix}-{}-{nanos}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub fn client(url: &str) -> redis::Connection {
+    let client = redis::Client::open(url).expect("valid URL");
+    let conn = client
+        .get_connection_with_timeout(Duration::from_secs(5))
+        .expect("the test Redis answers");
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    conn
+}
+
+/// The fleet state's fields as stored in Redis (empty when missing).
+pub fn stored_state(
+    conn: &mut redis::Connection,
+    namespace: &str,
+) -> std::collections::HashMap<String, String> {
+    redis::cmd("HGETALL")
+        .arg(format!("breakerbox:{{{namespace}}}:state"))
+        .query(conn)
+        .expect("HGETALL")
+}
+
+/// What a listener saw.
+#[derive(Default)]
+pub struct Seen {
+    pub transitions: Mutex<Vec<(State, State)>>,
+    pub storage_errors: Mutex<Vec<String>>,
+}
+
+impl Seen {
+    pub fn transitions(&self) -> Vec<(State, State)> {
+        self.transitions.lock().unwrap().clone()
+    }
+
+    pub fn storage_error_count(&self) -> usize {
+        self.storage_errors.lock().unwrap().len()
+    }
+}
+
+pub struct Recorder(pub Arc<Seen>);
+
+impl Listener for Recorder {
+    fn state_change(&self, _b: &CircuitBreaker, from: State, to: State) {
+        self.0.transitions.lock().unwrap().push((from, to));
+    }
+
+    fn storage_error(&self, _b: &CircuitBreaker, error: &dyn std::error::Error) {
+        self.0.storage_errors.lock().unwrap().push(error.to_string());
+    }
+}
+
+/// Polls `check` every millisecond until it holds or `limit` passes;
+/// returns how long it took, or None.
+pub fn within(limit: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    loop {
+        if check() {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() > limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Whether a call is admitted now (a success is recorded if so).
+pub fn admits(b: &CircuitBreaker) -> bool {
+    match b.try_acquire() {
+        Ok(permit) => {
+            let _ = permit.ignore();
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// A redis-server of a test's own, on a free loopback port, persistence off
+/// unless a test saves explicitly; killed on drop.
+pub struct PrivateServer {
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+impl PrivateServer {
+    pub fn start() -> PrivateServer {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("breakerbox-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("server dir");
+        let mut server = PrivateServer {
+            port,
+            dir,
+            child: None,
+        };
+        server.launch();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn launch(&mut self) {
+        let child = Command::new(server_binary())
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1"])
+            .args(["--save", ""])
+            .args(["--appendonly", "no"])
+            .args(["--dbfilename", "dump.rdb"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        self.child = Some(child);
+        let ready = within(Duration::from_secs(10), || {
+            redis::Client::open(self.url())
+                .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(100)))
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+                .is_ok()
+        });
+        assert!(
+            ready.is_some(),
+            "private redis-server on port {} did not start",
+            self.port
+        );
+    }
+
+    /// SIGKILL: the server vanishes mid-run.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts again on the same port and directory (empty unless a dump was saved).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch();
+    }
+
+    /// Writes the dataset to disk, so that a restart loads it.
+    pub fn save(&self) {
+        let mut conn = client(&self.url());
+        let _: String = redis::cmd("SAVE").query(&mut conn).expect("SAVE");
+    }
+
+    /// Deletes the saved dataset, so that a restart comes up empty.
+    pub fn forget_dump(&self) {
+        let _ = std::fs::remove_file(self.dir.join("dump.rdb"));
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {sig} {pid}");
+    }
+
+    /// SIGSTOP: the server holds connections but answers nothing.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+}
+
+impl Drop for PrivateServer {
+    fn drop(&mut self) {
+        if let Some(child) = &self.child {
+            // A paused server would ignore SIGKILL's cleanup; wake it first.
+            let _ = Command::new("kill")
+                .args(["-CONT", &child.id().to_string()])
+                .status();
+        }
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
