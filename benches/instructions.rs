@@ -2,13 +2,26 @@
 //! `scripts/callgrind.sh`); instruction counts do not move with the
 //! machine's noise, unlike timings.
 //!
-//! `instructions count <case> <calls>` runs `calls` calls of one case: `closed_success`,
-//! `open_rejection` or `empty` (the loop alone). Run without a case (as
-//! `cargo bench` does) it only checks that every case runs.
+//! `instructions count <case> <calls>` runs `calls` calls of one case (see
+//! [`CASES`]; `empty` is the loop alone). Run any other way (as `cargo bench`
+//! does) it only checks, quickly, that every case runs.
 
-use breakerbox::CircuitBreaker;
+use breakerbox::{CircuitBreaker, State};
 use std::hint::black_box;
 use std::time::Duration;
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// A case: its name and a loop of that many calls.
+type Case = (&'static str, fn(u64));
+
+const CASES: [Case; 5] = [
+    ("closed_success", closed_success),
+    ("closed_failure", closed_failure),
+    ("open_rejection", open_rejection),
+    ("half_open_rejection", half_open_rejection),
+    ("empty", empty),
+];
 
 fn closed_success(calls: u64) {
     let breaker = CircuitBreaker::builder().build().unwrap();
@@ -16,20 +29,42 @@ fn closed_success(calls: u64) {
     for _ in 0..calls {
         let _ = black_box(breaker.try_acquire().map(|permit| permit.success()));
     }
-    assert_eq!(breaker.state(), breakerbox::State::Closed);
+    assert_eq!(breaker.state(), State::Closed);
+}
+
+fn closed_failure(calls: u64) {
+    let breaker = CircuitBreaker::builder().fail_max(u32::MAX).build().unwrap();
+    let breaker = black_box(&breaker);
+    for _ in 0..calls {
+        let _ = black_box(breaker.try_acquire().map(|permit| permit.failure()));
+    }
+    assert_eq!(u64::from(breaker.fail_counter()), calls);
 }
 
 fn open_rejection(calls: u64) {
-    let breaker = CircuitBreaker::builder()
-        .reset_timeout(Duration::from_secs(3600))
-        .build()
-        .unwrap();
+    let breaker = CircuitBreaker::builder().reset_timeout(HOUR).build().unwrap();
     breaker.open();
     let breaker = black_box(&breaker);
     for _ in 0..calls {
         black_box(breaker.try_acquire().is_err());
     }
-    assert_eq!(breaker.state(), breakerbox::State::Open);
+    assert_eq!(breaker.state(), State::Open);
+}
+
+fn half_open_rejection(calls: u64) {
+    let breaker = CircuitBreaker::builder()
+        .reset_timeout(HOUR)
+        .probe_lease(HOUR)
+        .build()
+        .unwrap();
+    breaker.half_open();
+    let probe = breaker.try_acquire().expect("the probe");
+    let breaker = black_box(&breaker);
+    for _ in 0..calls {
+        black_box(breaker.try_acquire().is_err());
+    }
+    assert_eq!(breaker.probes_in_flight(), 1);
+    let _ = probe.success();
 }
 
 fn empty(calls: u64) {
@@ -38,28 +73,20 @@ fn empty(calls: u64) {
     }
 }
 
-/// A case: its name and a loop of that many calls.
-type Case = (&'static str, fn(u64));
-
-const CASES: [Case; 3] = [
-    ("closed_success", closed_success),
-    ("open_rejection", open_rejection),
-    ("empty", empty),
-];
-
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
+    let names = CASES.map(|(name, _)| name).join(", ");
     match args.first().map(String::as_str) {
         Some("count") => {
             let (Some(case), Some(calls), None) = (args.get(1), args.get(2), args.get(3)) else {
-                eprintln!("usage: instructions count <closed_success|open_rejection|empty> <calls>");
+                eprintln!("usage: instructions count <case> <calls>; cases: {names}");
                 std::process::exit(2);
             };
             let Some((_, run)) = CASES.iter().find(|(name, _)| name == case) else {
-                eprintln!("unknown case {case:?}; expected closed_success, open_rejection or empty");
+                eprintln!("unknown case {case:?}; cases: {names}");
                 std::process::exit(2);
             };
             let Ok(calls) = calls.parse::<u64>() else {
@@ -73,7 +100,7 @@ fn main() {
             for (_, run) in CASES {
                 run(1000);
             }
-            println!("instructions: every case runs; count them with scripts/callgrind.sh");
+            println!("instructions: every case runs ({names}); count them with scripts/callgrind.sh");
         }
     }
 }
