@@ -15,7 +15,7 @@
 //!         if ok { permit.success(); } else { permit.failure(); }
 //!     }
 //!     Err(rejected) => eprintln!("{rejected}; serve a fallback"),
-//! }
+//! };
 //! ```
 #![deny(unsafe_op_in_unsafe_fn, unused_must_use)]
 #![warn(missing_docs)]
