@@ -323,7 +323,7 @@ impl Fleet {
     /// A call met a fault: stop talking to the store until the watcher has
     /// reconnected, report the fault, and apply the policy to the mirror.
     fn went_down(&self, b: &CircuitBreaker, error: StorageError) {
-        self.inner.mark_down();
+        self.inner.mark_down(None);
         b.report_storage_error(&error);
         self.apply_policy(b);
     }
@@ -431,14 +431,21 @@ impl Inner {
     }
 
     /// The store failed: calls stop using it until the watcher reconnects.
-    pub(crate) fn mark_down(&self) {
-        if self.down.swap(1, Ordering::AcqRel) == 0 {
-            self.store.forget_connections();
+    /// A fault the watcher saw (`error`) is left for the next call to
+    /// report, in the same step, so no call sees the store down without it.
+    pub(crate) fn mark_down(&self, error: Option<StorageError>) {
+        {
             let mut mailbox = self.mailbox();
-            mailbox.applied = 0;
-            mailbox.went_down = true;
+            if let Some(error) = error {
+                mailbox.error = Some(error);
+            }
+            if self.down.swap(1, Ordering::AcqRel) == 0 {
+                mailbox.applied = 0;
+                mailbox.went_down = true;
+            }
             self.pending.store(1, Ordering::Release);
         }
+        self.store.forget_connections();
         self.wake.notify_all();
     }
 

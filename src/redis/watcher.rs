@@ -28,8 +28,7 @@ pub(crate) fn run(inner: Arc<Inner>) {
             End::Stopped => return,
             End::Reconnect => {}
             End::Failed(error) => {
-                inner.mark_down();
-                inner.post_error(error);
+                inner.mark_down(Some(error));
                 inner.sleep(backoff);
                 backoff = (backoff * 2).min(inner.max_backoff.max(FIRST_BACKOFF));
             }
