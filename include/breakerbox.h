@@ -268,6 +268,36 @@ cb_config cb_config_default(void);
  */
 cb_status cb_new(const cb_config *config, cb_breaker **out);
 
+#if defined(BREAKERBOX_REDIS)
+/**
+ * Makes a breaker whose state is shared, through the Redis at `redis_url`,
+ * with every breaker of the same namespace: one logical breaker for a fleet
+ * of processes (see the README's consistency model). Writes its handle to
+ * `*out`; the handle takes the same functions as a `cb_new` one, and is
+ * released with `cb_free`.
+ *
+ * `redis_url` is like "redis://127.0.0.1:6379/". `namespace_` is NULL (the
+ * breaker's name, or "default") or a NUL-terminated UTF-8 name. Redis is
+ * contacted now, within its timeouts (100 ms per command, 250 ms to
+ * connect); a Redis that is down is not an error: the breaker decides
+ * locally, reconnects in the background and re-syncs.
+ *
+ * Returns `CB_STATUS_OK`; `CB_STATUS_INVALID_ARGUMENT` as `cb_new` does, or
+ * when `redis_url` is NULL or either string is not valid UTF-8;
+ * `CB_STATUS_STORAGE_ERROR` when `redis_url` is not a Redis URL. `*out` is
+ * written only on `CB_STATUS_OK`.
+ *
+ * # Safety
+ *
+ * As `cb_new`; `redis_url` is NULL or a NUL-terminated string; `namespace_`
+ * is NULL or a NUL-terminated string.
+ */
+cb_status cb_new_redis(const cb_config *config,
+                       const char *redis_url,
+                       const char *namespace_,
+                       cb_breaker **out);
+#endif
+
 /**
  * Releases a breaker made by `cb_new`. NULL is a no-op.
  *

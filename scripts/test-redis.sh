@@ -63,3 +63,23 @@ step "redis: eight processes" cargo test --features redis --test redis_fleet
 step "redis: faults" cargo test --features redis --test redis_faults
 step "bench: closed success with Redis state vs one round trip" \
     cargo bench --features redis --bench redis -- --warm-up-time 0.3 --measurement-time 1 --noplot
+
+# The C ABI: cb_new_redis from a C program linked to the static library.
+c_abi() {
+    local target_dir build
+    target_dir="$(cargo metadata --format-version 1 --no-deps |
+        sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
+    build="$workdir/c"
+    mkdir -p "$build"
+    cargo build --lib --features redis
+    cp "$target_dir/debug/libbreakerbox.a" "$build/"
+    cc -std=c11 -Wall -Wextra -Wpedantic -Werror -g -DBREAKERBOX_REDIS -Iinclude \
+        tests/redis_ffi.c -L"$build" -lbreakerbox -lpthread -ldl -lm -o "$build/redis_ffi"
+    "$build/redis_ffi"
+    cc -std=c11 -Wall -Wextra -Wpedantic -Werror -g -DBREAKERBOX_REDIS -Iinclude \
+        -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
+        tests/redis_ffi.c -L"$build" -lbreakerbox -lpthread -ldl -lm -o "$build/redis_ffi_asan"
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 "$build/redis_ffi_asan"
+}
+need_cmd cc gcc
+step "C ABI: cb_new_redis (plain, then ASan/UBSan)" c_abi

@@ -443,6 +443,49 @@ pub extern "C" fn cb_config_default() -> cb_config {
     ffi_panic_boundary! { default_config() }
 }
 
+/// Builds the breaker `config` describes (`shared` may add a shared state)
+/// and boxes it as a handle; `cb_new` and `cb_new_redis` differ only there.
+///
+/// # Safety
+///
+/// `config.name` is NULL or a NUL-terminated string.
+unsafe fn new_handle(
+    config: &cb_config,
+    shared: impl FnOnce(crate::Builder) -> Result<crate::Builder, cb_status>,
+) -> Result<*mut cb_breaker, cb_status> {
+    let name = if config.name.is_null() {
+        CString::default()
+    } else {
+        // SAFETY: a non-NULL name is NUL-terminated per the contract.
+        unsafe { CStr::from_ptr(config.name) }.to_owned()
+    };
+    let Ok(name_str) = name.to_str() else {
+        return Err(cb_status::InvalidArgument);
+    };
+    let mut builder = CircuitBreaker::builder()
+        .name(name_str)
+        .fail_max(config.fail_max)
+        .reset_timeout(Duration::from_millis(config.reset_timeout_ms))
+        .success_threshold(config.success_threshold)
+        .half_open_max_calls(config.half_open_max_calls);
+    let listener = config.on_state_change.map(|callback| {
+        Arc::new(CallbackListener {
+            callback,
+            user_data: config.user_data,
+            handle: OnceLock::new(),
+        })
+    });
+    if let Some(listener) = &listener {
+        builder = builder.shared_listener(listener.clone());
+    }
+    let breaker = shared(builder)?.build()?;
+    let handle = to_boxed_mut_ptr::<cb_breaker>(FfiBreaker { breaker, name });
+    if let Some(listener) = listener {
+        let _ = listener.handle.set(HandlePtr(handle));
+    }
+    Ok(handle)
+}
+
 /// Makes a breaker from `config` and writes its handle to `*out`.
 ///
 /// Returns `CB_STATUS_OK`, or `CB_STATUS_INVALID_ARGUMENT` when `config` or
@@ -462,39 +505,76 @@ pub unsafe extern "C" fn cb_new(config: *const cb_config, out: *mut *mut cb_brea
         // SAFETY: non-NULL, and readable per this function's contract. Every
         // field type accepts any bit pattern C can put there.
         let config = unsafe { config.read() };
-        let name = if config.name.is_null() {
-            CString::default()
-        } else {
-            // SAFETY: a non-NULL name is NUL-terminated per the contract.
-            unsafe { CStr::from_ptr(config.name) }.to_owned()
+        // SAFETY: the name is NULL or NUL-terminated per this function's contract.
+        let handle = match unsafe { new_handle(&config, Ok) } {
+            Ok(handle) => handle,
+            Err(status) => return status,
         };
-        let Ok(name_str) = name.to_str() else {
+        // SAFETY: `out` is non-NULL and writable per the contract.
+        unsafe { out.write(handle) };
+        cb_status::Ok
+    }
+}
+
+/// Makes a breaker whose state is shared, through the Redis at `redis_url`,
+/// with every breaker of the same namespace: one logical breaker for a fleet
+/// of processes (see the README's consistency model). Writes its handle to
+/// `*out`; the handle takes the same functions as a `cb_new` one, and is
+/// released with `cb_free`.
+///
+/// `redis_url` is like "redis://127.0.0.1:6379/". `namespace_` is NULL (the
+/// breaker's name, or "default") or a NUL-terminated UTF-8 name. Redis is
+/// contacted now, within its timeouts (100 ms per command, 250 ms to
+/// connect); a Redis that is down is not an error: the breaker decides
+/// locally, reconnects in the background and re-syncs.
+///
+/// Returns `CB_STATUS_OK`; `CB_STATUS_INVALID_ARGUMENT` as `cb_new` does, or
+/// when `redis_url` is NULL or either string is not valid UTF-8;
+/// `CB_STATUS_STORAGE_ERROR` when `redis_url` is not a Redis URL. `*out` is
+/// written only on `CB_STATUS_OK`.
+///
+/// # Safety
+///
+/// As `cb_new`; `redis_url` is NULL or a NUL-terminated string; `namespace_`
+/// is NULL or a NUL-terminated string.
+#[cfg(feature = "redis")]
+#[no_mangle]
+pub unsafe extern "C" fn cb_new_redis(
+    config: *const cb_config,
+    redis_url: *const c_char,
+    namespace_: *const c_char,
+    out: *mut *mut cb_breaker,
+) -> cb_status {
+    ffi_panic_boundary! {
+        try_non_null!(config);
+        try_non_null!(redis_url);
+        try_non_null!(out);
+        // SAFETY: non-NULL, and readable per this function's contract.
+        let config = unsafe { config.read() };
+        // SAFETY: non-NULL and NUL-terminated per the contract.
+        let Ok(url) = unsafe { CStr::from_ptr(redis_url) }.to_str() else {
             return cb_status::InvalidArgument;
         };
-        let mut builder = CircuitBreaker::builder()
-            .name(name_str)
-            .fail_max(config.fail_max)
-            .reset_timeout(Duration::from_millis(config.reset_timeout_ms))
-            .success_threshold(config.success_threshold)
-            .half_open_max_calls(config.half_open_max_calls);
-        let listener = config.on_state_change.map(|callback| {
-            Arc::new(CallbackListener {
-                callback,
-                user_data: config.user_data,
-                handle: OnceLock::new(),
-            })
-        });
-        if let Some(listener) = &listener {
-            builder = builder.shared_listener(listener.clone());
-        }
-        let breaker = match builder.build() {
-            Ok(breaker) => breaker,
-            Err(error) => return error.into(),
+        let namespace = if namespace_.is_null() {
+            None
+        } else {
+            // SAFETY: non-NULL and NUL-terminated per the contract.
+            match unsafe { CStr::from_ptr(namespace_) }.to_str() {
+                Ok(ns) => Some(ns),
+                Err(_) => return cb_status::InvalidArgument,
+            }
         };
-        let handle = to_boxed_mut_ptr::<cb_breaker>(FfiBreaker { breaker, name });
-        if let Some(listener) = listener {
-            let _ = listener.handle.set(HandlePtr(handle));
+        let Ok(mut state) = crate::redis::RedisState::connect(url) else {
+            return cb_status::StorageError;
+        };
+        if let Some(ns) = namespace {
+            state = state.namespace(ns);
         }
+        // SAFETY: the name is NULL or NUL-terminated per the contract.
+        let handle = match unsafe { new_handle(&config, |builder| Ok(builder.shared(state))) } {
+            Ok(handle) => handle,
+            Err(status) => return status,
+        };
         // SAFETY: `out` is non-NULL and writable per the contract.
         unsafe { out.write(handle) };
         cb_status::Ok

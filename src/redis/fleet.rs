@@ -94,12 +94,14 @@ impl Fleet {
         Fleet { inner, watcher }
     }
 
-    /// The first sync, on the building thread: a late joiner takes the
-    /// fleet's state; an empty Redis is seeded with a closed breaker.
+    /// The first sync, on the building thread: a late joiner starts in the
+    /// fleet's state (not reported as a change: it is where it begins); an
+    /// empty Redis is seeded with a closed breaker.
     pub(crate) fn first_sync(&self, b: &CircuitBreaker) {
         match self.run(b, Op::Sync, &zero_limits()) {
             Ok(reply) => {
-                self.apply_reply(b, &reply);
+                let view = self.inner.localize(&reply.view);
+                self.apply_view(b, reply.view.version, &view, false);
             }
             Err(e) => self.went_down(b, e),
         }
@@ -132,7 +134,7 @@ impl Fleet {
             self.apply_policy(b);
         }
         if let Some((version, view)) = view {
-            self.apply_view(b, version, &view);
+            self.apply_view(b, version, &view, true);
         }
     }
 
@@ -286,13 +288,13 @@ impl Fleet {
     /// Mirrors the fleet's answer; returns it in this breaker's time.
     fn apply_reply(&self, b: &CircuitBreaker, reply: &Reply) -> FleetView {
         let view = self.inner.localize(&reply.view);
-        self.apply_view(b, reply.view.version, &view);
+        self.apply_view(b, reply.view.version, &view, true);
         view
     }
 
     /// Overwrites the mirror with `view` unless a newer one is already there,
-    /// and reports the mirror's change of state once.
-    fn apply_view(&self, b: &CircuitBreaker, version: u64, view: &FleetView) {
+    /// and reports the mirror's change of state once (if `report`).
+    fn apply_view(&self, b: &CircuitBreaker, version: u64, view: &FleetView, report: bool) {
         let transition = {
             let mut mailbox = self.inner.mailbox();
             if version <= mailbox.applied {
@@ -308,7 +310,7 @@ impl Fleet {
             mailbox.mirror = b.mirror().load();
             transition
         };
-        if let Some(t) = transition {
+        if let Some(t) = transition.filter(|_| report) {
             b.emit_transition(t);
         }
     }
