@@ -88,11 +88,14 @@ fn session(inner: &Inner, backoff: &mut Duration) -> End {
         }
         let now = Instant::now();
         if now >= next_refresh {
+            // Scheduled from the start of each refresh: a change is read by
+            // one that starts at most `refresh_interval` after it, and posted
+            // within the command timeout after that.
+            next_refresh = now + inner.refresh_interval;
             match inner.sync() {
                 Ok(view) => inner.post_view(&view),
                 Err(e) => return End::Failed(e),
             }
-            next_refresh = Instant::now() + inner.refresh_interval;
             continue;
         }
         let wait = (next_refresh - now).clamp(Duration::from_millis(1), TICK);
