@@ -1,5 +1,7 @@
 //! The healthy path makes no round trip: counted by the server itself, on a
 //! private redis-server (BREAKERBOX_REDIS_SERVER) that nothing else talks to.
+//! And the watcher thread stops with its breaker. One test at a time: both
+//! count things the whole process shares.
 #![cfg(feature = "redis")]
 
 mod redis_support;
@@ -7,7 +9,10 @@ mod redis_support;
 use breakerbox::redis::RedisState;
 use breakerbox::{CircuitBreaker, State};
 use redis_support::*;
+use std::sync::Mutex;
 use std::time::Duration;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// Scripts the server ran to completion (calls less failed calls, such as
 /// a NOSCRIPT answer), from INFO commandstats.
@@ -29,6 +34,7 @@ fn scripts_run(server: &PrivateServer) -> u64 {
 
 #[test]
 fn closed_successes_and_open_rejections_touch_no_network() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let server = PrivateServer::start();
     let breaker = CircuitBreaker::builder()
         .fail_max(1)
@@ -62,4 +68,44 @@ fn closed_successes_and_open_rejections_touch_no_network() {
         before + 1,
         "a rejection before the reset timeout reached Redis"
     );
+}
+
+/// Threads of this process named like the watcher ("breakerbox-redis",
+/// cut to the kernel's 15 characters).
+fn watchers() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter(|task| {
+            let comm = task.as_ref().unwrap().path().join("comm");
+            std::fs::read_to_string(comm).is_ok_and(|name| name.trim() == "breakerbox-redi")
+        })
+        .count()
+}
+
+#[test]
+fn a_shared_breaker_is_send_and_sync_and_its_watcher_stops_on_drop() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    let server = PrivateServer::start();
+    assert_eq!(watchers(), 0);
+    let breakers: Vec<CircuitBreaker> = (0..3)
+        .map(|_| {
+            CircuitBreaker::builder()
+                .shared(
+                    RedisState::connect(&server.url())
+                        .unwrap()
+                        .namespace(unique_namespace("drop")),
+                )
+                .build()
+                .unwrap()
+        })
+        .collect();
+    send_sync(&breakers[0]);
+    // A thread takes its name once it runs.
+    assert!(
+        within(Duration::from_secs(5), || watchers() == 3).is_some(),
+        "one watcher per breaker"
+    );
+    drop(breakers);
+    assert_eq!(watchers(), 0, "dropping the breakers stopped their watchers");
 }
