@@ -31,9 +31,9 @@ mod listener;
 pub mod llm;
 #[cfg(feature = "metrics")]
 pub mod metrics;
-pub mod registry;
 #[cfg(feature = "redis")]
 pub mod redis;
+pub mod registry;
 mod state;
 mod sync;
 #[cfg(feature = "tower")]
