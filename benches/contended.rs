@@ -6,6 +6,10 @@
 //! two threads, 2 x (iters/2) calls against 1 x iters with one thread. A
 //! ratio (2 threads / 1 thread) below 1 means the breaker scales; 0.5 is
 //! perfect.
+//!
+//! `breakerbox_unshared` gives every thread a breaker of its own: nothing is
+//! shared, so its ratio is what the machine offers at that moment (on a
+//! loaded machine, less than two free cores). Read the others against it.
 
 mod common;
 
@@ -41,6 +45,10 @@ fn run_split(threads: usize, iters: u64, op: &(impl Fn() + Sync)) -> Duration {
     last - first
 }
 
+thread_local! {
+    static OWN: CircuitBreaker = CircuitBreaker::builder().build().unwrap();
+}
+
 fn thread_counts() -> Vec<usize> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut counts = vec![1, 2];
@@ -67,6 +75,15 @@ fn contended(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 run_split(threads, iters, &|| {
                     let _ = black_box(bb.try_acquire().map(|permit| permit.success()));
+                })
+            })
+        });
+        g.bench_function("breakerbox_unshared", |b| {
+            b.iter_custom(|iters| {
+                run_split(threads, iters, &|| {
+                    OWN.with(|own| {
+                        let _ = black_box(own.try_acquire().map(|permit| permit.success()));
+                    })
                 })
             })
         });

@@ -93,6 +93,12 @@ def main_table(results):
     two = results.get("closed_success_2_threads", {})
     scaling = [ratio(two.get(b), one.get(b)) for b in BREAKERS]
     lines.append("| **scaling**: 2 threads / 1 thread | " + " | ".join(scaling) + " | | | |")
+    if "breakerbox_unshared" in one and "breakerbox_unshared" in two:
+        ceiling = ratio(two["breakerbox_unshared"], one["breakerbox_unshared"])
+        lines.append(
+            f"| machine's ceiling: one breaker per thread, nothing shared ({ns(one['breakerbox_unshared'])} → "
+            f"{ns(two['breakerbox_unshared'])} ns) | {ceiling} | | | | | | | |"
+        )
     for group in sorted(results):
         if group.startswith("closed_success_") and group.endswith("_threads") and group != "closed_success_2_threads":
             row = results[group]
