@@ -44,6 +44,26 @@ fn failures_from_every_breaker_count_toward_one_fail_max() {
 }
 
 #[test]
+fn a_success_resets_the_fleet_count_once_its_process_knows_of_failures() {
+    let ns = unique_namespace("reset");
+    let a = breaker(&ns, 3);
+    let b = breaker(&ns, 3);
+    assert_eq!(a.try_acquire().unwrap().failure(), Recorded::Counted);
+    assert_eq!(a.try_acquire().unwrap().failure(), Recorded::Counted);
+    // The failures are announced; b's next success goes to Redis and resets.
+    assert!(within(Duration::from_millis(900), || b.fail_counter() == 2).is_some());
+    assert_eq!(b.try_acquire().unwrap().success(), Recorded::Counted);
+    assert_eq!(b.fail_counter(), 0);
+    assert_eq!(stored_state(&mut client(&url()), &ns)["f"], "0");
+    assert_eq!(
+        a.try_acquire().unwrap().failure(),
+        Recorded::Counted,
+        "counting starts over"
+    );
+    assert_eq!(a.fail_counter(), 1);
+}
+
+#[test]
 fn a_late_joiner_takes_the_fleet_state_and_resets_nothing() {
     let ns = unique_namespace("late");
     let a = breaker(&ns, 3);
