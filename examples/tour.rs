@@ -58,7 +58,8 @@ fn race_for_the_probe(breaker: &Arc<CircuitBreaker>, db: &Arc<FlakyDependency>) 
     let admitted = Arc::new(AtomicUsize::new(0));
     let racers: Vec<_> = (0..RACERS)
         .map(|i| {
-            let (breaker, db, barrier, admitted) = (breaker.clone(), db.clone(), barrier.clone(), admitted.clone());
+            let (breaker, db, barrier, admitted) =
+                (breaker.clone(), db.clone(), barrier.clone(), admitted.clone());
             thread::spawn(move || {
                 barrier.wait();
                 match breaker.try_acquire() {
@@ -85,7 +86,10 @@ fn race_for_the_probe(breaker: &Arc<CircuitBreaker>, db: &Arc<FlakyDependency>) 
     for racer in racers {
         racer.join().expect("racer thread");
     }
-    println!("    => {} of {RACERS} racing threads were admitted", admitted.load(Ordering::SeqCst));
+    println!(
+        "    => {} of {RACERS} racing threads were admitted",
+        admitted.load(Ordering::SeqCst)
+    );
 }
 
 fn ns_per_call(calls: u32, mut f: impl FnMut()) -> f64 {
@@ -106,7 +110,9 @@ fn main() {
             .name("orders-db")
             .fail_max(5)
             .reset_timeout(RESET_TIMEOUT)
-            .listener(Narrator { start: Instant::now() })
+            .listener(Narrator {
+                start: Instant::now(),
+            })
             .build()
             .expect("valid configuration"),
     );
@@ -126,7 +132,10 @@ fn main() {
     for attempt in 1.. {
         match breaker.call(|| db.query()) {
             Err(Error::Failed { error, tripped }) => {
-                println!("    call {attempt}: failed: {error}; failures counted: {}", breaker.fail_counter());
+                println!(
+                    "    call {attempt}: failed: {error}; failures counted: {}",
+                    breaker.fail_counter()
+                );
                 if tripped {
                     println!("    call {attempt} tripped the breaker, and its own error was kept");
                     break;
@@ -139,7 +148,9 @@ fn main() {
     section("3. Open: calls fail fast instead of piling up timeouts");
     let before = db.calls.load(Ordering::Relaxed);
     let start = Instant::now();
-    let rejected = (0..100_000).filter(|_| breaker.call(|| db.query()).is_err()).count();
+    let rejected = (0..100_000)
+        .filter(|_| breaker.call(|| db.query()).is_err())
+        .count();
     println!(
         "    {rejected} calls rejected in {:.2} ms; the dependency saw {} of them",
         start.elapsed().as_secs_f64() * 1e3,
@@ -159,7 +170,10 @@ fn main() {
     assert_eq!(breaker.state(), State::Closed, "the tour ends recovered");
 
     section("6. What a call costs (this machine, this run)");
-    let quiet = CircuitBreaker::builder().name("bench").build().expect("valid configuration");
+    let quiet = CircuitBreaker::builder()
+        .name("bench")
+        .build()
+        .expect("valid configuration");
     let closed = ns_per_call(10_000_000, || {
         let permit = quiet.try_acquire().expect("closed");
         black_box(permit.success());

@@ -23,7 +23,11 @@ enum Op {
 }
 
 fn outcome() -> impl Strategy<Value = Outcome> {
-    prop_oneof![Just(Outcome::Success), Just(Outcome::Failure), Just(Outcome::Ignored)]
+    prop_oneof![
+        Just(Outcome::Success),
+        Just(Outcome::Failure),
+        Just(Outcome::Ignored)
+    ]
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -92,24 +96,39 @@ impl Model {
 
     fn admit_probe(&mut self) -> ModelTicket {
         self.probe_admitted_at = self.probe_admitted_at.max(self.now);
-        ModelTicket { episode: self.episode, probe: true }
+        ModelTicket {
+            episode: self.episode,
+            probe: true,
+        }
     }
 
     fn acquire(&mut self) -> Result<ModelTicket, State> {
         match self.state {
-            ModelState::Closed { .. } => Ok(ModelTicket { episode: self.episode, probe: false }),
+            ModelState::Closed { .. } => Ok(ModelTicket {
+                episode: self.episode,
+                probe: false,
+            }),
             ModelState::Open { opened_at } if self.now >= opened_at + RESET_MS => {
-                self.go(ModelState::HalfOpen { in_flight: 1, successes: 0 });
+                self.go(ModelState::HalfOpen {
+                    in_flight: 1,
+                    successes: 0,
+                });
                 Ok(self.admit_probe())
             }
             ModelState::Open { .. } => Err(State::Open),
             ModelState::HalfOpen { in_flight, successes } if in_flight < self.half_open_max_calls => {
-                self.state = ModelState::HalfOpen { in_flight: in_flight + 1, successes };
+                self.state = ModelState::HalfOpen {
+                    in_flight: in_flight + 1,
+                    successes,
+                };
                 Ok(self.admit_probe())
             }
             ModelState::HalfOpen { successes, .. } if self.now >= self.probe_admitted_at + LEASE_MS => {
                 self.episode += 1;
-                self.state = ModelState::HalfOpen { in_flight: 1, successes };
+                self.state = ModelState::HalfOpen {
+                    in_flight: 1,
+                    successes,
+                };
                 Ok(self.admit_probe())
             }
             ModelState::HalfOpen { .. } => Err(State::HalfOpen),
@@ -117,7 +136,10 @@ impl Model {
     }
 
     fn release_probe(&mut self, in_flight: u32, successes: u32) {
-        self.state = ModelState::HalfOpen { in_flight: in_flight - 1, successes };
+        self.state = ModelState::HalfOpen {
+            in_flight: in_flight - 1,
+            successes,
+        };
         if in_flight == 1 {
             self.episode += 1;
         }
@@ -142,10 +164,14 @@ impl Model {
                 self.go(ModelState::Open { opened_at: self.now })
             }
             (ModelState::Closed { failures }, Outcome::Failure) => {
-                self.state = ModelState::Closed { failures: failures + 1 };
+                self.state = ModelState::Closed {
+                    failures: failures + 1,
+                };
                 None
             }
-            (ModelState::HalfOpen { .. }, Outcome::Failure) => self.go(ModelState::Open { opened_at: self.now }),
+            (ModelState::HalfOpen { .. }, Outcome::Failure) => {
+                self.go(ModelState::Open { opened_at: self.now })
+            }
             (ModelState::HalfOpen { successes, .. }, Outcome::Success)
                 if successes + 1 >= self.success_threshold =>
             {
@@ -174,14 +200,19 @@ impl Model {
             (ModelState::Open { .. }, State::Open) | (ModelState::HalfOpen { .. }, State::HalfOpen) => None,
             (_, State::Closed) => self.go(ModelState::Closed { failures: 0 }),
             (_, State::Open) => self.go(ModelState::Open { opened_at: self.now }),
-            (_, State::HalfOpen) => self.go(ModelState::HalfOpen { in_flight: 0, successes: 0 }),
+            (_, State::HalfOpen) => self.go(ModelState::HalfOpen {
+                in_flight: 0,
+                successes: 0,
+            }),
         }
     }
 
     fn set_fail_max(&mut self, value: u32) -> Option<Transition> {
         self.fail_max = value;
         match self.state {
-            ModelState::Closed { failures } if failures >= value => self.go(ModelState::Open { opened_at: self.now }),
+            ModelState::Closed { failures } if failures >= value => {
+                self.go(ModelState::Open { opened_at: self.now })
+            }
             _ => None,
         }
     }
@@ -228,12 +259,23 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
                 (Err(real), Err(expected)) => prop_assert_eq!(real.state, expected, "step {}", step),
                 (real, expected) => {
-                    prop_assert!(false, "step {}: breaker {:?}, model {:?}", step, real.map(|_| ()), expected.map(|_| ()))
+                    prop_assert!(
+                        false,
+                        "step {}: breaker {:?}, model {:?}",
+                        step,
+                        real.map(|_| ()),
+                        expected.map(|_| ())
+                    )
                 }
             },
             Op::Record(index, outcome) if !tickets.is_empty() => {
                 let (real, expected) = tickets[index % tickets.len()];
-                prop_assert_eq!(breaker.record(real, outcome), Ok(model.record(expected, outcome)), "step {}", step);
+                prop_assert_eq!(
+                    breaker.record(real, outcome),
+                    Ok(model.record(expected, outcome)),
+                    "step {}",
+                    step
+                );
             }
             Op::Record(..) => {}
             Op::Force(target) => {
@@ -246,7 +288,10 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::SetFailMax(v) => prop_assert_eq!(breaker.set_fail_max(v).unwrap(), model.set_fail_max(v)),
             Op::SetSuccessThreshold(v) => {
-                prop_assert_eq!(breaker.set_success_threshold(v).unwrap(), model.set_success_threshold(v))
+                prop_assert_eq!(
+                    breaker.set_success_threshold(v).unwrap(),
+                    model.set_success_threshold(v)
+                )
             }
             Op::SetHalfOpenMaxCalls(v) => {
                 breaker.set_half_open_max_calls(v).unwrap();
@@ -258,8 +303,17 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
         }
         prop_assert_eq!(breaker.state(), model.state(), "step {}: state", step);
-        let real = (breaker.fail_counter(), breaker.success_counter(), breaker.probes_in_flight());
-        prop_assert_eq!(real, model.counters(), "step {}: (failures, successes, in flight)", step);
+        let real = (
+            breaker.fail_counter(),
+            breaker.success_counter(),
+            breaker.probes_in_flight(),
+        );
+        prop_assert_eq!(
+            real,
+            model.counters(),
+            "step {}: (failures, successes, in flight)",
+            step
+        );
     }
     Ok(())
 }

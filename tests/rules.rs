@@ -717,7 +717,10 @@ fn a_panicking_listener_does_not_corrupt_the_breaker() {
 #[cfg_attr(miri, ignore = "reads the real clock and sleeps")]
 fn system_clock_half_opens_on_time_after_idle_spells() {
     for reset_ms in [0, 20] {
-        let b = CircuitBreaker::builder().reset_timeout(Duration::from_millis(reset_ms)).build().unwrap();
+        let b = CircuitBreaker::builder()
+            .reset_timeout(Duration::from_millis(reset_ms))
+            .build()
+            .unwrap();
         for _ in 0..40 {
             b.open();
             std::thread::sleep(Duration::from_millis(reset_ms + 3));

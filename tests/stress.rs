@@ -53,7 +53,8 @@ fn hammer(half_open_max_calls: u32) {
     let most_probes_seen = Arc::new(AtomicU32::new(0));
     let workers: Vec<_> = (0..THREADS)
         .map(|seed| {
-            let (breaker, running, most) = (breaker.clone(), probes_running.clone(), most_probes_seen.clone());
+            let (breaker, running, most) =
+                (breaker.clone(), probes_running.clone(), most_probes_seen.clone());
             let clock = clock.clone();
             thread::spawn(move || {
                 let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (seed + 1));
@@ -94,7 +95,10 @@ fn hammer(half_open_max_calls: u32) {
     let admitted: u64 = workers.into_iter().map(|w| w.join().unwrap()).sum();
 
     let most = most_probes_seen.load(Ordering::SeqCst);
-    assert!(most <= half_open_max_calls, "{most} probes ran at once, limit {half_open_max_calls}");
+    assert!(
+        most <= half_open_max_calls,
+        "{most} probes ran at once, limit {half_open_max_calls}"
+    );
     assert!(most >= 1, "the run reached half-open");
     assert!(admitted > 0);
 
@@ -104,10 +108,22 @@ fn hammer(half_open_max_calls: u32) {
     let total: u64 = counts.values().sum();
     assert!(total > 100, "the run exercised many transitions: {counts:?}");
     for state in [State::Closed, State::Open, State::HalfOpen] {
-        let entered: i64 = counts.iter().filter(|((_, to), _)| *to == state).map(|(_, n)| *n as i64).sum();
-        let left: i64 = counts.iter().filter(|((from, _), _)| *from == state).map(|(_, n)| *n as i64).sum();
+        let entered: i64 = counts
+            .iter()
+            .filter(|((_, to), _)| *to == state)
+            .map(|(_, n)| *n as i64)
+            .sum();
+        let left: i64 = counts
+            .iter()
+            .filter(|((from, _), _)| *from == state)
+            .map(|(_, n)| *n as i64)
+            .sum();
         let expected = i64::from(breaker.state() == state) - i64::from(state == State::Closed);
-        assert_eq!(entered - left, expected, "{state}: entered {entered}, left {left}, events {counts:?}");
+        assert_eq!(
+            entered - left,
+            expected,
+            "{state}: entered {entered}, left {left}, events {counts:?}"
+        );
     }
 }
 
