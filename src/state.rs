@@ -38,7 +38,10 @@
 //! # Orderings
 //!
 //! A successful CAS is `AcqRel` (it publishes the new state and sees all that
-//! came before it); loads and failed CASes are `Acquire`.
+//! came before it); loads and failed CASes are `Acquire`. The CAS also carries
+//! what was written just before it: a probe's admission time, and a setter's
+//! new limit (its reconcile is a CAS on the word, so a racing record either
+//! sees the new limit or is seen by the reconcile).
 
 use crate::sync::{AtomicU64, Ordering};
 use crossbeam_utils::CachePadded;
@@ -288,22 +291,18 @@ impl Ticket {
             && (self.0 >> TICKET_TAG_SHIFT) as u32 == tag
     }
 
-    pub(crate) fn generation(self) -> u32 {
-        ((self.0 & GENERATION_MASK) >> GENERATION_SHIFT) as u32
-    }
-
     /// A closed-state ticket recording success against this snapshot needs
     /// no write: same episode, nothing to reset.
     fn success_is_noop(self, current: Snapshot) -> bool {
         self.0 & TICKET_KIND_MASK == TICKET_CLOSED
             && current.is_closed()
             && current.failures() == 0
-            && current.generation() == self.generation()
+            && current.generation() == self.episode()
     }
 
     /// Whether the episode this ticket belongs to has ended.
     fn is_stale(self, current: Snapshot) -> bool {
-        if current.generation() != self.generation() {
+        if current.generation() != self.episode() {
             return true;
         }
         match self.0 & TICKET_KIND_MASK {
@@ -317,7 +316,7 @@ impl fmt::Debug for Ticket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Ticket")
             .field("probe", &self.is_probe())
-            .field("generation", &self.generation())
+            .field("episode", &self.episode())
             .finish()
     }
 }

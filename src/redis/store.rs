@@ -274,7 +274,7 @@ impl Store {
                 "record",
                 [
                     if ticket.is_probe() { 2 } else { 1 },
-                    u64::from(ticket.generation()),
+                    u64::from(ticket.episode()),
                     u64::from(outcome_arg(outcome)),
                 ],
             ),
