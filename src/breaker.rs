@@ -4,7 +4,7 @@ use crate::clock::{duration_to_ms, ClockSource};
 use crate::config::{self, Builder, Classifier, Settings};
 use crate::error::{ConfigError, Error, Rejected};
 use crate::listener::Listeners;
-use crate::state::{Acquire, Outcome, Recorded, State, StateCell, Ticket, Transition};
+use crate::state::{Acquire, LimitSource, Outcome, Recorded, State, StateCell, Ticket, Transition};
 use std::any::Any;
 use std::collections::hash_map::RandomState;
 use std::fmt;
@@ -159,25 +159,51 @@ impl CircuitBreaker {
     #[inline]
     pub fn acquire_ticket(&self) -> Result<Ticket, Rejected> {
         if !self.listeners.is_empty() {
-            self.listeners.notify(|l| l.before_call(self));
+            self.notify_before_call();
         }
         match self.state.acquire_closed() {
             Some(ticket) => Ok(ticket.with_tag(self.tag)),
+            None => self.acquire_not_closed(),
+        }
+    }
+
+    /// Rejections (the bulk of calls while open) are decided with one load
+    /// and a coarse clock reading; anything else takes the CAS loop.
+    #[inline(never)]
+    fn acquire_not_closed(&self) -> Result<Ticket, Rejected> {
+        #[cfg(feature = "redis")]
+        if self.shared.is_some() {
+            return self.acquire_slow();
+        }
+        match self.state.rejects(&self.settings, &mut self.clock.lazy()) {
+            Some(state) => self.reject(state),
             None => self.acquire_slow(),
         }
     }
 
+    fn reject(&self, state: State) -> Result<Ticket, Rejected> {
+        if !self.listeners.is_empty() {
+            self.notify_rejected(state);
+        }
+        Err(Rejected { state })
+    }
+
     #[cold]
     #[inline(never)]
+    fn notify_before_call(&self) {
+        self.listeners.notify(|l| l.before_call(self));
+    }
+
+    // Not `#[cold]`: an open breaker's rejections all come through here.
+    #[inline(never)]
     fn acquire_slow(&self) -> Result<Ticket, Rejected> {
-        let limits = self.settings.limits();
         #[cfg(feature = "redis")]
         let decision = match &self.shared {
-            Some(fleet) => fleet.acquire(self, &limits),
-            None => self.state.acquire(&limits, &mut self.clock.lazy()),
+            Some(fleet) => fleet.acquire(self, &self.settings.limits()),
+            None => self.state.acquire(&self.settings, &mut self.clock.lazy()),
         };
         #[cfg(not(feature = "redis"))]
-        let decision = self.state.acquire(&limits, &mut self.clock.lazy());
+        let decision = self.state.acquire(&self.settings, &mut self.clock.lazy());
         match decision {
             Acquire::Admitted { ticket, transition } => {
                 let ticket = ticket.with_tag(self.tag);
@@ -188,13 +214,14 @@ impl CircuitBreaker {
                 }
                 Ok(ticket)
             }
-            Acquire::Rejected(state) => {
-                if !self.listeners.is_empty() {
-                    self.listeners.notify(|l| l.rejected(self, state));
-                }
-                Err(Rejected { state })
-            }
+            Acquire::Rejected(state) => self.reject(state),
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn notify_rejected(&self, state: State) {
+        self.listeners.notify(|l| l.rejected(self, state));
     }
 
     /// Records how the call admitted with `ticket` ended.
@@ -217,23 +244,27 @@ impl CircuitBreaker {
             self.record_slow(ticket, outcome)
         };
         if !self.listeners.is_empty() && recorded != Recorded::Stale {
-            self.report_outcome(outcome);
-            self.report_transition(recorded.transition());
+            self.report_record(outcome, recorded);
         }
         recorded
     }
 
     #[cold]
     #[inline(never)]
+    fn report_record(&self, outcome: Outcome, recorded: Recorded) {
+        self.report_outcome(outcome);
+        self.report_transition(recorded.transition());
+    }
+
+    #[inline(never)]
     fn record_slow(&self, ticket: Ticket, outcome: Outcome) -> Recorded {
-        let limits = self.settings.limits();
         #[cfg(feature = "redis")]
         if let Some(fleet) = &self.shared {
-            return fleet.record(self, ticket, outcome, &limits);
+            return fleet.record(self, ticket, outcome, &self.settings.limits());
         }
         let recorded = self
             .state
-            .record(ticket, outcome, &limits, &mut self.clock.lazy());
+            .record(ticket, outcome, &self.settings, &mut self.clock.lazy());
         if recorded != Recorded::Counted {
             return recorded;
         }
@@ -246,11 +277,10 @@ impl CircuitBreaker {
     }
 
     fn reconcile_if_needed(&self) -> Option<Transition> {
-        let limits = self.settings.limits();
-        if !self.state.needs_reconcile(&limits) {
+        if !self.state.needs_reconcile(&self.settings) {
             return None;
         }
-        self.state.reconcile(&limits, &mut self.clock.lazy())
+        self.state.reconcile(&self.settings, &mut self.clock.lazy())
     }
 
     fn report_outcome(&self, outcome: Outcome) {
@@ -312,9 +342,7 @@ impl CircuitBreaker {
         if let Some(fleet) = &self.shared {
             return fleet.reconcile(self, &self.settings.limits());
         }
-        let transition = self
-            .state
-            .reconcile(&self.settings.limits(), &mut self.clock.lazy());
+        let transition = self.state.reconcile(&self.settings, &mut self.clock.lazy());
         self.report_transition(transition);
         transition
     }
@@ -390,27 +418,27 @@ impl CircuitBreaker {
 
     /// The current `fail_max`.
     pub fn fail_max(&self) -> u32 {
-        self.settings.limits().fail_max
+        self.settings.fail_max()
     }
 
     /// The current `success_threshold`.
     pub fn success_threshold(&self) -> u32 {
-        self.settings.limits().success_threshold
+        self.settings.success_threshold()
     }
 
     /// The current `half_open_max_calls`.
     pub fn half_open_max_calls(&self) -> u32 {
-        self.settings.limits().half_open_max_calls
+        self.settings.half_open_max_calls()
     }
 
     /// The current reset timeout.
     pub fn reset_timeout(&self) -> Duration {
-        Duration::from_millis(self.settings.limits().reset_timeout_ms)
+        Duration::from_millis(self.settings.reset_timeout_ms())
     }
 
     /// The probe lease in force.
     pub fn probe_lease(&self) -> Duration {
-        Duration::from_millis(self.settings.limits().probe_lease_ms)
+        Duration::from_millis(self.settings.probe_lease_ms())
     }
 }
 
@@ -463,21 +491,25 @@ pub struct Permit<'a> {
 
 impl Permit<'_> {
     /// The call succeeded.
+    #[inline]
     pub fn success(self) -> Recorded {
         self.record(Outcome::Success)
     }
 
     /// The call failed.
+    #[inline]
     pub fn failure(self) -> Recorded {
         self.record(Outcome::Failure)
     }
 
     /// The call counts as neither; a probe's slot is freed.
+    #[inline]
     pub fn ignore(self) -> Recorded {
         self.record(Outcome::Ignored)
     }
 
     /// Records `outcome`.
+    #[inline]
     pub fn record(self, outcome: Outcome) -> Recorded {
         let this = ManuallyDrop::new(self);
         this.breaker.record_valid(this.ticket, outcome)

@@ -71,6 +71,7 @@ fn coarse_lag_bound_ms(resolution_ms: u64) -> u64 {
 }
 
 #[cfg(target_os = "linux")]
+#[inline]
 fn read_ms(clock_id: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -115,6 +116,7 @@ fn coarse_resolution_ms() -> u64 {
 
 impl Clock for MonotonicClock {
     #[cfg(target_os = "linux")]
+    #[inline]
     fn now_ms(&self) -> u64 {
         read_ms(libc::CLOCK_MONOTONIC)
     }
@@ -125,10 +127,12 @@ impl Clock for MonotonicClock {
     }
 
     #[cfg(target_os = "linux")]
+    #[inline]
     fn coarse_now_ms(&self) -> u64 {
         read_ms(libc::CLOCK_MONOTONIC_COARSE)
     }
 
+    #[inline]
     fn coarse_lag_ms(&self) -> u64 {
         self.coarse_lag_ms
     }
@@ -224,10 +228,12 @@ pub(crate) struct LazyNow<'a> {
 }
 
 impl crate::state::Now for LazyNow<'_> {
+    #[inline]
     fn now_ms(&mut self) -> u64 {
         *self.cached.get_or_insert_with(|| self.clock.now_ms())
     }
 
+    #[inline]
     fn reached(&mut self, deadline_ms: u64) -> bool {
         if let Some(now) = self.cached {
             return now >= deadline_ms;

@@ -5,7 +5,7 @@ use crate::breaker::CircuitBreaker;
 use crate::clock::{duration_to_ms, Clock, ClockSource, MonotonicClock};
 use crate::error::ConfigError;
 use crate::listener::{Listener, Listeners, StateChangeFn};
-use crate::state::{Limits, Outcome, State, MAX_HALF_OPEN_COUNT};
+use crate::state::{LimitSource, Limits, Outcome, State, MAX_HALF_OPEN_COUNT};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use std::any::Any;
 use std::sync::Arc;
@@ -62,19 +62,46 @@ pub(crate) struct Settings {
     probe_lease_ms: AtomicU64,
 }
 
-impl Settings {
-    pub(crate) fn limits(&self) -> Limits {
-        let reset_timeout_ms = self.reset_timeout_ms.load(Ordering::Acquire);
-        let probe_lease_ms = match self.probe_lease_ms.load(Ordering::Acquire) {
-            0 => reset_timeout_ms.max(duration_to_ms(MIN_DEFAULT_PROBE_LEASE)),
+impl LimitSource for Settings {
+    #[inline]
+    fn fail_max(&self) -> u32 {
+        self.fail_max.load(Ordering::Acquire)
+    }
+
+    #[inline]
+    fn success_threshold(&self) -> u32 {
+        self.success_threshold.load(Ordering::Acquire)
+    }
+
+    #[inline]
+    fn half_open_max_calls(&self) -> u32 {
+        self.half_open_max_calls.load(Ordering::Acquire)
+    }
+
+    #[inline]
+    fn reset_timeout_ms(&self) -> u64 {
+        self.reset_timeout_ms.load(Ordering::Acquire)
+    }
+
+    fn probe_lease_ms(&self) -> u64 {
+        match self.probe_lease_ms.load(Ordering::Acquire) {
+            0 => self
+                .reset_timeout_ms()
+                .max(duration_to_ms(MIN_DEFAULT_PROBE_LEASE)),
             ms => ms,
-        };
+        }
+    }
+}
+
+impl Settings {
+    /// Every limit at once, for a store that sends them along.
+    pub(crate) fn limits(&self) -> Limits {
         Limits {
-            fail_max: self.fail_max.load(Ordering::Acquire),
-            success_threshold: self.success_threshold.load(Ordering::Acquire),
-            half_open_max_calls: self.half_open_max_calls.load(Ordering::Acquire),
-            reset_timeout_ms,
-            probe_lease_ms,
+            fail_max: self.fail_max(),
+            success_threshold: self.success_threshold(),
+            half_open_max_calls: self.half_open_max_calls(),
+            reset_timeout_ms: self.reset_timeout_ms(),
+            probe_lease_ms: self.probe_lease_ms(),
         }
     }
 

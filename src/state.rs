@@ -293,11 +293,13 @@ impl Ticket {
 
     /// A closed-state ticket recording success against this snapshot needs
     /// no write: same episode, nothing to reset.
+    ///
+    /// A closed word with no failures is its state bits and generation alone,
+    /// so one comparison settles kind, state, count and episode: a probe
+    /// ticket's kind maps to state bits `11`, which no word holds.
     fn success_is_noop(self, current: Snapshot) -> bool {
-        self.0 & TICKET_KIND_MASK == TICKET_CLOSED
-            && current.is_closed()
-            && current.failures() == 0
-            && current.generation() == self.episode()
+        const CLOSED_TICKET_TO_WORD: u64 = TICKET_CLOSED ^ CLOSED;
+        current.0 == (self.0 & (TICKET_KIND_MASK | GENERATION_MASK)) ^ CLOSED_TICKET_TO_WORD
     }
 
     /// Whether the episode this ticket belongs to has ended.
@@ -329,6 +331,34 @@ pub(crate) struct Limits {
     pub(crate) half_open_max_calls: u32,
     pub(crate) reset_timeout_ms: u64,
     pub(crate) probe_lease_ms: u64,
+}
+
+/// The limits a decision reads, each loaded only if the decision needs it
+/// (an open-state rejection reads the reset timeout and nothing else).
+pub(crate) trait LimitSource {
+    fn fail_max(&self) -> u32;
+    fn success_threshold(&self) -> u32;
+    fn half_open_max_calls(&self) -> u32;
+    fn reset_timeout_ms(&self) -> u64;
+    fn probe_lease_ms(&self) -> u64;
+}
+
+impl LimitSource for Limits {
+    fn fail_max(&self) -> u32 {
+        self.fail_max
+    }
+    fn success_threshold(&self) -> u32 {
+        self.success_threshold
+    }
+    fn half_open_max_calls(&self) -> u32 {
+        self.half_open_max_calls
+    }
+    fn reset_timeout_ms(&self) -> u64 {
+        self.reset_timeout_ms
+    }
+    fn probe_lease_ms(&self) -> u64 {
+        self.probe_lease_ms
+    }
 }
 
 /// Time as a decision sees it: read lazily, at most once.
@@ -433,9 +463,9 @@ impl StateCell {
         self.probe_admitted_at_ms.fetch_max(now_ms, Ordering::AcqRel);
     }
 
-    fn probe_lease_expired(&self, limits: &Limits, now: &mut impl Now) -> bool {
+    fn probe_lease_expired(&self, limits: &impl LimitSource, now: &mut impl Now) -> bool {
         let admitted_at = self.probe_admitted_at_ms.load(Ordering::Acquire);
-        now.reached(admitted_at.saturating_add(limits.probe_lease_ms))
+        now.reached(admitted_at.saturating_add(limits.probe_lease_ms()))
     }
 
     /// The read-only fast path: a closed breaker admits with one load.
@@ -452,39 +482,55 @@ impl StateCell {
         ticket.success_is_noop(self.load())
     }
 
-    /// Asks to run a call.
-    pub(crate) fn acquire(&self, limits: &Limits, now: &mut impl Now) -> Acquire {
-        self.fetch_update_action(|s| match s.state() {
-            State::Closed => (
-                Acquire::Admitted {
-                    ticket: s.ticket(TICKET_CLOSED),
-                    transition: None,
-                },
-                None,
-            ),
-            State::Open => {
-                let deadline = s.opened_at_ms().saturating_add(limits.reset_timeout_ms);
-                if !now.reached(deadline) {
-                    return (Acquire::Rejected(State::Open), None);
-                }
-                self.note_probe_admission(now.now_ms());
-                let next = s.with_half_open(1, 0);
-                (admit_probe(s, next), Some(next))
-            }
+    /// Whether a call must be rejected as things stand: open before its
+    /// deadline, or half-open with every slot taken and the lease not over.
+    /// The one rule for rejecting, used by the CAS loop and the fast path.
+    #[inline]
+    fn rejection(&self, s: Snapshot, limits: &impl LimitSource, now: &mut impl Now) -> Option<State> {
+        let rejected = match s.state() {
+            State::Closed => false,
+            State::Open => !now.reached(s.opened_at_ms().saturating_add(limits.reset_timeout_ms())),
             State::HalfOpen => {
-                let in_flight = s.in_flight();
-                let next = if in_flight < limits.half_open_max_calls {
-                    s.with_half_open_counts(in_flight + 1, s.successes())
-                } else if self.probe_lease_expired(limits, now) {
-                    // Every probe in flight outlived its lease: reclaim them
-                    // all (their tickets go stale) and admit this call.
-                    s.with_next_generation().with_half_open_counts(1, s.successes())
-                } else {
-                    return (Acquire::Rejected(State::HalfOpen), None);
-                };
-                self.note_probe_admission(now.now_ms());
-                (admit_probe(s, next), Some(next))
+                s.in_flight() >= limits.half_open_max_calls() && !self.probe_lease_expired(limits, now)
             }
+        };
+        rejected.then(|| s.state())
+    }
+
+    /// The read-only fast path for a breaker that is not closed: one load and
+    /// the rejection [`StateCell::acquire`] would decide. `None`: ask `acquire`.
+    #[inline]
+    pub(crate) fn rejects(&self, limits: &impl LimitSource, now: &mut impl Now) -> Option<State> {
+        self.rejection(self.load(), limits, now)
+    }
+
+    /// Asks to run a call.
+    pub(crate) fn acquire(&self, limits: &impl LimitSource, now: &mut impl Now) -> Acquire {
+        self.fetch_update_action(|s| {
+            if let Some(state) = self.rejection(s, limits, now) {
+                return (Acquire::Rejected(state), None);
+            }
+            let next = match s.state() {
+                State::Closed => {
+                    let ticket = s.ticket(TICKET_CLOSED);
+                    return (
+                        Acquire::Admitted {
+                            ticket,
+                            transition: None,
+                        },
+                        None,
+                    );
+                }
+                State::Open => s.with_half_open(1, 0),
+                State::HalfOpen if s.in_flight() < limits.half_open_max_calls() => {
+                    s.with_half_open_counts(s.in_flight() + 1, s.successes())
+                }
+                // Every probe in flight outlived its lease: reclaim them all
+                // (their tickets go stale) and admit this call.
+                State::HalfOpen => s.with_next_generation().with_half_open_counts(1, s.successes()),
+            };
+            self.note_probe_admission(now.now_ms());
+            (admit_probe(s, next), Some(next))
         })
     }
 
@@ -493,7 +539,7 @@ impl StateCell {
         &self,
         ticket: Ticket,
         outcome: Outcome,
-        limits: &Limits,
+        limits: &impl LimitSource,
         now: &mut impl Now,
     ) -> Recorded {
         self.fetch_update_action(|s| {
@@ -505,7 +551,7 @@ impl StateCell {
                 (State::Closed, Outcome::Success) => s.with_failures(0),
                 (State::Closed, Outcome::Failure) => {
                     let failures = s.failures().saturating_add(1);
-                    if failures >= limits.fail_max {
+                    if failures >= limits.fail_max() {
                         s.with_open(now.now_ms())
                     } else {
                         s.with_failures(failures)
@@ -515,7 +561,7 @@ impl StateCell {
                 (_, Outcome::Failure) => s.with_open(now.now_ms()),
                 (_, Outcome::Success) => {
                     let successes = s.successes() + 1;
-                    if successes >= limits.success_threshold {
+                    if successes >= limits.success_threshold() {
                         s.with_closed()
                     } else {
                         release_probe(s, successes)
@@ -551,11 +597,11 @@ impl StateCell {
     /// modify-write is ordered against every concurrent record: either it sees
     /// the record's count, or the record sees the new limit (see
     /// [`StateCell::needs_reconcile`]).
-    pub(crate) fn reconcile(&self, limits: &Limits, now: &mut impl Now) -> Option<Transition> {
+    pub(crate) fn reconcile(&self, limits: &impl LimitSource, now: &mut impl Now) -> Option<Transition> {
         self.fetch_update_action(|s| {
             let next = match s.state() {
-                State::Closed if s.failures() >= limits.fail_max => s.with_open(now.now_ms()),
-                State::HalfOpen if s.successes() >= limits.success_threshold => s.with_closed(),
+                State::Closed if s.failures() >= limits.fail_max() => s.with_open(now.now_ms()),
+                State::HalfOpen if s.successes() >= limits.success_threshold() => s.with_closed(),
                 _ => s,
             };
             (s.transition_to(next), Some(next))
@@ -564,11 +610,11 @@ impl StateCell {
 
     /// Whether the current counts already meet `limits` though no transition
     /// was made: a record raced a setter and must reconcile.
-    pub(crate) fn needs_reconcile(&self, limits: &Limits) -> bool {
+    pub(crate) fn needs_reconcile(&self, limits: &impl LimitSource) -> bool {
         let s = self.load();
         match s.state() {
-            State::Closed => s.failures() >= limits.fail_max,
-            State::HalfOpen => s.successes() >= limits.success_threshold,
+            State::Closed => s.failures() >= limits.fail_max(),
+            State::HalfOpen => s.successes() >= limits.success_threshold(),
             State::Open => false,
         }
     }
@@ -651,14 +697,15 @@ mod fleet {
 
         /// Decides from the mirror alone what it can: closed admits, open before
         /// its deadline rejects; everything else is the fleet's to decide.
-        pub(crate) fn gate(&self, limits: &Limits, now: &mut impl Now) -> Gate {
+        pub(crate) fn gate(&self, limits: &impl LimitSource, now: &mut impl Now) -> Gate {
             let s = self.load();
             match s.state() {
                 State::Closed => Gate::Admit(s.ticket(TICKET_CLOSED)),
-                State::Open if !now.reached(s.opened_at_ms().saturating_add(limits.reset_timeout_ms)) => {
-                    Gate::Reject(State::Open)
-                }
-                _ => Gate::AskFleet,
+                State::Open => match self.rejection(s, limits, now) {
+                    Some(state) => Gate::Reject(state),
+                    None => Gate::AskFleet,
+                },
+                State::HalfOpen => Gate::AskFleet,
             }
         }
     }
@@ -739,6 +786,24 @@ mod tests {
         assert_eq!(h.successes(), MAX_HALF_OPEN_COUNT);
         assert_eq!(h.state(), State::HalfOpen);
         assert_eq!(h.generation(), 2);
+    }
+
+    #[test]
+    fn a_success_is_a_noop_only_for_a_clean_closed_word_of_the_same_episode() {
+        let closed = Snapshot::initial().with_open(5).with_closed();
+        let ticket = closed.ticket(TICKET_CLOSED).with_tag(7);
+        assert!(ticket.success_is_noop(closed));
+        assert!(
+            !ticket.success_is_noop(closed.with_failures(1)),
+            "failures to reset"
+        );
+        assert!(
+            !ticket.success_is_noop(closed.with_next_generation()),
+            "another episode"
+        );
+        assert!(!ticket.success_is_noop(closed.with_open(5)), "not closed");
+        let probe = closed.ticket(TICKET_PROBE);
+        assert!(!probe.success_is_noop(closed), "a probe always records");
     }
 
     #[test]
