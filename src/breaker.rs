@@ -229,6 +229,7 @@ impl CircuitBreaker {
     /// A ticket from an ended episode (or a probe recorded twice) returns
     /// `Ok(Recorded::Stale)` and changes nothing; bits this breaker never
     /// issued return [`InvalidTicket`].
+    #[inline]
     pub fn record(&self, ticket: Ticket, outcome: Outcome) -> Result<Recorded, InvalidTicket> {
         if !ticket.is_valid_for(self.tag) {
             return Err(InvalidTicket);
@@ -236,24 +237,28 @@ impl CircuitBreaker {
         Ok(self.record_valid(ticket, outcome))
     }
 
+    /// The fast path makes no call, so callers (the C ABI included) need no
+    /// register saves for it; everything else goes out of line.
     #[inline]
     fn record_valid(&self, ticket: Ticket, outcome: Outcome) -> Recorded {
+        if outcome == Outcome::Success && self.listeners.is_empty() && self.state.success_is_noop(ticket) {
+            return Recorded::Counted;
+        }
+        self.record_and_report(ticket, outcome)
+    }
+
+    #[inline(never)]
+    fn record_and_report(&self, ticket: Ticket, outcome: Outcome) -> Recorded {
         let recorded = if outcome == Outcome::Success && self.state.success_is_noop(ticket) {
             Recorded::Counted
         } else {
             self.record_slow(ticket, outcome)
         };
         if !self.listeners.is_empty() && recorded != Recorded::Stale {
-            self.report_record(outcome, recorded);
+            self.report_outcome(outcome);
+            self.report_transition(recorded.transition());
         }
         recorded
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn report_record(&self, outcome: Outcome, recorded: Recorded) {
-        self.report_outcome(outcome);
-        self.report_transition(recorded.transition());
     }
 
     #[inline(never)]
