@@ -261,7 +261,7 @@ impl CircuitBreaker {
         recorded
     }
 
-    #[inline(never)]
+    #[inline]
     fn record_slow(&self, ticket: Ticket, outcome: Outcome) -> Recorded {
         #[cfg(feature = "redis")]
         if let Some(fleet) = &self.shared {
