@@ -27,7 +27,7 @@ use std::future::Future;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 /// An admitted call that has not been recorded yet.
 ///
@@ -83,6 +83,30 @@ impl<B: Borrow<CircuitBreaker>> TicketGuard<B> {
             None => Recorded::Stale,
         }
     }
+
+    /// Records a call that ended in `error`, classified by the breaker.
+    pub(crate) fn finish_with_error<E: 'static>(&mut self, error: &E) -> Recorded {
+        let outcome = self.breaker().classify(error);
+        self.finish(outcome)
+    }
+}
+
+/// Polls an admitted call; once it is done, drops the protected future (so
+/// what it holds is released before the outcome is recorded) and hands back
+/// the guard with the result.
+pub(crate) fn poll_admitted<B: Borrow<CircuitBreaker>, F: Future>(
+    guard: &mut Option<TicketGuard<B>>,
+    mut fut: Pin<&mut Option<F>>,
+    cx: &mut Context<'_>,
+) -> Poll<(TicketGuard<B>, F::Output)> {
+    let running = fut
+        .as_mut()
+        .as_pin_mut()
+        .expect("an admitted call has its future");
+    let admitted = guard.as_mut().expect("an admitted call holds its ticket");
+    let result = ready!(admitted.poll_call(running, cx));
+    fut.set(None);
+    Poll::Ready((guard.take().expect("an admitted call holds its ticket"), result))
 }
 
 /// Records a ticket this breaker issued itself.
@@ -208,29 +232,16 @@ where
         }
 
         // SAFETY: see above.
-        let mut fut = unsafe { Pin::new_unchecked(&mut this.fut) };
-        let guard = this.guard.as_mut().expect("an admitted call holds its ticket");
-        let running = fut
-            .as_mut()
-            .as_pin_mut()
-            .expect("an admitted call has its future");
-        let result = match guard.poll_call(running, cx) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(result) => result,
-        };
-        // The call is over: drop the protected future before recording, so
-        // whatever it holds is released first.
-        fut.set(None);
+        let fut = unsafe { Pin::new_unchecked(&mut this.fut) };
+        let (mut guard, result) = ready!(poll_admitted(&mut this.guard, fut, cx));
         this.done = true;
-        let mut guard = this.guard.take().expect("an admitted call holds its ticket");
         Poll::Ready(match result {
             Ok(value) => {
                 let _ = guard.finish(Outcome::Success);
                 Ok(value)
             }
             Err(error) => {
-                let outcome = guard.breaker().classify(&error);
-                let recorded = guard.finish(outcome);
+                let recorded = guard.finish_with_error(&error);
                 Err(Error::Failed {
                     error,
                     tripped: recorded.tripped(),

@@ -35,14 +35,14 @@
 
 use crate::breaker::CircuitBreaker;
 use crate::error::Rejected;
-use crate::future::TicketGuard;
+use crate::future::{poll_admitted, TicketGuard};
 use crate::state::Outcome;
 use std::borrow::Borrow;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -275,21 +275,8 @@ where
             return Poll::Ready(Err(ServiceError::Rejected(rejected)));
         }
         // SAFETY: see above.
-        let mut inner = unsafe { Pin::new_unchecked(&mut this.inner) };
-        let guard = this
-            .guard
-            .as_mut()
-            .expect("ResponseFuture polled after it resolved");
-        let running = inner
-            .as_mut()
-            .as_pin_mut()
-            .expect("an admitted call has its future");
-        let result = match guard.poll_call(running, cx) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(result) => result,
-        };
-        inner.set(None);
-        let mut guard = this.guard.take().expect("an admitted call holds its ticket");
+        let inner = unsafe { Pin::new_unchecked(&mut this.inner) };
+        let (mut guard, result) = ready!(poll_admitted(&mut this.guard, inner, cx));
         let classify = this.classify.take().expect("an admitted call has its classifier");
         Poll::Ready(match result {
             Ok(response) => {
@@ -297,8 +284,7 @@ where
                 Ok(response)
             }
             Err(error) => {
-                let outcome = guard.breaker().classify(&error);
-                let _ = guard.finish(outcome);
+                let _ = guard.finish_with_error(&error);
                 Err(ServiceError::Inner(error))
             }
         })
