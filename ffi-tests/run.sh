@@ -84,8 +84,8 @@ readme_example() {
         return 1
     fi
     echo "$output"
-    if ! grep -qx "payments is open" <<<"$output"; then
-        echo "README example: FAIL (expected the line 'payments is open')" >&2
+    if ! grep -qx "breaker is open" <<<"$output"; then
+        echo "README example: FAIL (expected the line 'breaker is open')" >&2
         return 1
     fi
     echo "README example: PASS ($(wc -l <"$src") lines compiled and run)"
