@@ -439,6 +439,11 @@ impl StateCell {
     /// snapshot to install; `None` installs nothing (a pure read). It may run
     /// more than once, so it must be free of side effects other than
     /// idempotent ones.
+    ///
+    /// The CAS is the strong one: a retry always means the word changed. A
+    /// weak CAS could fail spuriously on an unchanged word, and the retry would
+    /// then see this decision's own probe-admission stamp and wrongly find the
+    /// probe lease still running.
     fn fetch_update_action<T>(&self, mut decide: impl FnMut(Snapshot) -> (T, Option<Snapshot>)) -> T {
         let mut current = self.load();
         loop {
@@ -448,7 +453,7 @@ impl StateCell {
             };
             match self
                 .word
-                .compare_exchange_weak(current.0, next.0, Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange(current.0, next.0, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) => return action,
                 Err(actual) => current = Snapshot(actual),
