@@ -3,8 +3,8 @@
 
 use breakerbox::clock::ManualClock;
 use breakerbox::{
-    CircuitBreaker, ConfigError, Error, InvalidTicket, Listener, Outcome, Permit, Recorded, State, Ticket,
-    Transition,
+    Builder, CircuitBreaker, ConfigError, Error, InvalidTicket, Listener, Outcome, Permit, Recorded, State,
+    Ticket, Transition,
 };
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
@@ -24,6 +24,22 @@ fn breaker(clock: &ManualClock) -> CircuitBreaker {
 
 fn fail(b: &CircuitBreaker) -> Recorded {
     b.try_acquire().expect("admitted").failure()
+}
+
+/// A breaker tripped by one failure and past its reset timeout: the next
+/// acquire is a probe.
+fn ready_to_probe(clock: &ManualClock, configure: impl FnOnce(Builder) -> Builder) -> CircuitBreaker {
+    let b = configure(
+        CircuitBreaker::builder()
+            .fail_max(1)
+            .reset_timeout(RESET)
+            .clock(clock.clone()),
+    )
+    .build()
+    .unwrap();
+    trip(&b);
+    clock.advance(RESET);
+    b
 }
 
 fn trip(b: &CircuitBreaker) {
@@ -266,14 +282,7 @@ fn probe_failure_reopens_with_a_new_opened_at() {
 #[test]
 fn success_threshold_needs_that_many_probe_successes_one_slot_at_a_time() {
     let clock = ManualClock::new();
-    let b = CircuitBreaker::builder()
-        .fail_max(1)
-        .success_threshold(3)
-        .clock(clock.clone())
-        .build()
-        .unwrap();
-    trip(&b);
-    clock.advance(RESET);
+    let b = ready_to_probe(&clock, |b| b.success_threshold(3));
     for expected in 1..=2 {
         let probe = b.try_acquire().unwrap();
         assert!(b.try_acquire().is_err(), "the slot is taken while the probe runs");
@@ -289,15 +298,7 @@ fn success_threshold_needs_that_many_probe_successes_one_slot_at_a_time() {
 #[test]
 fn half_open_max_calls_admits_exactly_that_many() {
     let clock = ManualClock::new();
-    let b = CircuitBreaker::builder()
-        .fail_max(1)
-        .half_open_max_calls(3)
-        .success_threshold(5)
-        .clock(clock.clone())
-        .build()
-        .unwrap();
-    trip(&b);
-    clock.advance(RESET);
+    let b = ready_to_probe(&clock, |b| b.half_open_max_calls(3).success_threshold(5));
     let probes: Vec<_> = (0..3).map(|_| b.try_acquire().expect("slot free")).collect();
     assert_eq!(b.probes_in_flight(), 3);
     assert!(b.try_acquire().is_err());
@@ -380,14 +381,7 @@ fn permit_from_an_earlier_episode_is_stale_and_changes_nothing() {
 #[test]
 fn probe_recorded_twice_is_stale_the_second_time() {
     let clock = ManualClock::new();
-    let b = CircuitBreaker::builder()
-        .fail_max(1)
-        .success_threshold(2)
-        .clock(clock.clone())
-        .build()
-        .unwrap();
-    trip(&b);
-    clock.advance(RESET);
+    let b = ready_to_probe(&clock, |b| b.success_threshold(2));
     let probe = b.try_acquire().unwrap().into_ticket();
     assert_eq!(b.record(probe, Outcome::Success), Ok(Recorded::Counted));
     let next = b.try_acquire().unwrap();
@@ -597,14 +591,7 @@ fn lowering_fail_max_to_the_current_count_trips_at_once() {
 #[test]
 fn lowering_success_threshold_to_the_current_count_closes_at_once() {
     let clock = ManualClock::new();
-    let b = CircuitBreaker::builder()
-        .fail_max(1)
-        .success_threshold(3)
-        .clock(clock.clone())
-        .build()
-        .unwrap();
-    trip(&b);
-    clock.advance(RESET);
+    let b = ready_to_probe(&clock, |b| b.success_threshold(3));
     let _ = b.try_acquire().unwrap().success();
     let _ = b.try_acquire().unwrap().success();
     assert_eq!(
