@@ -159,6 +159,31 @@ impl Racer {
         let racer = self.clone();
         loom::thread::spawn(move || f(&racer))
     }
+
+    /// Races `N` callers: spawns `N - 1` threads running `theirs`, then runs
+    /// `mine` on this thread, then joins. The results come main first, then
+    /// the threads in the order they were spawned, so a model can tell which
+    /// racer got what.
+    pub fn race<T: Send + 'static, const N: usize>(
+        &self,
+        mine: impl FnOnce(&Racer) -> T,
+        theirs: impl FnOnce(&Racer) -> T + Clone + Send + 'static,
+    ) -> [T; N] {
+        let handles: Vec<_> = (1..N).map(|_| self.spawn(theirs.clone())).collect();
+        let mut results = vec![mine(self)];
+        results.extend(handles.into_iter().map(|h| h.join().unwrap()));
+        results.try_into().ok().expect("one result per racer")
+    }
+}
+
+/// The outcome class of a two-way race: `main` if the main thread's call is
+/// the one that `main_won`, else `thread`.
+pub fn main_or_thread(main_won: bool, main: &'static str, thread: &'static str) -> &'static str {
+    if main_won {
+        main
+    } else {
+        thread
+    }
 }
 
 /// A breaker with a [`ManualClock`] standing at zero, [`RESET`], [`LEASE`]

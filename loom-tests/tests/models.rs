@@ -9,8 +9,10 @@
 //! `--cfg breakerbox_loom` this file compiles to nothing.
 #![cfg(breakerbox_loom)]
 
-use breakerbox::{CircuitBreaker, Outcome, Recorded, State, Ticket};
-use breakerbox_loom_tests::{breaker, half_open_breaker, model, t, Events, Racer, LEASE, RESET};
+use breakerbox::{CircuitBreaker, Outcome, Recorded, State, Ticket, Transition};
+use breakerbox_loom_tests::{
+    breaker, half_open_breaker, main_or_thread, model, t, Events, Racer, Seen, LEASE, RESET,
+};
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;
 
@@ -25,6 +27,17 @@ enum Call {
     Closed(Recorded),
     /// Rejected in this state.
     Rejected(State),
+}
+
+impl Call {
+    /// A closed-state call whose record tripped the breaker.
+    fn tripped(&self) -> bool {
+        matches!(self, Call::Closed(r) if r.tripped())
+    }
+
+    fn is_closed(&self) -> bool {
+        matches!(self, Call::Closed(_))
+    }
 }
 
 /// Asks for a permit and, if admitted, records `outcome` at once.
@@ -47,9 +60,25 @@ fn call(r: &Racer, outcome: Outcome) -> Call {
     call
 }
 
+/// Races `N` calls: the main thread's records `mine`, each of the `N - 1`
+/// spawned threads' records `theirs`. Main's call comes first.
+fn race_calls<const N: usize>(b: &Racer, mine: Outcome, theirs: Outcome) -> [Call; N] {
+    b.race(move |b| call(b, mine), move |b| call(b, theirs))
+}
+
 /// Asks for a permit and keeps it, unrecorded, as a raw ticket.
 fn hold(r: &Racer) -> Result<Ticket, State> {
     r.step(|b| b.try_acquire().map(|p| p.into_ticket()).map_err(|r| r.state))
+}
+
+/// The tickets of racing [`hold`]s in half-open: exactly `n` were admitted,
+/// all as probes, and every other ask was told half-open.
+fn admitted_probes(got: &[Result<Ticket, State>], n: usize) -> Vec<Ticket> {
+    let admitted: Vec<Ticket> = got.iter().filter_map(|r| r.ok()).collect();
+    assert_eq!(admitted.len(), n, "exactly {n} probes admitted: {got:?}");
+    assert!(admitted.iter().all(|t| t.is_probe()), "{got:?}");
+    assert!(got.iter().all(|r| r.is_ok() || *r == Err(HalfOpen)), "{got:?}");
+    admitted
 }
 
 fn count(calls: &[Call], pred: impl Fn(&Call) -> bool) -> usize {
@@ -74,15 +103,9 @@ fn assert_counters(b: &CircuitBreaker, failures: u32, in_flight: u32, successes:
 fn m1_one_probe_slot_three_racers() {
     model(&["racer 0 won", "racer 1 won", "racer 2 won"], |seen| {
         let (b, _clock, events) = half_open_breaker(|c| c.half_open_max_calls(1));
-        let h1 = b.spawn(hold);
-        let h2 = b.spawn(hold);
-        let mine = hold(&b);
-        let got = [mine, h1.join().unwrap(), h2.join().unwrap()];
+        let got: [_; 3] = b.race(hold, hold);
 
-        let admitted: Vec<Ticket> = got.iter().filter_map(|r| r.ok()).collect();
-        assert_eq!(admitted.len(), 1, "exactly one probe admitted: {got:?}");
-        assert!(admitted[0].is_probe());
-        assert!(got.iter().all(|r| r.is_ok() || *r == Err(HalfOpen)), "{got:?}");
+        let admitted = admitted_probes(&got, 1);
         seen.hit(["racer 0 won", "racer 1 won", "racer 2 won"][got.iter().position(Result::is_ok).unwrap()]);
         assert_eq!(b.state(), HalfOpen);
         assert_counters(&b, 0, 1, 0);
@@ -108,10 +131,7 @@ fn m1_single_probe_success_closes() {
         ],
         |seen| {
             let (b, _clock, events) = half_open_breaker(|c| c.half_open_max_calls(1));
-            let h1 = b.spawn(|b| call(b, Outcome::Success));
-            let h2 = b.spawn(|b| call(b, Outcome::Success));
-            let mine = call(&b, Outcome::Success);
-            let calls = [mine, h1.join().unwrap(), h2.join().unwrap()];
+            let calls: [Call; 3] = race_calls(&b, Outcome::Success, Outcome::Success);
 
             assert_eq!(count(&calls, |c| matches!(c, Call::Probe(_))), 1, "{calls:?}");
             for c in calls {
@@ -141,10 +161,7 @@ fn m1_single_probe_success_closes() {
 fn m1_single_probe_failure_reopens() {
     model(&["rejected half-open", "rejected open"], |seen| {
         let (b, _clock, events) = half_open_breaker(|c| c.half_open_max_calls(1));
-        let h1 = b.spawn(|b| call(b, Outcome::Failure));
-        let h2 = b.spawn(|b| call(b, Outcome::Failure));
-        let mine = call(&b, Outcome::Failure);
-        let calls = [mine, h1.join().unwrap(), h2.join().unwrap()];
+        let calls: [Call; 3] = race_calls(&b, Outcome::Failure, Outcome::Failure);
 
         assert_eq!(count(&calls, |c| matches!(c, Call::Probe(_))), 1, "{calls:?}");
         for c in calls {
@@ -174,15 +191,9 @@ fn m1_single_probe_failure_reopens() {
 fn m2_two_slots_three_racers() {
     model(&["racer 0 lost", "racer 1 lost", "racer 2 lost"], |seen| {
         let (b, _clock, events) = half_open_breaker(|c| c.half_open_max_calls(2).success_threshold(2));
-        let h1 = b.spawn(hold);
-        let h2 = b.spawn(hold);
-        let mine = hold(&b);
-        let got = [mine, h1.join().unwrap(), h2.join().unwrap()];
+        let got: [_; 3] = b.race(hold, hold);
 
-        let admitted: Vec<Ticket> = got.iter().filter_map(|r| r.ok()).collect();
-        assert_eq!(admitted.len(), 2, "exactly two probes admitted: {got:?}");
-        assert!(admitted.iter().all(|t| t.is_probe()));
-        assert!(got.iter().all(|r| r.is_ok() || *r == Err(HalfOpen)), "{got:?}");
+        admitted_probes(&got, 2);
         seen.hit(
             ["racer 0 lost", "racer 1 lost", "racer 2 lost"][got.iter().position(Result::is_err).unwrap()],
         );
@@ -253,16 +264,11 @@ fn m3_reset_timeout_one_transition_one_probe() {
         assert_eq!(events.take(), [t(Closed, Open)]);
         clock.advance(RESET);
 
-        let h = b.spawn(hold);
-        let mine = hold(&b);
-        let got = [mine, h.join().unwrap()];
+        let got: [_; 2] = b.race(hold, hold);
 
-        let admitted: Vec<Ticket> = got.iter().filter_map(|r| r.ok()).collect();
-        assert_eq!(admitted.len(), 1, "exactly one probe: {got:?}");
-        assert!(admitted[0].is_probe());
-        seen.hit(if got[0].is_ok() { "main won" } else { "thread won" });
         // The loser lost to the transition, so it is told half-open, not open.
-        assert!(got.iter().all(|r| r.is_ok() || *r == Err(HalfOpen)), "{got:?}");
+        let admitted = admitted_probes(&got, 1);
+        seen.hit(main_or_thread(got[0].is_ok(), "main won", "thread won"));
         assert_eq!(b.state(), HalfOpen);
         assert_counters(&b, 0, 1, 0);
         assert_eq!(events.take(), [t(Open, HalfOpen)], "exactly one transition event");
@@ -285,18 +291,13 @@ fn m3_reset_timeout_one_transition_one_probe() {
 fn m4_two_failures_trip_once() {
     model(&["main tripped", "thread tripped"], |seen| {
         let (b, _clock, events) = breaker(|c| c.fail_max(2));
-        let h = b.spawn(|b| call(b, Outcome::Failure));
-        let mine = call(&b, Outcome::Failure);
-        let calls = [mine, h.join().unwrap()];
+        let calls: [Call; 2] = race_calls(&b, Outcome::Failure, Outcome::Failure);
 
-        let tripped = count(&calls, |c| matches!(c, Call::Closed(r) if r.tripped()));
+        let tripped = count(&calls, Call::tripped);
         assert_eq!(tripped, 1, "exactly one trip reported: {calls:?}");
-        assert!(calls.iter().all(|c| matches!(c, Call::Closed(_))), "{calls:?}");
-        seen.hit(if matches!(calls[0], Call::Closed(r) if r.tripped()) {
-            "main tripped"
-        } else {
-            "thread tripped"
-        });
+        assert!(calls.iter().all(Call::is_closed), "{calls:?}");
+        let main_tripped = calls[0].tripped();
+        seen.hit(main_or_thread(main_tripped, "main tripped", "thread tripped"));
         assert_eq!(b.state(), Open);
         assert_counters(&b, 0, 0, 0);
         assert_eq!(events.take(), [t(Closed, Open)]);
@@ -318,16 +319,10 @@ fn m4_success_racing_two_failures() {
         ],
         |seen| {
             let (b, _clock, events) = breaker(|c| c.fail_max(2));
-            let h1 = b.spawn(|b| call(b, Outcome::Failure));
-            let h2 = b.spawn(|b| call(b, Outcome::Failure));
-            let success = call(&b, Outcome::Success);
-            let failures = [h1.join().unwrap(), h2.join().unwrap()];
+            let [success, failures @ ..]: [Call; 3] = race_calls(&b, Outcome::Success, Outcome::Failure);
 
-            assert!(
-                failures.iter().all(|c| matches!(c, Call::Closed(_))),
-                "{failures:?}"
-            );
-            let tripped = count(&failures, |c| matches!(c, Call::Closed(r) if r.tripped()));
+            assert!(failures.iter().all(Call::is_closed), "{failures:?}");
+            let tripped = count(&failures, Call::tripped);
             match b.state() {
                 Open => {
                     assert_eq!(tripped, 1, "one trip reported: {failures:?}");
@@ -362,9 +357,7 @@ fn m4_success_racing_two_failures() {
 fn m5_two_probe_successes_close_once() {
     model(&["main closed", "thread closed"], |seen| {
         let (b, _clock, events) = half_open_breaker(|c| c.half_open_max_calls(2).success_threshold(2));
-        let h = b.spawn(|b| call(b, Outcome::Success));
-        let mine = call(&b, Outcome::Success);
-        let calls = [mine, h.join().unwrap()];
+        let calls: [Call; 2] = race_calls(&b, Outcome::Success, Outcome::Success);
 
         let closed = Call::Probe(Recorded::Transitioned(t(HalfOpen, Closed)));
         assert_eq!(count(&calls, |c| *c == closed), 1, "{calls:?}");
@@ -373,11 +366,7 @@ fn m5_two_probe_successes_close_once() {
             1,
             "{calls:?}"
         );
-        seen.hit(if calls[0] == closed {
-            "main closed"
-        } else {
-            "thread closed"
-        });
+        seen.hit(main_or_thread(calls[0] == closed, "main closed", "thread closed"));
         assert_eq!(b.state(), Closed);
         assert_counters(&b, 0, 0, 0);
         assert_eq!(events.take(), [t(HalfOpen, Closed)]);
@@ -398,10 +387,7 @@ fn m5_three_callers_close_once() {
         ],
         |seen| {
             let (b, _clock, events) = half_open_breaker(|c| c.half_open_max_calls(2).success_threshold(2));
-            let h1 = b.spawn(|b| call(b, Outcome::Success));
-            let h2 = b.spawn(|b| call(b, Outcome::Success));
-            let mine = call(&b, Outcome::Success);
-            let calls = [mine, h1.join().unwrap(), h2.join().unwrap()];
+            let calls: [Call; 3] = race_calls(&b, Outcome::Success, Outcome::Success);
 
             let closed = Call::Probe(Recorded::Transitioned(t(HalfOpen, Closed)));
             assert_eq!(count(&calls, |c| *c == closed), 1, "{calls:?}");
@@ -614,6 +600,34 @@ fn m7_lease_expiry_racing_late_failure() {
 // 8. set_fail_max racing failures: no lost trip.
 // ---------------------------------------------------------------------------
 
+/// How a `set_fail_max` race must end: exactly one trip, reported by one of
+/// the `failures` or by the setter (its result `set`), none lost: open, one
+/// event. The setter runs on the main thread.
+fn assert_tripped_once(
+    seen: &Seen,
+    b: &CircuitBreaker,
+    events: &Events,
+    failures: &[Call],
+    set: Option<Transition>,
+) {
+    let tripped = count(failures, Call::tripped);
+    let set_tripped = usize::from(set == Some(t(Closed, Open)));
+    assert!(set.is_none() || set_tripped == 1, "{set:?}");
+    seen.hit(main_or_thread(
+        set_tripped == 1,
+        "the setter tripped",
+        "a failure tripped",
+    ));
+    assert_eq!(
+        tripped + set_tripped,
+        1,
+        "one trip reported: {failures:?}, setter {set:?}"
+    );
+    assert_eq!(b.state(), Open, "no lost trip");
+    assert_counters(b, 0, 0, 0);
+    assert_eq!(events.take(), [t(Closed, Open)]);
+}
+
 /// `fail_max` 3 is lowered to 2 while two threads fail: two failures meet
 /// the new limit however the three interleave, so the breaker ends open,
 /// and exactly one of the three reports the trip.
@@ -626,24 +640,9 @@ fn m8_set_fail_max_racing_two_failures() {
         let set = b.step(|b| b.set_fail_max(2)).expect("valid");
         let calls = [h1.join().unwrap(), h2.join().unwrap()];
 
-        assert!(calls.iter().all(|c| matches!(c, Call::Closed(_))), "{calls:?}");
-        let tripped = count(&calls, |c| matches!(c, Call::Closed(r) if r.tripped()));
-        let set_tripped = usize::from(set == Some(t(Closed, Open)));
-        assert!(set.is_none() || set_tripped == 1, "{set:?}");
-        seen.hit(if set_tripped == 1 {
-            "the setter tripped"
-        } else {
-            "a failure tripped"
-        });
-        assert_eq!(
-            tripped + set_tripped,
-            1,
-            "one trip reported: {calls:?}, setter {set:?}"
-        );
-        assert_eq!(b.state(), Open, "no lost trip");
+        assert!(calls.iter().all(Call::is_closed), "{calls:?}");
         assert_eq!(b.fail_max(), 2);
-        assert_counters(&b, 0, 0, 0);
-        assert_eq!(events.take(), [t(Closed, Open)]);
+        assert_tripped_once(seen, &b, &events, &calls, set);
     });
 }
 
@@ -658,21 +657,6 @@ fn m8_set_fail_max_racing_one_failure() {
         let set = b.step(|b| b.set_fail_max(2)).expect("valid");
         let failed = h.join().unwrap();
 
-        let tripped = usize::from(matches!(failed, Call::Closed(r) if r.tripped()));
-        let set_tripped = usize::from(set == Some(t(Closed, Open)));
-        assert!(set.is_none() || set_tripped == 1, "{set:?}");
-        seen.hit(if set_tripped == 1 {
-            "the setter tripped"
-        } else {
-            "a failure tripped"
-        });
-        assert_eq!(
-            tripped + set_tripped,
-            1,
-            "one trip reported: {failed:?}, setter {set:?}"
-        );
-        assert_eq!(b.state(), Open, "no lost trip");
-        assert_counters(&b, 0, 0, 0);
-        assert_eq!(events.take(), [t(Closed, Open)]);
+        assert_tripped_once(seen, &b, &events, &[failed], set);
     });
 }
