@@ -237,8 +237,8 @@ impl CircuitBreaker {
         Ok(self.record_valid(ticket, outcome))
     }
 
-    /// A clean success with no listeners returns without a call; everything
-    /// else goes out of line, so this inlines small into every caller.
+    /// The fast path makes no call, so callers (the C ABI included) need no
+    /// register saves for it; everything else goes out of line.
     #[inline]
     fn record_valid(&self, ticket: Ticket, outcome: Outcome) -> Recorded {
         if outcome == Outcome::Success && self.listeners.is_empty() && self.state.success_is_noop(ticket) {
@@ -249,7 +249,11 @@ impl CircuitBreaker {
 
     #[inline(never)]
     fn record_and_report(&self, ticket: Ticket, outcome: Outcome) -> Recorded {
-        let recorded = self.record_slow(ticket, outcome);
+        let recorded = if outcome == Outcome::Success && self.state.success_is_noop(ticket) {
+            Recorded::Counted
+        } else {
+            self.record_slow(ticket, outcome)
+        };
         if !self.listeners.is_empty() && recorded != Recorded::Stale {
             self.report_outcome(outcome);
             self.report_transition(recorded.transition());
