@@ -249,6 +249,9 @@ impl CircuitBreaker {
 
     #[inline(never)]
     fn record_and_report(&self, ticket: Ticket, outcome: Outcome) -> Recorded {
+        // Checked again for breakers with listeners (a shared breaker always
+        // has one): a clean success must not take the slow path, which for a
+        // shared breaker is a round trip.
         let recorded = if outcome == Outcome::Success && self.state.success_is_noop(ticket) {
             Recorded::Counted
         } else {
