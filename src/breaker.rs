@@ -237,8 +237,8 @@ impl CircuitBreaker {
         Ok(self.record_valid(ticket, outcome))
     }
 
-    /// The fast path makes no call, so callers (the C ABI included) need no
-    /// register saves for it; everything else goes out of line.
+    /// A clean success with no listeners returns without a call; everything
+    /// else goes out of line, so this inlines small into every caller.
     #[inline]
     fn record_valid(&self, ticket: Ticket, outcome: Outcome) -> Recorded {
         if outcome == Outcome::Success && self.listeners.is_empty() && self.state.success_is_noop(ticket) {
