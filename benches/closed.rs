@@ -7,7 +7,8 @@ use breakerbox::{CircuitBreaker, Outcome};
 use common::{
     config, failsafe_consecutive, failsafe_default, failsafe_default_never_trips, MutexBreaker, LONG,
 };
-use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use criterion::measurement::WallTime;
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use failsafe::CircuitBreaker as _;
 use recloser::Recloser;
 use std::time::Instant;
@@ -18,6 +19,29 @@ fn op_ok() -> Result<u64, u64> {
 
 fn op_err() -> Result<u64, u64> {
     Err(black_box(1))
+}
+
+/// failsafe failures that do not trip: reset (a success) before each sample,
+/// outside the timing, and checked afterwards not to have tripped.
+fn failsafe_failures<P, I>(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, fs: failsafe::StateMachine<P, I>)
+where
+    P: failsafe::failure_policy::FailurePolicy,
+    I: failsafe::Instrument,
+{
+    g.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            fs.on_success();
+            let start = Instant::now();
+            for _ in 0..iters {
+                if black_box(fs.is_call_permitted()) {
+                    fs.on_error();
+                }
+            }
+            let elapsed = start.elapsed();
+            assert!(fs.is_call_permitted(), "must not trip");
+            elapsed
+        })
+    });
 }
 
 fn closed_success(c: &mut Criterion) {
@@ -80,37 +104,12 @@ fn closed_failure(c: &mut Criterion) {
         })
     });
 
-    let fs = failsafe_default_never_trips();
-    g.bench_function("failsafe_default", |b| {
-        b.iter_custom(|iters| {
-            fs.on_success();
-            let start = Instant::now();
-            for _ in 0..iters {
-                if black_box(fs.is_call_permitted()) {
-                    fs.on_error();
-                }
-            }
-            let elapsed = start.elapsed();
-            assert!(fs.is_call_permitted(), "must not trip");
-            elapsed
-        })
-    });
-
-    let fs = failsafe_consecutive(u32::MAX, LONG);
-    g.bench_function("failsafe_consecutive", |b| {
-        b.iter_custom(|iters| {
-            fs.on_success();
-            let start = Instant::now();
-            for _ in 0..iters {
-                if black_box(fs.is_call_permitted()) {
-                    fs.on_error();
-                }
-            }
-            let elapsed = start.elapsed();
-            assert!(fs.is_call_permitted(), "must not trip");
-            elapsed
-        })
-    });
+    failsafe_failures(&mut g, "failsafe_default", failsafe_default_never_trips());
+    failsafe_failures(
+        &mut g,
+        "failsafe_consecutive",
+        failsafe_consecutive(u32::MAX, LONG),
+    );
 
     // A failure rate can reach at most 1.0, so a threshold above it never trips.
     let rc = Recloser::custom().error_rate(1.01).build();
