@@ -156,12 +156,21 @@ fn restarted_empty_the_fleet_is_reseeded_from_the_mirrors_not_reset() {
     let seen = Arc::new(Seen::default());
     let a = breaker(&server, &ns, FaultPolicy::Local, &seen);
     assert!(a.open().is_some());
+    // A key no breaker writes: its absence after the restart proves the
+    // server came back empty, even if the watcher has re-seeded already.
+    let sentinel = format!("{ns}:sentinel");
+    let _: () = redis::cmd("SET")
+        .arg(&sentinel)
+        .arg(1)
+        .query(&mut client(&server.url()))
+        .expect("SET");
     server.forget_dump();
     server.restart(); // persistence off and no dump: it comes back empty
-    assert!(
-        stored_state(&mut client(&server.url()), &ns).is_empty(),
-        "restarted empty"
-    );
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(&sentinel)
+        .query(&mut client(&server.url()))
+        .expect("EXISTS");
+    assert!(!exists, "restarted empty");
 
     // The watcher reconnects and seeds the empty hash from a's open mirror.
     let seeded = within(RECOVERY, || {
