@@ -83,11 +83,9 @@ mod store;
 pub mod transport;
 mod watcher;
 
-pub(crate) use fleet::Fleet;
+pub(crate) use fleet::{Fleet, Mirror};
 pub use transport::{Script, Subscriber, Transport};
 
-use crate::breaker::CircuitBreaker;
-use crate::listener::Listener;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -341,20 +339,3 @@ impl fmt::Display for StorageError {
 }
 
 impl std::error::Error for StorageError {}
-
-/// Brings a shared breaker's mirror up to date before each call: the first
-/// of its listeners, so the in-memory breaker pays nothing for it.
-struct CatchUp;
-
-impl Listener for CatchUp {
-    #[inline]
-    fn before_call(&self, breaker: &CircuitBreaker) {
-        if let Some(fleet) = breaker.fleet() {
-            fleet.catch_up(breaker);
-        }
-    }
-}
-
-pub(crate) fn catch_up_listener() -> Arc<dyn Listener> {
-    Arc::new(CatchUp)
-}
