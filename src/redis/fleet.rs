@@ -3,15 +3,15 @@
 
 use super::protocol::{Code, Op, RawView, Reply, Seed};
 use super::store::Store;
-use super::{watcher, FaultPolicy, RedisState, StorageError};
+use super::watcher::Hub;
+use super::{FaultPolicy, RedisState, StorageError};
 use crate::clock::ClockSource;
 use crate::events::Events;
 use crate::state::{
     Acquire, FleetView, Gate, Limits, Now, Outcome, Recorded, Snapshot, State, StateCell, Ticket, Transition,
 };
 use crate::sync::{AtomicU32, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 /// What the fleet is lent of a breaker for one call: its mirror and clock.
@@ -24,7 +24,7 @@ pub(crate) struct Mirror<'a> {
 /// A breaker's link to its fleet: owned by the breaker, stopped with it.
 pub(crate) struct Fleet {
     inner: Arc<Inner>,
-    watcher: Option<JoinHandle<()>>,
+    hub: Arc<Hub>,
 }
 
 /// What the breaker and its watcher thread share.
@@ -38,11 +38,11 @@ pub(crate) struct Inner {
     /// 1 while the store is unreachable: calls then decide by the policy
     /// without touching the network, and the watcher reconnects.
     down: AtomicU32,
-    stop: AtomicU32,
+    /// The endpoint's watcher, woken when a call sees the store fail.
+    hub: Weak<Hub>,
     /// 1 when `mailbox` holds something for the next call to apply.
     pending: AtomicU32,
     mailbox: Mutex<Mailbox>,
-    wake: Condvar,
 }
 
 /// Everything the mirror is reconciled against, under one lock (held only
@@ -68,13 +68,13 @@ impl Fleet {
             _ if !name.is_empty() => name.to_owned(),
             _ => "default".to_owned(),
         };
+        let hub = state.hub();
         let inner = Arc::new(Inner {
             store: Store::new(
-                state.transport(),
+                Arc::clone(&hub.transport),
                 &namespace,
                 state.notifications,
                 state.command_timeout,
-                state.connect_timeout,
             ),
             policy: state.policy,
             refresh_interval: state.refresh_interval,
@@ -82,7 +82,7 @@ impl Fleet {
             announce: state.notifications,
             clock: clock.clone(),
             down: AtomicU32::new(0),
-            stop: AtomicU32::new(0),
+            hub: Arc::downgrade(&hub),
             pending: AtomicU32::new(0),
             mailbox: Mutex::new(Mailbox {
                 applied: 0,
@@ -91,15 +91,9 @@ impl Fleet {
                 error: None,
                 mirror: Snapshot::initial(),
             }),
-            wake: Condvar::new(),
         });
-        let thread_inner = Arc::clone(&inner);
-        let watcher = std::thread::Builder::new()
-            .name("breakerbox-redis".into())
-            .spawn(move || watcher::run(thread_inner))
-            .map_err(|e| inner.post_error(StorageError::thread(&e)))
-            .ok();
-        Fleet { inner, watcher }
+        hub.join(Arc::clone(&inner));
+        Fleet { inner, hub }
     }
 
     /// The first sync, on the building thread: a late joiner starts in the
@@ -363,12 +357,10 @@ impl Fleet {
 }
 
 impl Drop for Fleet {
+    /// Takes this breaker off its watcher's list: no wait on the watcher or
+    /// the network (the watcher ends by itself once its list is empty).
     fn drop(&mut self) {
-        self.inner.stop.store(1, Ordering::Release);
-        self.inner.wake.notify_all();
-        if let Some(watcher) = self.watcher.take() {
-            let _ = watcher.join();
-        }
+        self.hub.leave(&self.inner);
     }
 }
 
@@ -385,10 +377,6 @@ fn zero_limits() -> Limits {
 impl Inner {
     fn mailbox(&self) -> MutexGuard<'_, Mailbox> {
         self.mailbox.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub(crate) fn stopped(&self) -> bool {
-        self.stop.load(Ordering::Acquire) != 0
     }
 
     pub(crate) fn is_down(&self) -> bool {
@@ -465,20 +453,12 @@ impl Inner {
             self.pending.store(1, Ordering::Release);
         }
         self.store.forget_connections();
-        self.wake.notify_all();
+        if let Some(hub) = self.hub.upgrade() {
+            hub.nudge();
+        }
     }
 
     pub(crate) fn mark_up(&self) {
         self.down.store(0, Ordering::Release);
-    }
-
-    /// Sleeps up to `timeout`, waking early when the breaker is dropped or a
-    /// call marks the store down.
-    pub(crate) fn sleep(&self, timeout: Duration) {
-        let mailbox = self.mailbox();
-        if self.stopped() {
-            return;
-        }
-        let _ = self.wake.wait_timeout(mailbox, timeout);
     }
 }
