@@ -3,7 +3,8 @@
 //! only of [`Backend`]; a `cfg` belongs on a variant, not in its methods.
 
 use crate::clock::ClockSource;
-use crate::events::Events;
+use crate::error::ConfigError;
+use crate::events::{Events, StorageHealth};
 use crate::settings::Settings;
 use crate::state::{Acquire, Outcome, Recorded, State, StateCell, Ticket, Transition};
 
@@ -38,15 +39,24 @@ pub(crate) enum Backend {
 impl Plan {
     /// Starts the backend; a shared one syncs its mirror first (the fleet's
     /// state is where it begins, not a change) and notes any fault.
+    /// With `require_reachable`, a failed first sync is an error.
     #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
-    pub(crate) fn start(self, name: &str, core: Core<'_>, events: &mut Events) -> Backend {
+    pub(crate) fn start(
+        self,
+        name: &str,
+        core: Core<'_>,
+        events: &mut Events,
+    ) -> Result<Backend, ConfigError> {
         match self {
-            Plan::Local => Backend::Local,
+            Plan::Local => Ok(Backend::Local),
             #[cfg(feature = "redis")]
             Plan::Shared(state) => {
+                let required = state.require_reachable;
                 let fleet = crate::redis::Fleet::start(*state, name, core.clock);
-                fleet.first_sync(core.mirror(), events);
-                Backend::Shared(Box::new(fleet))
+                match fleet.first_sync(core.mirror(), events) {
+                    Err(kind) if required => Err(ConfigError::Unreachable { kind }),
+                    _ => Ok(Backend::Shared(Box::new(fleet))),
+                }
             }
         }
     }
@@ -164,6 +174,15 @@ impl Backend {
             }
             #[cfg(feature = "redis")]
             Backend::Shared(fleet) => fleet.reconcile(core.mirror(), &core.settings.limits(), events),
+        }
+    }
+
+    /// How the store is doing; `None` for a local breaker.
+    pub(crate) fn health(&self) -> Option<StorageHealth> {
+        match self {
+            Backend::Local => None,
+            #[cfg(feature = "redis")]
+            Backend::Shared(fleet) => Some(fleet.health()),
         }
     }
 

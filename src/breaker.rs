@@ -93,7 +93,7 @@ impl CircuitBreaker {
         listeners: Listeners,
         classifier: Classifier,
         plan: Plan,
-    ) -> Self {
+    ) -> Result<Self, ConfigError> {
         let mut breaker = CircuitBreaker {
             state: StateCell::new(),
             settings,
@@ -105,9 +105,9 @@ impl CircuitBreaker {
             backend: Backend::Local,
         };
         let mut events = Events::default();
-        breaker.backend = plan.start(&breaker.name, breaker.core(), &mut events);
+        breaker.backend = plan.start(&breaker.name, breaker.core(), &mut events)?;
         breaker.report(events);
-        breaker
+        Ok(breaker)
     }
 
     #[inline]
@@ -386,6 +386,13 @@ impl CircuitBreaker {
     /// Probes admitted in the half-open state and not yet recorded.
     pub fn probes_in_flight(&self) -> u32 {
         self.snapshot().in_flight()
+    }
+
+    /// How the store that shares this breaker's state is doing: reachable
+    /// or degraded, since when, and the latest fault. `None` for a breaker
+    /// whose state is in memory.
+    pub fn storage_health(&self) -> Option<crate::events::StorageHealth> {
+        self.backend.health()
     }
 
     /// The breaker's name ("" when unnamed).
