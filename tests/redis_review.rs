@@ -99,3 +99,74 @@ fn a_getter_runs_no_listener_so_a_lazy_handle_cannot_reenter_itself() {
         .expect("the getter returned: no listener re-entered the handle being resolved");
     assert_eq!(state, State::Open, "the getter shows what the fleet announced");
 }
+
+/// Script runs the server was asked for (failed ones included).
+fn script_calls(url: &str) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut client(url))
+        .unwrap();
+    info.lines()
+        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+        .filter_map(|l| l.split([':', ',']).find_map(|kv| kv.strip_prefix("calls=")))
+        .map(|v| v.parse::<u64>().unwrap())
+        .sum()
+}
+
+#[test]
+fn a_server_that_refuses_writes_meets_backoff_not_a_reconnect_storm() {
+    let primary = PrivateServer::start();
+    let replica = PrivateServer::start();
+    let ns = unique_namespace("readonly");
+    // The namespace exists on the primary and has reached the replica.
+    let seeded = CircuitBreaker::builder()
+        .shared(RedisState::connect(&primary.url()).unwrap().namespace(&ns))
+        .build()
+        .unwrap();
+    let _: String = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(primary.port)
+        .query(&mut client(&replica.url()))
+        .unwrap();
+    assert!(
+        within(Duration::from_secs(10), || !stored_state(
+            &mut client(&replica.url()),
+            &ns
+        )
+        .is_empty())
+        .is_some(),
+        "the replica has the namespace"
+    );
+    drop(seeded);
+    let seen = Arc::new(Seen::default());
+    let b = CircuitBreaker::builder()
+        .fail_max(1_000_000)
+        .listener(Recorder(Arc::clone(&seen)))
+        .shared(
+            RedisState::connect(&replica.url())
+                .unwrap()
+                .namespace(&ns)
+                .max_backoff(Duration::from_secs(1)),
+        )
+        .build()
+        .unwrap();
+    assert!(b.storage_health().unwrap().reachable, "reads work on the replica");
+    let before = script_calls(&replica.url());
+    let start = std::time::Instant::now();
+    let mut failures = 0u64;
+    while start.elapsed() < Duration::from_secs(2) {
+        let _ = b.try_acquire().unwrap().failure();
+        failures += 1;
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let runs = script_calls(&replica.url()) - before;
+    eprintln!("{failures} failures against a read-only replica ran {runs} scripts");
+    assert!(seen.storage_error_count() >= 1, "the READONLY fault was reported");
+    // Backoff from 10 ms, doubling to 1 s: about 8 recoveries in 2 s, each
+    // a sync and one refused write. Recovering at once costs a pair every
+    // time the watcher looks (every 50 ms): about 80.
+    assert!(
+        runs < 30,
+        "{runs} script runs for {failures} failures: a reconnect storm"
+    );
+}
