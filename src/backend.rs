@@ -16,7 +16,16 @@ pub(crate) struct Core<'a> {
     pub(crate) cell: &'a StateCell,
     pub(crate) settings: &'a Settings,
     pub(crate) clock: &'a ClockSource,
+    /// The breaker's ticket tag.
+    pub(crate) tag: u32,
 }
+
+/// The bits a breaker's own tag may use; the rest mark tickets a backend
+/// issued apart (a shared breaker's, issued while its store was away).
+pub(crate) const TAG_BITS: u32 = !(1 << 31);
+
+#[cfg(feature = "redis")]
+const _: () = assert!(crate::redis::DEGRADED_TAG & TAG_BITS == 0);
 
 /// How a breaker is to be backed, as the builder was told.
 #[derive(Default)]
@@ -68,6 +77,7 @@ impl Core<'_> {
         crate::redis::Mirror {
             cell: self.cell,
             clock: self.clock,
+            tag: self.tag,
         }
     }
 }
@@ -104,16 +114,31 @@ impl Backend {
         }
     }
 
-    /// A call that the closed fast path did not admit.
+    /// Whether `ticket` came from this breaker (tagged `tag`).
+    pub(crate) fn issued(&self, ticket: Ticket, tag: u32) -> bool {
+        match self {
+            Backend::Local => ticket.is_valid_for(tag),
+            #[cfg(feature = "redis")]
+            Backend::Shared(_) => {
+                ticket.is_valid_for(tag) || ticket.is_valid_for(tag | crate::redis::DEGRADED_TAG)
+            }
+        }
+    }
+
+    /// A call that the closed fast path did not admit; the ticket comes
+    /// tagged.
     pub(crate) fn acquire(&self, core: Core<'_>, events: &mut Events) -> Acquire {
         match self {
-            Backend::Local => {
-                let decision = core.cell.acquire(core.settings, &mut core.clock.lazy());
-                if let Acquire::Admitted { transition, .. } = decision {
+            Backend::Local => match core.cell.acquire(core.settings, &mut core.clock.lazy()) {
+                Acquire::Admitted { ticket, transition } => {
                     events.transition(transition);
+                    Acquire::Admitted {
+                        ticket: ticket.with_tag(core.tag),
+                        transition,
+                    }
                 }
-                decision
-            }
+                rejected => rejected,
+            },
             #[cfg(feature = "redis")]
             Backend::Shared(fleet) => fleet.acquire(core.mirror(), &core.settings.limits(), events),
         }

@@ -14,11 +14,17 @@ use crate::sync::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
+/// Set in the tag of tickets a shared breaker's mirror issued alone while
+/// its store was away: they never count at the fleet.
+pub(crate) const DEGRADED_TAG: u32 = 1 << 31;
+
 /// What the fleet is lent of a breaker for one call: its mirror and clock.
 #[derive(Clone, Copy)]
 pub(crate) struct Mirror<'a> {
     pub(crate) cell: &'a StateCell,
     pub(crate) clock: &'a ClockSource,
+    /// The breaker's ticket tag.
+    pub(crate) tag: u32,
 }
 
 /// A breaker's link to its fleet: owned by the breaker, stopped with it.
@@ -170,23 +176,39 @@ impl Fleet {
         m.cell.load()
     }
 
+    /// A call the closed fast path did not admit; the ticket comes tagged:
+    /// with the breaker's tag when the fleet (or a mirror that follows it)
+    /// issued it, with [`DEGRADED_TAG`] too when the mirror issued it alone
+    /// while the store was away.
     pub(crate) fn acquire(&self, m: Mirror<'_>, limits: &Limits, ev: &mut Events) -> Acquire {
+        match self.acquire_untagged(m, limits, ev) {
+            (Acquire::Admitted { ticket, transition }, degraded) => Acquire::Admitted {
+                ticket: ticket.with_tag(if degraded { m.tag | DEGRADED_TAG } else { m.tag }),
+                transition,
+            },
+            (rejected, _) => rejected,
+        }
+    }
+
+    /// The decision, and whether the mirror made it without the fleet.
+    fn acquire_untagged(&self, m: Mirror<'_>, limits: &Limits, ev: &mut Events) -> (Acquire, bool) {
         self.catch_up(m, ev);
         if !self.is_down() {
             match m.cell.gate(limits, &mut m.clock.lazy()) {
                 Gate::Admit(ticket) => {
-                    return Acquire::Admitted {
+                    let admitted = Acquire::Admitted {
                         ticket,
                         transition: None,
-                    }
+                    };
+                    return (admitted, false);
                 }
-                Gate::Reject(state) => return Acquire::Rejected(state),
+                Gate::Reject(state) => return (Acquire::Rejected(state), false),
                 Gate::AskFleet => {}
             }
             match self.run(m, Op::Acquire, limits) {
                 Ok(reply) => {
                     let view = self.apply_reply(m, &reply, ev);
-                    return match reply.code {
+                    let decision = match reply.code {
                         Code::AdmitClosed => Acquire::Admitted {
                             ticket: view.ticket(false),
                             transition: None,
@@ -197,11 +219,12 @@ impl Fleet {
                         },
                         _ => Acquire::Rejected(view.state),
                     };
+                    return (decision, false);
                 }
                 Err(e) => self.went_down(m, e, ev),
             }
         }
-        self.acquire_degraded(m, limits, ev)
+        (self.acquire_degraded(m, limits, ev), true)
     }
 
     fn acquire_degraded(&self, m: Mirror<'_>, limits: &Limits, ev: &mut Events) -> Acquire {
@@ -239,6 +262,17 @@ impl Fleet {
         ev: &mut Events,
     ) -> Recorded {
         self.catch_up(m, ev);
+        if ticket.is_valid_for(m.tag | DEGRADED_TAG) {
+            // Issued by the mirror alone while the store was away: it counts
+            // on the mirror while the store still is away, never at the
+            // fleet, which may have reached the same generation since.
+            if !self.is_down() || self.inner.policy != FaultPolicy::Local {
+                return Recorded::Stale;
+            }
+            let recorded = m.cell.record(ticket, outcome, limits, &mut m.clock.lazy());
+            self.after_local_change(m, recorded.transition(), ev);
+            return recorded;
+        }
         if outcome == Outcome::Ignored && !ticket.is_probe() {
             // Ignoring a closed-state call changes nothing anywhere: the
             // mirror only tells whether its episode is over.
