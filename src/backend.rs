@@ -202,6 +202,17 @@ impl Backend {
         }
     }
 
+    /// Whether calls are being refused by a fault policy (a shared breaker
+    /// under `FailClosed` whose store is away).
+    #[inline]
+    pub(crate) fn fails_closed(&self) -> bool {
+        match self {
+            Backend::Local => false,
+            #[cfg(feature = "redis")]
+            Backend::Shared(fleet) => fleet.fails_closed(),
+        }
+    }
+
     /// How the store is doing; `None` for a local breaker.
     pub(crate) fn health(&self) -> Option<StorageHealth> {
         match self {

@@ -202,7 +202,10 @@ impl CircuitBreaker {
         if !self.listeners.is_empty() {
             self.notify_rejected(state);
         }
-        Err(Rejected { state })
+        Err(Rejected {
+            state,
+            by_fault_policy: self.backend.fails_closed(),
+        })
     }
 
     /// Applies what a shared breaker's fleet announced.

@@ -9,10 +9,26 @@ pub struct Rejected {
     /// The state that refused: [`State::Open`], or [`State::HalfOpen`] with
     /// every probe slot taken.
     pub state: State,
+    /// Refused by a shared breaker's `FailClosed` fault policy while its
+    /// store is unreachable, not by the fleet's state.
+    pub(crate) by_fault_policy: bool,
+}
+
+impl Rejected {
+    /// Whether the fault policy refused the call (a shared breaker under
+    /// `FailClosed` whose store is unreachable), not the breaker's state.
+    pub fn is_fault_policy(&self) -> bool {
+        self.by_fault_policy
+    }
 }
 
 impl fmt::Display for Rejected {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.by_fault_policy {
+            return f.write_str(
+                "circuit breaker's shared state is unreachable: call rejected by the FailClosed fault policy",
+            );
+        }
         write!(f, "circuit breaker is {}: call rejected", self.state)
     }
 }

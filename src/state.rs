@@ -682,7 +682,8 @@ mod fleet {
     pub(crate) enum Gate {
         /// Closed: admit with this ticket.
         Admit(Ticket),
-        /// Open and the reset timeout has not passed: reject.
+        /// Open before the reset timeout, or half-open with every slot taken
+        /// and no lease run out: reject.
         Reject(State),
         /// Only the fleet can decide (a probe, or a timeout that has passed).
         AskFleet,
@@ -700,17 +701,17 @@ mod fleet {
             self.fetch_update_action(|s| (s.transition_to(next), (s != next).then_some(next)))
         }
 
-        /// Decides from the mirror alone what it can: closed admits, open before
-        /// its deadline rejects; everything else is the fleet's to decide.
+        /// Decides from the mirror alone what it can: closed admits; open before
+        /// its deadline, and half-open with every slot taken and no lease run
+        /// out, reject; everything else is the fleet's to decide.
         pub(crate) fn gate(&self, limits: &impl LimitSource, now: &mut impl Now) -> Gate {
             let s = self.load();
             match s.state() {
                 State::Closed => Gate::Admit(s.ticket(TICKET_CLOSED)),
-                State::Open => match self.rejection(s, limits, now) {
+                State::Open | State::HalfOpen => match self.rejection(s, limits, now) {
                     Some(state) => Gate::Reject(state),
                     None => Gate::AskFleet,
                 },
-                State::HalfOpen => Gate::AskFleet,
             }
         }
     }

@@ -113,3 +113,46 @@ fn a_shared_breaker_is_send_and_sync_and_its_watcher_stops_on_drop() {
         "dropping the last breaker stopped the watcher"
     );
 }
+
+#[test]
+fn half_open_rejections_with_every_slot_taken_touch_no_network() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let server = PrivateServer::start();
+    let ns = unique_namespace("half-open");
+    let make = || {
+        CircuitBreaker::builder()
+            .fail_max(1)
+            .reset_timeout(Duration::from_millis(20))
+            .half_open_max_calls(1)
+            .probe_lease(Duration::from_secs(60))
+            .shared(
+                RedisState::connect(&server.url())
+                    .unwrap()
+                    .namespace(&ns)
+                    .refresh_interval(Duration::from_secs(3600)),
+            )
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (make(), make());
+    assert!(a.try_acquire().unwrap().failure().tripped());
+    // The reset timeout runs on the server's clock: wait it out.
+    std::thread::sleep(Duration::from_millis(40));
+    let probe = b.try_acquire().expect("b takes the one probe slot");
+    // a learns of the half-open fleet with its slot taken by announcement.
+    assert!(within(Duration::from_secs(5), || a.probes_in_flight() == 1).is_some());
+    assert!(a.try_acquire().is_err(), "the mirror is applied at a's next call");
+    let before = scripts_run(&server);
+    for _ in 0..10_000 {
+        assert_eq!(a.try_acquire().unwrap_err().state, State::HalfOpen);
+    }
+    assert_eq!(
+        scripts_run(&server),
+        before,
+        "a half-open rejection with every slot taken reached Redis"
+    );
+    assert!(
+        probe.success().transition().is_some(),
+        "b's probe closes the fleet"
+    );
+}

@@ -278,3 +278,27 @@ fn require_reachable_builds_when_redis_answers() {
         .unwrap();
     assert!(b.storage_health().unwrap().reachable);
 }
+
+#[test]
+fn a_fail_closed_rejection_says_it_is_the_fault_policy() {
+    let b = CircuitBreaker::builder()
+        .shared(
+            RedisState::connect(&nothing_listening())
+                .unwrap()
+                .policy(breakerbox::redis::FaultPolicy::FailClosed),
+        )
+        .build()
+        .unwrap();
+    let rejected = b.try_acquire().unwrap_err();
+    assert!(rejected.is_fault_policy());
+    let text = rejected.to_string();
+    assert!(text.contains("FailClosed fault policy"), "{text}");
+    assert!(text.contains("unreachable"), "{text}");
+
+    // An open breaker's rejection is the breaker's state, as before.
+    let open = CircuitBreaker::builder().fail_max(1).build().unwrap();
+    let _ = open.try_acquire().unwrap().failure();
+    let rejected = open.try_acquire().unwrap_err();
+    assert!(!rejected.is_fault_policy());
+    assert_eq!(rejected.to_string(), "circuit breaker is open: call rejected");
+}

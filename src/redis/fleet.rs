@@ -55,9 +55,13 @@ pub(crate) struct Inner {
 /// Everything the mirror is reconciled against, under one lock (held only
 /// for a few loads and one CAS; never across I/O or a listener).
 struct Mailbox {
-    /// Version of the fleet view the mirror shows; 0 while the store is
-    /// away, so the first view after recovery applies whatever its version.
+    /// Version of the newest fleet view the mirror took. Versions only grow
+    /// (across a Redis restart too), so an older view is never news.
     applied: u64,
+    /// The mirror moved on its own since (the store went away, the policy,
+    /// a decision made alone): a view of version `applied` is news again,
+    /// so even a quiet fleet's refresh repairs the mirror.
+    diverged: bool,
     /// The newest fleet view the watcher brought, not yet applied.
     view: Option<(u64, FleetView)>,
     /// The watcher saw the store fail: apply the policy at the next call.
@@ -93,6 +97,7 @@ impl Fleet {
             pending: AtomicU32::new(0),
             mailbox: Mutex::new(Mailbox {
                 applied: 0,
+                diverged: false,
                 view: None,
                 went_down: false,
                 error: None,
@@ -129,6 +134,10 @@ impl Fleet {
         result
     }
 
+    pub(crate) fn fails_closed(&self) -> bool {
+        self.inner.policy == FaultPolicy::FailClosed && self.is_down()
+    }
+
     pub(crate) fn health(&self) -> StorageHealth {
         self.inner.health().clone()
     }
@@ -144,14 +153,15 @@ impl Fleet {
         if !self.has_news() {
             return;
         }
+        // While the store is away under FailOpen or FailClosed the mirror
+        // is the policy's: a view (from before the fault, or from a sync
+        // racing the recovery) waits for the store to be back.
+        let policy_holds = self.inner.policy != FaultPolicy::Local && self.is_down();
         let (view, went_down, error) = {
             let mut mailbox = self.inner.mailbox();
             self.inner.pending.store(0, Ordering::Release);
-            (
-                mailbox.view.take(),
-                std::mem::take(&mut mailbox.went_down),
-                mailbox.error.take(),
-            )
+            let view = if policy_holds { None } else { mailbox.view.take() };
+            (view, std::mem::take(&mut mailbox.went_down), mailbox.error.take())
         };
         if let Some(error) = error {
             ev.storage_error(error);
@@ -169,7 +179,7 @@ impl Fleet {
     pub(crate) fn peek(&self, m: Mirror<'_>) -> Snapshot {
         if self.has_news() {
             let mailbox = self.inner.mailbox();
-            if let Some((_, view)) = mailbox.view.filter(|(v, _)| *v > mailbox.applied) {
+            if let Some((_, view)) = mailbox.view.filter(|(v, _)| mailbox.is_news(*v)) {
                 return view.snapshot();
             }
         }
@@ -365,21 +375,25 @@ impl Fleet {
     /// and notes the mirror's change of state.
     fn apply_view(&self, m: Mirror<'_>, version: u64, view: &FleetView, ev: &mut Events) {
         let mut mailbox = self.inner.mailbox();
-        if version <= mailbox.applied {
+        if !mailbox.is_news(version) {
             return;
         }
-        // While the store is away the mirror may move on its own (the
-        // policy, local decisions): keep `applied` at 0 so that the
-        // first view after recovery overrides it whatever its version.
-        if !self.is_down() {
-            mailbox.applied = version;
-        }
+        mailbox.applied = version;
+        // While the store is away the mirror may move on its own again.
+        mailbox.diverged = self.is_down();
         ev.transition(m.cell.sync_from(view));
         mailbox.mirror = m.cell.load();
     }
 
+    /// The mirror moved on its own (the policy, a decision while the store
+    /// was away): it no longer shows the fleet's view of version `applied`,
+    /// so the next view applies whatever its version, even a quiet fleet's
+    /// refresh of the same one.
     fn after_local_change(&self, m: Mirror<'_>, transition: Option<Transition>, ev: &mut Events) {
-        self.inner.mailbox().mirror = m.cell.load();
+        let mut mailbox = self.inner.mailbox();
+        mailbox.mirror = m.cell.load();
+        mailbox.diverged = true;
+        drop(mailbox);
         ev.transition(transition);
     }
 
@@ -422,6 +436,12 @@ fn zero_limits() -> Limits {
         half_open_max_calls: 1,
         reset_timeout_ms: 0,
         probe_lease_ms: 0,
+    }
+}
+
+impl Mailbox {
+    fn is_news(&self, version: u64) -> bool {
+        version > self.applied || (version == self.applied && self.diverged)
     }
 }
 
@@ -489,7 +509,7 @@ impl Inner {
     pub(crate) fn post_view(&self, raw: &RawView) {
         let view = self.localize(raw);
         let mut mailbox = self.mailbox();
-        if raw.version <= mailbox.applied {
+        if !mailbox.is_news(raw.version) {
             return;
         }
         if mailbox.view.map_or(true, |(v, _)| raw.version > v) {
@@ -517,7 +537,7 @@ impl Inner {
                 mailbox.error = Some(error);
             }
             if self.down.swap(1, Ordering::AcqRel) == 0 {
-                mailbox.applied = 0;
+                mailbox.diverged = true;
                 mailbox.went_down = true;
             }
             self.pending.store(1, Ordering::Release);
@@ -531,5 +551,9 @@ impl Inner {
     pub(crate) fn mark_up(&self) {
         self.down.store(0, Ordering::Release);
         self.note_health(true, None);
+        // A view held back while the policy ruled the mirror applies now.
+        if self.mailbox().view.is_some() {
+            self.pending.store(1, Ordering::Release);
+        }
     }
 }
