@@ -63,6 +63,7 @@ step "redis: a transport from outside the crate" cargo test --features redis --t
 step "redis: the review findings" cargo test --features redis --test redis_review
 step "redis: one connection set per process" cargo test --features redis --test redis_scale -- --nocapture
 step "redis: options at their extremes, health, reachability" cargo test --features redis --test redis_options
+step "redis: the cost model (script runs per failure)" cargo test --features redis --test redis_cost -- --nocapture
 step "redis: eight processes" cargo test --features redis --test redis_fleet
 step "redis: faults" cargo test --features redis --test redis_faults
 step "bench: closed success with Redis state vs one round trip" \

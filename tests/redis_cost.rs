@@ -1,0 +1,86 @@
+//! The cost model, measured: how many script runs a shared breaker makes at
+//! a given failure rate, counted by the server (INFO commandstats) on a
+//! private redis-server (BREAKERBOX_REDIS_SERVER).
+#![cfg(feature = "redis")]
+
+mod redis_support;
+
+use breakerbox::redis::RedisState;
+use breakerbox::CircuitBreaker;
+use redis_support::*;
+use std::time::{Duration, Instant};
+
+/// Scripts the server ran to completion (calls less failed ones, such as
+/// a NOSCRIPT answer), from INFO commandstats.
+fn scripts_run(server: &PrivateServer) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut client(&server.url()))
+        .unwrap();
+    let field = |line: &str, name: &str| -> u64 {
+        line.split([':', ','])
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .map_or(0, |v| v.parse().unwrap())
+    };
+    info.lines()
+        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+        .map(|l| field(l, "calls") - field(l, "failed_calls"))
+        .sum()
+}
+
+const CALLS: u64 = 20_000;
+
+#[test]
+fn the_healthy_path_costs_nothing_and_a_failure_one_run_plus_one_for_the_reset() {
+    let server = PrivateServer::start();
+    // One failure every `every` calls: 0 %, 0.1 %, 1 % and 10 %.
+    for every in [0u64, 1000, 100, 10] {
+        let built = scripts_run(&server);
+        let breaker = CircuitBreaker::builder()
+            .fail_max(1_000_000)
+            .shared(
+                RedisState::connect(&server.url())
+                    .unwrap()
+                    .namespace(unique_namespace("cost"))
+                    // The periodic refresh (one run per refresh_interval per
+                    // breaker) is left out of this count.
+                    .refresh_interval(Duration::from_secs(3600)),
+            )
+            .build()
+            .unwrap();
+        // The build's sync and the watcher's first.
+        assert!(within(Duration::from_secs(5), || scripts_run(&server) == built + 2).is_some());
+        let before = scripts_run(&server);
+        let start = Instant::now();
+        let (mut failures, mut resets, mut last_failed) = (0, 0, false);
+        for i in 1..=CALLS {
+            let permit = breaker.try_acquire().unwrap();
+            last_failed = if every != 0 && i % every == 0 {
+                let _ = permit.failure();
+                failures += 1;
+                true
+            } else {
+                let _ = permit.success();
+                resets += u64::from(last_failed);
+                false
+            };
+        }
+        let elapsed = start.elapsed();
+        let runs = scripts_run(&server) - before;
+        eprintln!(
+            "failure rate {:>5}: {CALLS} calls in {elapsed:?} ({:.0} calls/s), {failures} failures, \
+             {runs} script runs ({:.0} runs/s)",
+            if every == 0 {
+                "0".to_owned()
+            } else {
+                format!("{}%", 100.0 / every as f64)
+            },
+            CALLS as f64 / elapsed.as_secs_f64(),
+            runs as f64 / elapsed.as_secs_f64(),
+        );
+        // Each isolated failure: its own run, and one for the success after
+        // it that resets the fleet's count. Every other call: none.
+        assert_eq!(runs, failures + resets, "failure every {every} calls");
+        assert!(resets <= failures);
+    }
+}
