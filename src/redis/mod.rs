@@ -42,10 +42,11 @@
 //!
 //! **Bounded-stale**, because the healthy path makes no round trip: each
 //! process keeps a local mirror of the fleet's state (the lock-free word).
-//! * A closed-state success while the mirror shows no failures, and a
-//!   rejection while the mirror is open before its reset timeout, touch no
-//!   network. Failures, the first success after failures, every half-open
-//!   admission and every transition go to Redis.
+//! * A closed-state success while the mirror shows no failures, a
+//!   rejection while the mirror is open before its reset timeout, and one
+//!   while it is half-open with every slot taken and no lease run out,
+//!   touch no network. Failures, the first success after failures, every
+//!   half-open admission and every transition go to Redis.
 //! * A process learns of another's change by a pub/sub announcement (one
 //!   round trip of latency, typically well under a millisecond), and, should
 //!   an announcement be lost, by a periodic refresh. So a process whose
@@ -74,7 +75,22 @@
 //! out is never retried: the script may have run, and an outcome counted
 //! twice is worse than one lost.
 //!
-//! The watcher thread (one per breaker) stops when the breaker is dropped.
+//! Probe tickets a mirror issued on its own while the store was away never
+//! count at the fleet. [`CircuitBreaker::storage_health`](crate::CircuitBreaker::storage_health)
+//! tells whether the store is reachable.
+//!
+//! # One connection set per process
+//!
+//! Every shared breaker of a process on the same endpoint shares at most
+//! three command connections, one subscription connection (one channel per
+//! namespace) and one watcher thread, which ends after the last breaker is
+//! dropped. A drop never waits on the watcher or the network.
+//!
+//! # Transports
+//!
+//! The protocol (the script, its arguments, its reply, the announcements)
+//! is carried by a [`Transport`]: the `redis` crate's by default, or any
+//! other through [`RedisState::with_transport`].
 
 mod client;
 mod fleet;
