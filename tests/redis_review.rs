@@ -286,3 +286,80 @@ fn a_probe_ticket_issued_during_an_outage_never_counts_at_the_fleet() {
         "b's probe closes the fleet"
     );
 }
+
+/// A host's client that runs a hook (once) just before the first `record`
+/// script it carries: a setter racing a record, made deterministic.
+struct RacesARecord {
+    inner: Severable,
+    hook: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl Transport for RacesARecord {
+    fn eval(
+        &self,
+        script: &Script,
+        key: &str,
+        args: &[String],
+        timeout: Duration,
+    ) -> Result<Vec<i64>, StorageError> {
+        if args.first().map(String::as_str) == Some("record") {
+            let hook = self.hook.lock().unwrap().take();
+            if let Some(hook) = hook {
+                hook();
+            }
+        }
+        self.inner.eval(script, key, args, timeout)
+    }
+
+    fn subscriber(&self, timeout: Duration) -> Result<Box<dyn Subscriber>, StorageError> {
+        self.inner.subscriber(timeout)
+    }
+
+    fn endpoint(&self) -> String {
+        "races-a-record".into()
+    }
+}
+
+#[test]
+fn a_record_racing_a_lowered_fail_max_trips_the_fleet_at_once() {
+    let ns = unique_namespace("setter-race");
+    let transport = Arc::new(RacesARecord {
+        inner: Severable {
+            client: redis::Client::open(url()).unwrap(),
+            conn: Mutex::new(None),
+            cut: AtomicBool::new(false),
+        },
+        hook: Mutex::new(None),
+    });
+    let b = Arc::new(
+        CircuitBreaker::builder()
+            .fail_max(5)
+            .shared(
+                RedisState::with_transport(transport.clone())
+                    .namespace(&ns)
+                    .notifications(false),
+            )
+            .build()
+            .unwrap(),
+    );
+    // Two failures while fail_max is 5 (their record scripts run unhooked).
+    for _ in 0..2 {
+        assert_eq!(b.try_acquire().unwrap().failure(), Recorded::Counted);
+    }
+    // The third failure's record has read fail_max 5 when, before its
+    // script runs, a setter lowers it to 3: the setter's reconcile sees 2
+    // failures and does nothing, the record then counts the third against 5.
+    let setter = Arc::downgrade(&b);
+    *transport.hook.lock().unwrap() = Some(Box::new(move || {
+        let b = setter.upgrade().unwrap();
+        assert_eq!(b.set_fail_max(3), Ok(None), "2 failures do not reach 3");
+    }));
+    let third = b.try_acquire().unwrap().failure();
+    assert!(
+        third.tripped(),
+        "the third failure reached the lowered fail_max: {third:?}"
+    );
+    assert_eq!(b.state(), State::Open);
+    let stored = stored_state(&mut client(&url()), &ns);
+    assert_eq!(stored["s"], "1", "the fleet is open");
+}
