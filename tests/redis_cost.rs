@@ -10,24 +10,6 @@ use breakerbox::CircuitBreaker;
 use redis_support::*;
 use std::time::{Duration, Instant};
 
-/// Scripts the server ran to completion (calls less failed ones, such as
-/// a NOSCRIPT answer), from INFO commandstats.
-fn scripts_run(server: &PrivateServer) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query(&mut client(&server.url()))
-        .unwrap();
-    let field = |line: &str, name: &str| -> u64 {
-        line.split([':', ','])
-            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
-            .map_or(0, |v| v.parse().unwrap())
-    };
-    info.lines()
-        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
-        .map(|l| field(l, "calls") - field(l, "failed_calls"))
-        .sum()
-}
-
 const CALLS: u64 = 20_000;
 
 #[test]
@@ -35,7 +17,7 @@ fn the_healthy_path_costs_nothing_and_a_failure_one_run_plus_one_for_the_reset()
     let server = PrivateServer::start();
     // One failure every `every` calls: 0 %, 0.1 %, 1 % and 10 %.
     for every in [0u64, 1000, 100, 10] {
-        let built = scripts_run(&server);
+        let built = script_runs(&server.url(), true);
         let breaker = CircuitBreaker::builder()
             .fail_max(1_000_000)
             .shared(
@@ -49,8 +31,10 @@ fn the_healthy_path_costs_nothing_and_a_failure_one_run_plus_one_for_the_reset()
             .build()
             .unwrap();
         // The build's sync and the watcher's first.
-        assert!(within(Duration::from_secs(5), || scripts_run(&server) == built + 2).is_some());
-        let before = scripts_run(&server);
+        assert!(within(Duration::from_secs(5), || script_runs(&server.url(), true)
+            == built + 2)
+        .is_some());
+        let before = script_runs(&server.url(), true);
         let start = Instant::now();
         let (mut failures, mut resets, mut last_failed) = (0, 0, false);
         for i in 1..=CALLS {
@@ -66,7 +50,7 @@ fn the_healthy_path_costs_nothing_and_a_failure_one_run_plus_one_for_the_reset()
             };
         }
         let elapsed = start.elapsed();
-        let runs = scripts_run(&server) - before;
+        let runs = script_runs(&server.url(), true) - before;
         eprintln!(
             "failure rate {:>5}: {CALLS} calls in {elapsed:?} ({:.0} calls/s), {failures} failures, \
              {runs} script runs ({:.0} runs/s)",

@@ -14,24 +14,6 @@ use std::time::Duration;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-/// Scripts the server ran to completion (calls less failed calls, such as
-/// a NOSCRIPT answer), from INFO commandstats.
-fn scripts_run(server: &PrivateServer) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query(&mut client(&server.url()))
-        .unwrap();
-    let field = |line: &str, name: &str| -> u64 {
-        line.split([':', ','])
-            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
-            .map_or(0, |v| v.parse().unwrap())
-    };
-    info.lines()
-        .filter(|line| line.starts_with("cmdstat_evalsha:") || line.starts_with("cmdstat_eval:"))
-        .map(|line| field(line, "calls") - field(line, "failed_calls"))
-        .sum()
-}
-
 #[test]
 fn closed_successes_and_open_rejections_touch_no_network() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -48,38 +30,30 @@ fn closed_successes_and_open_rejections_touch_no_network() {
         .build()
         .unwrap();
     // Two syncs: the build's and the watcher's first, which runs on its own.
-    assert!(within(Duration::from_secs(5), || scripts_run(&server) == 2).is_some());
-    let before = scripts_run(&server);
+    assert!(within(Duration::from_secs(5), || script_runs(&server.url(), true) == 2).is_some());
+    let before = script_runs(&server.url(), true);
     for _ in 0..10_000 {
         let _ = breaker.try_acquire().unwrap().success();
         let _ = breaker.call(|| Ok::<_, ()>(()));
     }
-    assert_eq!(scripts_run(&server), before, "a closed success reached Redis");
+    assert_eq!(
+        script_runs(&server.url(), true),
+        before,
+        "a closed success reached Redis"
+    );
 
     // A failure does reach it, once, and trips the fleet.
     assert!(breaker.try_acquire().unwrap().failure().tripped());
-    assert_eq!(scripts_run(&server), before + 1);
+    assert_eq!(script_runs(&server.url(), true), before + 1);
     assert_eq!(breaker.state(), State::Open);
     for _ in 0..10_000 {
         assert!(breaker.try_acquire().is_err());
     }
     assert_eq!(
-        scripts_run(&server),
+        script_runs(&server.url(), true),
         before + 1,
         "a rejection before the reset timeout reached Redis"
     );
-}
-
-/// Threads of this process named like the watcher ("breakerbox-redis",
-/// cut to the kernel's 15 characters).
-fn watchers() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter(|task| {
-            let comm = task.as_ref().unwrap().path().join("comm");
-            std::fs::read_to_string(comm).is_ok_and(|name| name.trim() == "breakerbox-redi")
-        })
-        .count()
 }
 
 #[test]
@@ -142,12 +116,12 @@ fn half_open_rejections_with_every_slot_taken_touch_no_network() {
     // a learns of the half-open fleet with its slot taken by announcement.
     assert!(within(Duration::from_secs(5), || a.probes_in_flight() == 1).is_some());
     assert!(a.try_acquire().is_err(), "the mirror is applied at a's next call");
-    let before = scripts_run(&server);
+    let before = script_runs(&server.url(), true);
     for _ in 0..10_000 {
         assert_eq!(a.try_acquire().unwrap_err().state, State::HalfOpen);
     }
     assert_eq!(
-        scripts_run(&server),
+        script_runs(&server.url(), true),
         before,
         "a half-open rejection with every slot taken reached Redis"
     );

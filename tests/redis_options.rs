@@ -4,12 +4,12 @@
 
 mod redis_support;
 
-use breakerbox::redis::{RedisState, Script, StorageError, StorageErrorKind, Subscriber, Transport};
+use breakerbox::redis::{RedisState, StorageErrorKind};
 use breakerbox::{CircuitBreaker, ConfigError, State};
 use redis_support::*;
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const EXTREMES: [Duration; 3] = [Duration::ZERO, Duration::from_nanos(1), Duration::MAX];
@@ -22,6 +22,18 @@ const REDIS_OPTIONS: [(&str, Option_); 4] = [
     ("refresh_interval", RedisState::refresh_interval),
     ("max_backoff", RedisState::max_backoff),
 ];
+
+/// Another breaker of `ns` trips the fleet; whether `a`'s watcher brings
+/// the trip to `a` within 3 s.
+fn another_process_trips_and_a_sees_it(ns: &str, a: &CircuitBreaker) -> bool {
+    let b = CircuitBreaker::builder()
+        .fail_max(1)
+        .shared(RedisState::connect(&url()).unwrap().namespace(ns))
+        .build()
+        .unwrap();
+    assert!(b.try_acquire().unwrap().failure().tripped());
+    within(Duration::from_secs(3), || a.state() == State::Open).is_some()
+}
 
 #[test]
 fn every_redis_duration_at_zero_one_ns_and_max_builds_and_shares() {
@@ -40,15 +52,8 @@ fn every_redis_duration_at_zero_one_ns_and_max_builds_and_shares() {
                 start.elapsed() < Duration::from_secs(5),
                 "{name}({value:?}) build"
             );
-            let b = CircuitBreaker::builder()
-                .fail_max(1)
-                .shared(RedisState::connect(&url()).unwrap().namespace(&ns))
-                .build()
-                .unwrap();
-            // The watcher is alive: another breaker's trip reaches `a`.
-            assert!(b.try_acquire().unwrap().failure().tripped());
             assert!(
-                within(Duration::from_secs(3), || a.state() == State::Open).is_some(),
+                another_process_trips_and_a_sees_it(&ns, &a),
                 "{name}({value:?}): a's watcher never brought the trip"
             );
             assert!(a.try_acquire().is_err(), "{name}({value:?})");
@@ -107,59 +112,11 @@ fn reset_timeout_and_probe_lease_at_zero_one_ns_and_max_are_refused_or_work() {
     }
 }
 
-/// A transport from outside the crate whose first script run on the
-/// watcher thread panics, as a bug in a host's client might.
-struct PanicsOnce {
-    client: redis::Client,
-    conn: Mutex<Option<redis::Connection>>,
-    panicked: AtomicBool,
-}
-
-impl Transport for PanicsOnce {
-    fn eval(
-        &self,
-        script: &Script,
-        key: &str,
-        args: &[String],
-        timeout: Duration,
-    ) -> Result<Vec<i64>, StorageError> {
-        let on_watcher = std::thread::current().name() == Some("breakerbox-redis");
-        if on_watcher && !self.panicked.swap(true, Ordering::SeqCst) {
-            panic!("host client bug");
-        }
-        let fault = |e: redis::RedisError| StorageError::new(StorageErrorKind::Unreachable, &e);
-        let mut guard = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        if guard.is_none() {
-            *guard = Some(self.client.get_connection_with_timeout(timeout).map_err(fault)?);
-        }
-        let conn = guard.as_mut().unwrap();
-        conn.set_read_timeout(Some(timeout)).map_err(fault)?;
-        redis::cmd("EVAL")
-            .arg(script.source())
-            .arg(1)
-            .arg(key)
-            .arg(args)
-            .query(conn)
-            .map_err(fault)
-    }
-
-    fn subscriber(&self, _timeout: Duration) -> Result<Box<dyn Subscriber>, StorageError> {
-        Err(StorageError::new(StorageErrorKind::Unreachable, &"no pub/sub"))
-    }
-
-    fn endpoint(&self) -> String {
-        "panics-once".into()
-    }
-}
-
 #[test]
 fn a_watcher_that_dies_is_reported_restarted_and_visible_in_health() {
     let ns = unique_namespace("dead-watcher");
-    let transport = Arc::new(PanicsOnce {
-        client: redis::Client::open(url()).unwrap(),
-        conn: Mutex::new(None),
-        panicked: AtomicBool::new(false),
-    });
+    let transport = HostClient::new(&url());
+    transport.panic_on_watcher.store(true, Ordering::SeqCst);
     let seen = Arc::new(Seen::default());
     let a = CircuitBreaker::builder()
         .fail_max(1)
@@ -173,8 +130,8 @@ fn a_watcher_that_dies_is_reported_restarted_and_visible_in_health() {
         .build()
         .unwrap();
     assert!(
-        within(Duration::from_secs(3), || transport
-            .panicked
+        within(Duration::from_secs(3), || !transport
+            .panic_on_watcher
             .load(Ordering::SeqCst))
         .is_some(),
         "the watcher ran a sync"
@@ -209,14 +166,8 @@ fn a_watcher_that_dies_is_reported_restarted_and_visible_in_health() {
         seen.storage_errors.lock().unwrap()
     );
     // Restarted: its refresh still brings another process's trip.
-    let b = CircuitBreaker::builder()
-        .fail_max(1)
-        .shared(RedisState::connect(&url()).unwrap().namespace(&ns))
-        .build()
-        .unwrap();
-    assert!(b.try_acquire().unwrap().failure().tripped());
     assert!(
-        within(Duration::from_secs(3), || a.state() == State::Open).is_some(),
+        another_process_trips_and_a_sees_it(&ns, &a),
         "the restarted watcher refreshed the mirror"
     );
     assert!(

@@ -4,14 +4,12 @@
 
 mod redis_support;
 
-use breakerbox::redis::{
-    FaultPolicy, RedisState, Script, StorageError, StorageErrorKind, Subscriber, Transport,
-};
+use breakerbox::redis::{FaultPolicy, RedisState};
 use breakerbox::{CircuitBreaker, Listener, Recorded, State};
 use redis_support::*;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc, OnceLock};
 use std::time::Duration;
 
 fn shared(ns: &str) -> RedisState {
@@ -103,19 +101,6 @@ fn a_getter_runs_no_listener_so_a_lazy_handle_cannot_reenter_itself() {
     assert_eq!(state, State::Open, "the getter shows what the fleet announced");
 }
 
-/// Script runs the server was asked for (failed ones included).
-fn script_calls(url: &str) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query(&mut client(url))
-        .unwrap();
-    info.lines()
-        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
-        .filter_map(|l| l.split([':', ',']).find_map(|kv| kv.strip_prefix("calls=")))
-        .map(|v| v.parse::<u64>().unwrap())
-        .sum()
-}
-
 #[test]
 fn a_server_that_refuses_writes_meets_backoff_not_a_reconnect_storm() {
     let primary = PrivateServer::start();
@@ -154,7 +139,7 @@ fn a_server_that_refuses_writes_meets_backoff_not_a_reconnect_storm() {
         .build()
         .unwrap();
     assert!(b.storage_health().unwrap().reachable, "reads work on the replica");
-    let before = script_calls(&replica.url());
+    let before = script_runs(&replica.url(), false);
     let start = std::time::Instant::now();
     let mut failures = 0u64;
     while start.elapsed() < Duration::from_secs(2) {
@@ -162,7 +147,7 @@ fn a_server_that_refuses_writes_meets_backoff_not_a_reconnect_storm() {
         failures += 1;
         std::thread::sleep(Duration::from_millis(1));
     }
-    let runs = script_calls(&replica.url()) - before;
+    let runs = script_runs(&replica.url(), false) - before;
     eprintln!("{failures} failures against a read-only replica ran {runs} scripts");
     assert!(seen.storage_error_count() >= 1, "the READONLY fault was reported");
     // Backoff from 10 ms, doubling to 1 s: about 8 recoveries in 2 s, each
@@ -174,58 +159,11 @@ fn a_server_that_refuses_writes_meets_backoff_not_a_reconnect_storm() {
     );
 }
 
-/// A host's client that can be cut off from Redis (a partition of one
-/// process) while the rest of the fleet still reaches it.
-struct Severable {
-    client: redis::Client,
-    conn: Mutex<Option<redis::Connection>>,
-    cut: AtomicBool,
-}
-
-impl Transport for Severable {
-    fn eval(
-        &self,
-        script: &Script,
-        key: &str,
-        args: &[String],
-        timeout: Duration,
-    ) -> Result<Vec<i64>, StorageError> {
-        if self.cut.load(Ordering::SeqCst) {
-            return Err(StorageError::new(StorageErrorKind::Unreachable, &"cut off"));
-        }
-        let fault = |e: redis::RedisError| StorageError::new(StorageErrorKind::Unreachable, &e);
-        let mut guard = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        if guard.is_none() {
-            *guard = Some(self.client.get_connection_with_timeout(timeout).map_err(fault)?);
-        }
-        let conn = guard.as_mut().unwrap();
-        conn.set_read_timeout(Some(timeout)).map_err(fault)?;
-        redis::cmd("EVAL")
-            .arg(script.source())
-            .arg(1)
-            .arg(key)
-            .arg(args)
-            .query(conn)
-            .map_err(fault)
-    }
-
-    fn subscriber(&self, _timeout: Duration) -> Result<Box<dyn Subscriber>, StorageError> {
-        Err(StorageError::new(StorageErrorKind::Unreachable, &"no pub/sub"))
-    }
-
-    fn endpoint(&self) -> String {
-        "severable".into()
-    }
-}
-
 #[test]
 fn a_probe_ticket_issued_during_an_outage_never_counts_at_the_fleet() {
     let ns = unique_namespace("outage-ticket");
-    let cut_off = Arc::new(Severable {
-        client: redis::Client::open(url()).unwrap(),
-        conn: Mutex::new(None),
-        cut: AtomicBool::new(true),
-    });
+    let cut_off = HostClient::new(&url());
+    cut_off.cut.store(true, Ordering::SeqCst);
     let config = |b: breakerbox::Builder| {
         b.fail_max(1)
             .reset_timeout(Duration::from_millis(20))
@@ -287,50 +225,10 @@ fn a_probe_ticket_issued_during_an_outage_never_counts_at_the_fleet() {
     );
 }
 
-/// A host's client that runs a hook (once) just before the first `record`
-/// script it carries: a setter racing a record, made deterministic.
-struct RacesARecord {
-    inner: Severable,
-    hook: Mutex<Option<Box<dyn FnOnce() + Send>>>,
-}
-
-impl Transport for RacesARecord {
-    fn eval(
-        &self,
-        script: &Script,
-        key: &str,
-        args: &[String],
-        timeout: Duration,
-    ) -> Result<Vec<i64>, StorageError> {
-        if args.first().map(String::as_str) == Some("record") {
-            let hook = self.hook.lock().unwrap().take();
-            if let Some(hook) = hook {
-                hook();
-            }
-        }
-        self.inner.eval(script, key, args, timeout)
-    }
-
-    fn subscriber(&self, timeout: Duration) -> Result<Box<dyn Subscriber>, StorageError> {
-        self.inner.subscriber(timeout)
-    }
-
-    fn endpoint(&self) -> String {
-        "races-a-record".into()
-    }
-}
-
 #[test]
 fn a_record_racing_a_lowered_fail_max_trips_the_fleet_at_once() {
     let ns = unique_namespace("setter-race");
-    let transport = Arc::new(RacesARecord {
-        inner: Severable {
-            client: redis::Client::open(url()).unwrap(),
-            conn: Mutex::new(None),
-            cut: AtomicBool::new(false),
-        },
-        hook: Mutex::new(None),
-    });
+    let transport = HostClient::new(&url());
     let b = Arc::new(
         CircuitBreaker::builder()
             .fail_max(5)
@@ -350,7 +248,7 @@ fn a_record_racing_a_lowered_fail_max_trips_the_fleet_at_once() {
     // script runs, a setter lowers it to 3: the setter's reconcile sees 2
     // failures and does nothing, the record then counts the third against 5.
     let setter = Arc::downgrade(&b);
-    *transport.hook.lock().unwrap() = Some(Box::new(move || {
+    *transport.before_record.lock().unwrap() = Some(Box::new(move || {
         let b = setter.upgrade().unwrap();
         assert_eq!(b.set_fail_max(3), Ok(None), "2 failures do not reach 3");
     }));

@@ -4,11 +4,12 @@
 //! for the fault tests, which start private servers they can kill).
 #![allow(dead_code)]
 
+use breakerbox::redis::{Script, StorageError, StorageErrorKind, Subscriber, Transport};
 use breakerbox::{CircuitBreaker, Listener, State};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -231,5 +232,115 @@ impl Drop for PrivateServer {
         }
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Script runs the server at `url` was asked for, from INFO commandstats:
+/// all of them, or (`completed`) less the failed ones, such as a NOSCRIPT
+/// answer or a refused write.
+pub fn script_runs(url: &str, completed: bool) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut client(url))
+        .unwrap();
+    let field = |line: &str, name: &str| -> u64 {
+        line.split([':', ','])
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .map_or(0, |v| v.parse().unwrap())
+    };
+    info.lines()
+        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+        .map(|l| field(l, "calls") - if completed { field(l, "failed_calls") } else { 0 })
+        .sum()
+}
+
+/// Threads of this process named like the watcher ("breakerbox-redis",
+/// cut to the kernel's 15 characters).
+pub fn watchers() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter(|task| {
+            let comm = task.as_ref().unwrap().path().join("comm");
+            std::fs::read_to_string(comm).is_ok_and(|name| name.trim() == "breakerbox-redi")
+        })
+        .count()
+}
+
+/// A host's own client as a fleet transport, written outside the crate:
+/// `EVAL` with the script's source on one connection, no pub/sub. It can
+/// be cut off from Redis, panic once on the watcher thread, and run a hook
+/// just before the first `record` script it carries.
+pub struct HostClient {
+    client: redis::Client,
+    conn: Mutex<Option<redis::Connection>>,
+    pub evals: AtomicU64,
+    pub cut: AtomicBool,
+    pub panic_on_watcher: AtomicBool,
+    pub before_record: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl HostClient {
+    pub fn new(url: &str) -> Arc<HostClient> {
+        Arc::new(HostClient {
+            client: redis::Client::open(url).unwrap(),
+            conn: Mutex::new(None),
+            evals: AtomicU64::new(0),
+            cut: AtomicBool::new(false),
+            panic_on_watcher: AtomicBool::new(false),
+            before_record: Mutex::new(None),
+        })
+    }
+}
+
+impl Transport for HostClient {
+    fn eval(
+        &self,
+        script: &Script,
+        key: &str,
+        args: &[String],
+        timeout: Duration,
+    ) -> Result<Vec<i64>, StorageError> {
+        self.evals.fetch_add(1, Ordering::Relaxed);
+        let on_watcher = std::thread::current().name() == Some("breakerbox-redis");
+        if on_watcher && self.panic_on_watcher.swap(false, Ordering::SeqCst) {
+            panic!("host client bug");
+        }
+        if args.first().map(String::as_str) == Some("record") {
+            let hook = self.before_record.lock().unwrap().take();
+            if let Some(hook) = hook {
+                hook();
+            }
+        }
+        if self.cut.load(Ordering::SeqCst) {
+            return Err(StorageError::new(StorageErrorKind::Unreachable, &"cut off"));
+        }
+        let fault = |e: redis::RedisError| StorageError::new(StorageErrorKind::Unreachable, &e);
+        let mut guard = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.is_none() {
+            *guard = Some(self.client.get_connection_with_timeout(timeout).map_err(fault)?);
+        }
+        let conn = guard.as_mut().unwrap();
+        conn.set_read_timeout(Some(timeout)).map_err(fault)?;
+        redis::cmd("EVAL")
+            .arg(script.source())
+            .arg(1)
+            .arg(key)
+            .arg(args)
+            .query(conn)
+            .map_err(|e| {
+                *guard = None;
+                fault(e)
+            })
+    }
+
+    fn subscriber(&self, _timeout: Duration) -> Result<Box<dyn Subscriber>, StorageError> {
+        Err(StorageError::new(
+            StorageErrorKind::Unreachable,
+            &"this host has no pub/sub",
+        ))
+    }
+
+    fn endpoint(&self) -> String {
+        "host-client".into()
     }
 }
