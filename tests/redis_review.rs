@@ -53,8 +53,10 @@ fn a_listener_panicking_in_shared_acquire_leaks_no_fleet_probe_slot() {
         stored["i"], "0",
         "the probe the caller never got was freed fleet-wide"
     );
+    // Its mirror learns of the freed slot by announcement (it may reject
+    // locally until then): well before the 60 s lease.
     assert!(
-        admits(&other),
+        within(Duration::from_secs(5), || admits(&other)).is_some(),
         "another process can probe at once, not after the lease"
     );
 }
