@@ -263,3 +263,35 @@ fn a_record_racing_a_lowered_fail_max_trips_the_fleet_at_once() {
     let stored = stored_state(&mut client(&url()), &ns);
     assert_eq!(stored["s"], "1", "the fleet is open");
 }
+
+#[test]
+fn a_mirror_that_moved_on_its_own_is_repaired_while_the_fleet_is_quiet() {
+    let ns = unique_namespace("diverged");
+    let host = HostClient::new(&url());
+    let a = CircuitBreaker::builder()
+        .fail_max(1)
+        .reset_timeout(Duration::from_secs(60))
+        .shared(
+            RedisState::with_transport(host.clone())
+                .namespace(&ns)
+                .policy(FaultPolicy::Local)
+                .notifications(false)
+                .refresh_interval(Duration::from_millis(20))
+                .max_backoff(Duration::from_millis(20)),
+        )
+        .build()
+        .unwrap();
+    host.cut.store(true, Ordering::SeqCst);
+    // Cut off, a trips on its own; the fleet stays closed and nothing
+    // changes it again, so its version stays the one a last saw.
+    assert!(a.try_acquire().unwrap().failure().tripped());
+    assert_eq!(a.state(), State::Open);
+    host.cut.store(false, Ordering::SeqCst);
+    assert!(
+        within(Duration::from_secs(5), || a.state() == State::Closed).is_some(),
+        "the refresh of an unchanged fleet repaired the mirror"
+    );
+    assert!(admits(&a), "and calls flow again");
+    let stored = stored_state(&mut client(&url()), &ns);
+    assert_eq!(stored["s"], "0", "the fleet never opened");
+}
