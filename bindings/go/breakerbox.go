@@ -11,8 +11,7 @@
 package breakerbox
 
 /*
-#cgo CFLAGS: -I${SRCDIR}/../../include
-#cgo LDFLAGS: -L${SRCDIR}/../build/static -lbreakerbox -lpthread -ldl -lm
+#cgo pkg-config: breakerbox
 #include <stdint.h>
 #include <stdlib.h>
 #include "breakerbox.h"

@@ -1,0 +1,146 @@
+//! The C callbacks as one [`Listener`]: state changes and storage errors.
+
+use crate::handle::cb_breaker;
+use crate::status::cb_state;
+use breakerbox::{CircuitBreaker, Listener, State};
+use std::ffi::{c_char, c_void, CString};
+use std::sync::OnceLock;
+
+/// Called once per state change, on the thread whose call made it, after the
+/// new state is visible (`cb_current_state(breaker)` returns `to` unless yet
+/// another change has happened since). `breaker` is the handle `cb_new`
+/// returned. The callback must not call `cb_free` on it and should be quick:
+/// the call that made the transition waits for it.
+///
+/// It must not unwind (throw) into the library.
+pub type cb_state_change_fn = Option<
+    unsafe extern "C" fn(user_data: *mut c_void, breaker: *const cb_breaker, from: cb_state, to: cb_state),
+>;
+
+/// Called when the store sharing a breaker's state (Redis) fails or times
+/// out; the breaker goes on deciding by its fault policy. `message` is a
+/// NUL-terminated description, valid only during the call. Runs on the
+/// thread that met the error (a caller's, or the breaker's background
+/// thread), under the same rules as `cb_state_change_fn`.
+pub type cb_storage_error_fn =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, breaker: *const cb_breaker, message: *const c_char)>;
+
+/// A C function pointer and the `user_data` to pass it.
+#[derive(Clone, Copy)]
+pub(crate) struct Callback<F> {
+    pub(crate) function: F,
+    pub(crate) user_data: *mut c_void,
+}
+
+/// The handle's address, once it is boxed.
+#[derive(Clone, Copy)]
+struct HandlePtr(*const cb_breaker);
+
+// SAFETY: the pointer is only handed back to the C callbacks, which may use it
+// from any thread: every function taking `const cb_breaker *` is thread-safe.
+unsafe impl Send for HandlePtr {}
+// SAFETY: as above; the pointer itself is never dereferenced here.
+unsafe impl Sync for HandlePtr {}
+
+type StateChangeFn = unsafe extern "C" fn(*mut c_void, *const cb_breaker, cb_state, cb_state);
+type StorageErrorFn = unsafe extern "C" fn(*mut c_void, *const cb_breaker, *const c_char);
+
+/// Forwards a breaker's state changes and storage errors to C.
+pub(crate) struct CallbackListener {
+    state_change: Option<Callback<StateChangeFn>>,
+    storage_error: Option<Callback<StorageErrorFn>>,
+    /// Set right after boxing, before the handle is returned, so before any
+    /// transition can happen. Keeping the pointer the handle was made as
+    /// (rather than re-deriving it from the `&CircuitBreaker`) keeps its
+    /// provenance over the whole handle.
+    handle: OnceLock<HandlePtr>,
+}
+
+// SAFETY: `user_data` is documented as usable from any thread, and the
+// callbacks are documented to be callable from any thread.
+unsafe impl Send for CallbackListener {}
+// SAFETY: as above; the listener holds no mutable state but a OnceLock.
+unsafe impl Sync for CallbackListener {}
+
+/// One event to report.
+enum Event {
+    StateChange(State, State),
+    StorageError(CString),
+}
+
+impl CallbackListener {
+    /// `None` when there is no callback at all.
+    pub(crate) fn new(
+        state_change: cb_state_change_fn,
+        state_user_data: *mut c_void,
+        storage_error: cb_storage_error_fn,
+        storage_user_data: *mut c_void,
+    ) -> Option<CallbackListener> {
+        let state_change = state_change.map(|function| Callback {
+            function,
+            user_data: state_user_data,
+        });
+        let storage_error = storage_error.map(|function| Callback {
+            function,
+            user_data: storage_user_data,
+        });
+        (state_change.is_some() || storage_error.is_some()).then(|| CallbackListener {
+            state_change,
+            storage_error,
+            handle: OnceLock::new(),
+        })
+    }
+
+    /// Records the handle's address; called once, before the handle is returned.
+    pub(crate) fn set_handle(&self, handle: *const cb_breaker) {
+        let _ = self.handle.set(HandlePtr(handle));
+    }
+
+    fn deliver(&self, event: Event) {
+        self.call(event)
+    }
+
+    /// Calls the C function for `event`.
+    fn call(&self, event: Event) {
+        let handle = self.handle.get().map_or(std::ptr::null(), |h| h.0);
+        match event {
+            Event::StateChange(from, to) => {
+                if let Some(cb) = self.state_change {
+                    // SAFETY: the caller supplied this function and user_data,
+                    // promising both may be used from any thread for the
+                    // breaker's whole life; `handle` is the live handle.
+                    unsafe { (cb.function)(cb.user_data, handle, from.into(), to.into()) }
+                }
+            }
+            Event::StorageError(message) => {
+                if let Some(cb) = self.storage_error {
+                    // SAFETY: as above; `message` is NUL-terminated and
+                    // outlives the call.
+                    unsafe { (cb.function)(cb.user_data, handle, message.as_ptr()) }
+                }
+            }
+        }
+    }
+}
+
+impl Listener for CallbackListener {
+    fn state_change(&self, breaker: &CircuitBreaker, from: State, to: State) {
+        debug_assert!(
+            self.handle
+                .get()
+                .map_or(true, |h| std::ptr::eq(h.0.cast::<CircuitBreaker>(), breaker)),
+            "the handle's address is its breaker's address"
+        );
+        if self.state_change.is_some() {
+            self.deliver(Event::StateChange(from, to));
+        }
+    }
+
+    fn storage_error(&self, _breaker: &CircuitBreaker, error: &dyn std::error::Error) {
+        if self.storage_error.is_some() {
+            let text = error.to_string().replace('\0', " ");
+            let message = CString::new(text).unwrap_or_default();
+            self.deliver(Event::StorageError(message));
+        }
+    }
+}
