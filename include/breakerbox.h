@@ -32,9 +32,10 @@
  * ERRORS
  *   Bad input is an error code, never a crash: a NULL pointer, an outcome or
  *   status outside its enum, a zero threshold, an invalid UTF-8 name, or
- *   forged permit bits give CB_STATUS_INVALID_ARGUMENT (functions returning
- *   no status return the documented default). A panic inside the library is
- *   caught at the boundary and returned as CB_STATUS_PANIC.
+ *   permit bits that are forged, from another breaker or edited in any bit
+ *   give CB_STATUS_INVALID_ARGUMENT (functions returning no status return
+ *   the documented default). A panic inside the library is caught at the
+ *   boundary and returned as CB_STATUS_PANIC.
  *
  * ABI STABILITY
  *   Every 0.x library has the soname libbreakerbox.so.0, and a program built
@@ -316,8 +317,11 @@ typedef void (*cb_storage_error_fn)(void *user_data, const cb_breaker *breaker, 
 
 /**
  * Leave to run one call, returned by `cb_try_acquire` and passed back by
- * value to `cb_record`. An opaque token: its bits mean nothing to the caller
- * and forged bits are refused.
+ * value to `cb_record`. An opaque token: its bits mean nothing to the caller.
+ * Bits from another breaker, forged bits, and a permit with any of its bits
+ * changed are refused (`CB_STATUS_INVALID_ARGUMENT`); a keyed check covers
+ * every field, so only a change guessing the key (about one chance in 2^32)
+ * could pass.
  */
 typedef struct {
     /**

@@ -518,6 +518,42 @@ static void test_bad_input(void) {
     cb_free(b);
 }
 
+/* Every edit of a permit's bits is refused, whatever field the bits hold:
+ * a closed permit must not become a probe, nor move to another episode. */
+static void test_edited_permits(void) {
+    cb_config c = cb_config_default();
+    c.fail_max = 1;
+    c.half_open_max_calls = 2;
+    cb_breaker *b = make(c);
+    cb_permit closed, probe;
+    CHECK_EQ(cb_try_acquire(b, &closed), CB_STATUS_OK);
+    for (int bit = 0; bit < 64; bit++) {
+        cb_permit edited = {closed.bits ^ (1ull << bit)};
+        CHECK_EQ(cb_record(b, edited, CB_OUTCOME_FAILURE), CB_STATUS_INVALID_ARGUMENT);
+        CHECK_EQ(cb_record(b, edited, CB_OUTCOME_SUCCESS), CB_STATUS_INVALID_ARGUMENT);
+    }
+    /* Two low bits at once (the kind of a permit, in today's layout). */
+    cb_permit as_probe = {closed.bits ^ 3u};
+    CHECK_EQ(cb_record(b, as_probe, CB_OUTCOME_SUCCESS), CB_STATUS_INVALID_ARGUMENT);
+    CHECK_EQ(cb_current_state(b), CB_STATE_CLOSED);
+    CHECK_EQ(cb_fail_counter(b), 0);
+
+    CHECK_EQ(cb_force_half_open(b), CB_STATUS_OK);
+    CHECK_EQ(cb_try_acquire(b, &probe), CB_STATUS_OK);
+    for (int bit = 0; bit < 64; bit++) {
+        cb_permit edited = {probe.bits ^ (1ull << bit)};
+        CHECK_EQ(cb_record(b, edited, CB_OUTCOME_SUCCESS), CB_STATUS_INVALID_ARGUMENT);
+    }
+    /* An edited permit changed nothing: the probe is still in flight. */
+    CHECK_EQ(cb_current_state(b), CB_STATE_HALF_OPEN);
+    CHECK_EQ(cb_probes_in_flight(b), 1);
+    CHECK_EQ(cb_record(b, probe, CB_OUTCOME_SUCCESS), CB_STATUS_OK);
+    CHECK_EQ(cb_current_state(b), CB_STATE_CLOSED);
+    /* The closed permit, from an ended episode, is stale, not invalid. */
+    CHECK_EQ(cb_record(b, closed, CB_OUTCOME_FAILURE), CB_STATUS_STALE_PERMIT);
+    cb_free(b);
+}
+
 /* ---- threads ------------------------------------------------------------ */
 
 #define THREADS 8
@@ -656,6 +692,7 @@ int main(void) {
     run_test("stale and double records", test_stale_and_double_records);
     run_test("callback once per transition", test_callback_once_per_transition);
     run_test("bad input", test_bad_input);
+    run_test("edited permits", test_edited_permits);
     run_test("threads: half-open admits at most the limit", test_threads_half_open_admits_at_most_the_limit);
     run_test("threads: a trip is reported once", test_threads_trip_reported_once);
     printf("C tests: %d/%d passed (%d checks, %d failed)\n", tests_run - tests_failed, tests_run, checks_run,

@@ -5,8 +5,11 @@ use crate::status::{cb_status, RawOutcome};
 use breakerbox::{Recorded, Ticket};
 
 /// Leave to run one call, returned by `cb_try_acquire` and passed back by
-/// value to `cb_record`. An opaque token: its bits mean nothing to the caller
-/// and forged bits are refused.
+/// value to `cb_record`. An opaque token: its bits mean nothing to the caller.
+/// Bits from another breaker, forged bits, and a permit with any of its bits
+/// changed are refused (`CB_STATUS_INVALID_ARGUMENT`); a keyed check covers
+/// every field, so only a change guessing the key (about one chance in 2^32)
+/// could pass.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct cb_permit {
@@ -14,23 +17,47 @@ pub struct cb_permit {
     pub bits: u64,
 }
 
-/// Turns a ticket into a permit and back.
+/// Seals a handle's tickets into permits and opens them again.
+///
+/// The core refuses a ticket whose high 32 bits are not its breaker's random
+/// tag, but it takes the low 32 (the kind and episode) as they come. A
+/// permit therefore carries `tag ^ (low * key)` in its high half, `key` a
+/// random odd number per handle: multiplying by an odd number is a bijection
+/// of the 32-bit integers, so any change to the low half alone changes what
+/// opening yields for the high half and the core refuses it; any change to
+/// the high half alone is refused as before. Changes to both halves pass
+/// only when they match, about once in 2^32 for bits picked at random. This
+/// is an integrity check against mistakes (and fuzzers), not a MAC against a
+/// caller who studies the permits it is given.
 #[derive(Clone, Copy)]
-pub(crate) struct PermitKey;
+pub(crate) struct PermitKey(u32);
 
 impl PermitKey {
     pub(crate) fn new() -> PermitKey {
-        PermitKey
+        use std::hash::{BuildHasher, Hasher};
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u8(1);
+        PermitKey(hasher.finish() as u32 | 1)
     }
 
+    /// XORed into the high half; depends on the low half only, so sealing
+    /// and opening are the same operation.
+    #[inline]
+    fn mask(self, bits: u64) -> u64 {
+        u64::from((bits as u32).wrapping_mul(self.0)) << 32
+    }
+
+    #[inline]
     fn seal(self, ticket: Ticket) -> cb_permit {
+        let bits = ticket.to_bits();
         cb_permit {
-            bits: ticket.to_bits(),
+            bits: bits ^ self.mask(bits),
         }
     }
 
+    #[inline]
     fn open(self, permit: cb_permit) -> Ticket {
-        Ticket::from_bits(permit.bits)
+        Ticket::from_bits(permit.bits ^ self.mask(permit.bits))
     }
 }
 
@@ -93,6 +120,73 @@ pub unsafe extern "C" fn cb_record(
             Ok(Recorded::Stale) => cb_status::StalePermit,
             Ok(Recorded::Counted | Recorded::Transitioned(_)) => cb_status::Ok,
             Err(_) => cb_status::InvalidArgument,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{cb_config, cb_config_default, cb_force_half_open, cb_free, RawOutcome};
+    use std::ptr;
+
+    fn new(half_open_max_calls: u32) -> *mut cb_breaker {
+        let config = cb_config {
+            half_open_max_calls,
+            ..cb_config_default()
+        };
+        let mut out = ptr::null_mut();
+        // SAFETY: valid pointers.
+        assert_eq!(unsafe { crate::cb_new(&config, &mut out) }, cb_status::Ok);
+        out
+    }
+
+    #[test]
+    fn every_single_bit_edit_of_a_permit_is_refused() {
+        let b = new(2);
+        let mut closed = cb_permit { bits: 0 };
+        let mut probe = cb_permit { bits: 0 };
+        // SAFETY: `b` is live until cb_free; the permits are written on Ok.
+        unsafe {
+            assert_eq!(cb_try_acquire(b, &mut closed), cb_status::Ok);
+            for bit in 0..64 {
+                let edited = cb_permit {
+                    bits: closed.bits ^ (1 << bit),
+                };
+                assert_eq!(
+                    cb_record(b, edited, RawOutcome(1)),
+                    cb_status::InvalidArgument,
+                    "closed permit, bit {bit} flipped"
+                );
+            }
+            assert_eq!(cb_force_half_open(b), cb_status::Ok);
+            assert_eq!(cb_try_acquire(b, &mut probe), cb_status::Ok);
+            for bit in 0..64 {
+                let edited = cb_permit {
+                    bits: probe.bits ^ (1 << bit),
+                };
+                assert_eq!(
+                    cb_record(b, edited, RawOutcome(0)),
+                    cb_status::InvalidArgument,
+                    "probe permit, bit {bit} flipped"
+                );
+            }
+            assert_eq!(cb_record(b, probe, RawOutcome(0)), cb_status::Ok);
+            cb_free(b);
+        }
+    }
+
+    #[test]
+    fn a_permit_of_one_handle_is_refused_by_another() {
+        let (a, b) = (new(1), new(1));
+        let mut permit = cb_permit { bits: 0 };
+        // SAFETY: both handles are live until cb_free.
+        unsafe {
+            assert_eq!(cb_try_acquire(a, &mut permit), cb_status::Ok);
+            assert_eq!(cb_record(b, permit, RawOutcome(1)), cb_status::InvalidArgument);
+            assert_eq!(cb_record(a, permit, RawOutcome(1)), cb_status::Ok);
+            cb_free(a);
+            cb_free(b);
         }
     }
 }
