@@ -28,6 +28,13 @@
  *     may call any function on the breaker except cb_free(). Its user_data
  *     is used from whichever thread makes a transition, so it must be safe
  *     to use from any thread, and outlive the breaker.
+ *   - Callbacks never nest on one breaker: a transition (or storage error)
+ *     caused by a call made from inside a callback is reported after that
+ *     callback returns, on the same thread, in order. So a callback that
+ *     forces the opposite state on every change loops, but never grows the
+ *     stack; the call that made the first transition returns once the
+ *     callback stops causing new ones. Callbacks of different breakers may
+ *     nest, at most one of each breaker on a thread.
  *
  * ERRORS
  *   Bad input is an error code, never a crash: a NULL pointer, an outcome or
@@ -255,6 +262,11 @@ typedef struct cb_builder cb_builder;
  * returned. The callback must not call `cb_free` on it and should be quick:
  * the call that made the transition waits for it.
  *
+ * It may call any other function on the breaker. A change caused from
+ * inside the callback (say, `cb_force_close` from the callback reporting
+ * the breaker opened) is reported after this callback returns, not nested
+ * inside it: a breaker's callback never runs inside itself.
+ *
  * It must not unwind (throw) into the library.
  */
 typedef void (*cb_state_change_fn)(void *user_data,
@@ -311,7 +323,8 @@ typedef struct {
  * out; the breaker goes on deciding by its fault policy. `message` is a
  * NUL-terminated description, valid only during the call. Runs on the
  * thread that met the error (a caller's, or the breaker's background
- * thread), under the same rules as `cb_state_change_fn`.
+ * thread), under the same rules as `cb_state_change_fn`: not nested, must
+ * not unwind, must not call `cb_free`.
  */
 typedef void (*cb_storage_error_fn)(void *user_data, const cb_breaker *breaker, const char *message);
 

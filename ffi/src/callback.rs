@@ -1,8 +1,17 @@
 //! The C callbacks as one [`Listener`]: state changes and storage errors.
+//!
+//! **No nesting.** A callback may call the library, and so cause another
+//! event on the same breaker. That event is not reported from inside the
+//! running callback: it is queued and reported, in order, right after the
+//! callback returns, on the same thread. A breaker's callback therefore
+//! never runs inside itself, so a callback that forces the opposite state
+//! on every change cannot exhaust the stack.
 
 use crate::handle::cb_breaker;
 use crate::status::cb_state;
 use breakerbox::{CircuitBreaker, Listener, State};
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::ffi::{c_char, c_void, CString};
 use std::sync::OnceLock;
 
@@ -11,6 +20,11 @@ use std::sync::OnceLock;
 /// another change has happened since). `breaker` is the handle `cb_new`
 /// returned. The callback must not call `cb_free` on it and should be quick:
 /// the call that made the transition waits for it.
+///
+/// It may call any other function on the breaker. A change caused from
+/// inside the callback (say, `cb_force_close` from the callback reporting
+/// the breaker opened) is reported after this callback returns, not nested
+/// inside it: a breaker's callback never runs inside itself.
 ///
 /// It must not unwind (throw) into the library.
 pub type cb_state_change_fn = Option<
@@ -21,7 +35,8 @@ pub type cb_state_change_fn = Option<
 /// out; the breaker goes on deciding by its fault policy. `message` is a
 /// NUL-terminated description, valid only during the call. Runs on the
 /// thread that met the error (a caller's, or the breaker's background
-/// thread), under the same rules as `cb_state_change_fn`.
+/// thread), under the same rules as `cb_state_change_fn`: not nested, must
+/// not unwind, must not call `cb_free`.
 pub type cb_storage_error_fn =
     Option<unsafe extern "C" fn(user_data: *mut c_void, breaker: *const cb_breaker, message: *const c_char)>;
 
@@ -62,10 +77,31 @@ unsafe impl Send for CallbackListener {}
 // SAFETY: as above; the listener holds no mutable state but a OnceLock.
 unsafe impl Sync for CallbackListener {}
 
-/// One event to report.
+/// One event waiting to be reported.
 enum Event {
     StateChange(State, State),
     StorageError(CString),
+}
+
+/// The listeners whose callback is running on this thread, each with the
+/// events that arrived meanwhile.
+struct Running {
+    listener: *const CallbackListener,
+    queued: VecDeque<Event>,
+}
+
+thread_local! {
+    static RUNNING: RefCell<Vec<Running>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Takes this thread's entry for a listener out when its delivery ends,
+/// however it ends.
+struct Delivery(*const CallbackListener);
+
+impl Drop for Delivery {
+    fn drop(&mut self) {
+        let _ = RUNNING.try_with(|running| running.borrow_mut().retain(|r| r.listener != self.0));
+    }
 }
 
 impl CallbackListener {
@@ -96,8 +132,44 @@ impl CallbackListener {
         let _ = self.handle.set(HandlePtr(handle));
     }
 
+    /// Reports `event` now, or queues it when this listener's callback is
+    /// already running on this thread (see the module docs).
     fn deliver(&self, event: Event) {
-        self.call(event)
+        let me: *const CallbackListener = self;
+        let mut event = Some(event);
+        // Queued behind a running callback of this listener, or marked as
+        // running; fails only while this thread's storage is torn down.
+        let running = RUNNING.try_with(|running| {
+            let mut running = running.borrow_mut();
+            match running.iter_mut().find(|r| r.listener == me) {
+                Some(entry) => entry.queued.extend(event.take()),
+                None => running.push(Running {
+                    listener: me,
+                    queued: VecDeque::new(),
+                }),
+            }
+        });
+        let Some(mut next) = event else {
+            return;
+        };
+        if running.is_err() {
+            return self.call(next);
+        }
+        let _delivery = Delivery(me);
+        loop {
+            self.call(next);
+            let more = RUNNING.with(|running| {
+                running
+                    .borrow_mut()
+                    .iter_mut()
+                    .find(|r| r.listener == me)
+                    .and_then(|r| r.queued.pop_front())
+            });
+            match more {
+                Some(event) => next = event,
+                None => break,
+            }
+        }
     }
 
     /// Calls the C function for `event`.
