@@ -36,6 +36,14 @@
  *     callback stops causing new ones. Callbacks of different breakers may
  *     nest, at most one of each breaker on a thread.
  *
+ * UNWINDING
+ *   No exception or panic ever leaves a library function: a panic inside the
+ *   library is caught and returned as CB_STATUS_PANIC, and an exception
+ *   thrown from a callback (which must not throw) aborts the process at the
+ *   library's callback trampoline. Building the library needs Rust 1.81 or
+ *   later, where an unwind reaching an `extern "C"` function aborts rather
+ *   than being undefined behaviour.
+ *
  * ERRORS
  *   Bad input is an error code, never a crash: a NULL pointer, an outcome or
  *   status outside its enum, a zero threshold, an invalid UTF-8 name, or
@@ -267,7 +275,7 @@ typedef struct cb_builder cb_builder;
  * the breaker opened) is reported after this callback returns, not nested
  * inside it: a breaker's callback never runs inside itself.
  *
- * It must not unwind (throw) into the library.
+ * It must not throw: an exception thrown from it aborts the process.
  */
 typedef void (*cb_state_change_fn)(void *user_data,
                                    const cb_breaker *breaker,
@@ -324,7 +332,7 @@ typedef struct {
  * NUL-terminated description, valid only during the call. Runs on the
  * thread that met the error (a caller's, or the breaker's background
  * thread), under the same rules as `cb_state_change_fn`: not nested, must
- * not unwind, must not call `cb_free`.
+ * not throw, must not call `cb_free`.
  */
 typedef void (*cb_storage_error_fn)(void *user_data, const cb_breaker *breaker, const char *message);
 

@@ -1,11 +1,18 @@
 //! The C callbacks as one [`Listener`]: state changes and storage errors.
 //!
-//! **No nesting.** A callback may call the library, and so cause another
-//! event on the same breaker. That event is not reported from inside the
-//! running callback: it is queued and reported, in order, right after the
-//! callback returns, on the same thread. A breaker's callback therefore
-//! never runs inside itself, so a callback that forces the opposite state
-//! on every change cannot exhaust the stack.
+//! Two rules hold here for every callback:
+//!
+//! * **No nesting.** A callback may call the library, and so cause another
+//!   event on the same breaker. That event is not reported from inside the
+//!   running callback: it is queued and reported, in order, right after the
+//!   callback returns, on the same thread. A breaker's callback therefore
+//!   never runs inside itself, so a callback that forces the opposite state
+//!   on every change cannot exhaust the stack.
+//! * **No unwinding through the library.** The callback types are
+//!   `extern "C-unwind"`, so a C++ exception thrown from one is a defined
+//!   unwind into the trampoline rather than undefined behaviour; there it is
+//!   caught and the process aborts (a callback must not throw, and the
+//!   library's callers must not see an exception come out of it).
 
 use crate::handle::cb_breaker;
 use crate::status::cb_state;
@@ -13,6 +20,7 @@ use breakerbox::{CircuitBreaker, Listener, State};
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::ffi::{c_char, c_void, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::OnceLock;
 
 /// Called once per state change, on the thread whose call made it, after the
@@ -26,9 +34,14 @@ use std::sync::OnceLock;
 /// the breaker opened) is reported after this callback returns, not nested
 /// inside it: a breaker's callback never runs inside itself.
 ///
-/// It must not unwind (throw) into the library.
+/// It must not throw: an exception thrown from it aborts the process.
 pub type cb_state_change_fn = Option<
-    unsafe extern "C" fn(user_data: *mut c_void, breaker: *const cb_breaker, from: cb_state, to: cb_state),
+    unsafe extern "C-unwind" fn(
+        user_data: *mut c_void,
+        breaker: *const cb_breaker,
+        from: cb_state,
+        to: cb_state,
+    ),
 >;
 
 /// Called when the store sharing a breaker's state (Redis) fails or times
@@ -36,9 +49,10 @@ pub type cb_state_change_fn = Option<
 /// NUL-terminated description, valid only during the call. Runs on the
 /// thread that met the error (a caller's, or the breaker's background
 /// thread), under the same rules as `cb_state_change_fn`: not nested, must
-/// not unwind, must not call `cb_free`.
-pub type cb_storage_error_fn =
-    Option<unsafe extern "C" fn(user_data: *mut c_void, breaker: *const cb_breaker, message: *const c_char)>;
+/// not throw, must not call `cb_free`.
+pub type cb_storage_error_fn = Option<
+    unsafe extern "C-unwind" fn(user_data: *mut c_void, breaker: *const cb_breaker, message: *const c_char),
+>;
 
 /// A C function pointer and the `user_data` to pass it.
 #[derive(Clone, Copy)]
@@ -57,8 +71,8 @@ unsafe impl Send for HandlePtr {}
 // SAFETY: as above; the pointer itself is never dereferenced here.
 unsafe impl Sync for HandlePtr {}
 
-type StateChangeFn = unsafe extern "C" fn(*mut c_void, *const cb_breaker, cb_state, cb_state);
-type StorageErrorFn = unsafe extern "C" fn(*mut c_void, *const cb_breaker, *const c_char);
+type StateChangeFn = unsafe extern "C-unwind" fn(*mut c_void, *const cb_breaker, cb_state, cb_state);
+type StorageErrorFn = unsafe extern "C-unwind" fn(*mut c_void, *const cb_breaker, *const c_char);
 
 /// Forwards a breaker's state changes and storage errors to C.
 pub(crate) struct CallbackListener {
@@ -172,10 +186,10 @@ impl CallbackListener {
         }
     }
 
-    /// Calls the C function for `event`.
+    /// Calls the C function for `event`; aborts if it unwinds.
     fn call(&self, event: Event) {
         let handle = self.handle.get().map_or(std::ptr::null(), |h| h.0);
-        match event {
+        let result = catch_unwind(AssertUnwindSafe(|| match event {
             Event::StateChange(from, to) => {
                 if let Some(cb) = self.state_change {
                     // SAFETY: the caller supplied this function and user_data,
@@ -191,6 +205,12 @@ impl CallbackListener {
                     unsafe { (cb.function)(cb.user_data, handle, message.as_ptr()) }
                 }
             }
+        }));
+        // A foreign exception may also abort inside catch_unwind itself
+        // (which of the two is unspecified); either way the process ends.
+        if result.is_err() {
+            eprintln!("breakerbox: a callback threw or unwound into the library; aborting");
+            std::process::abort();
         }
     }
 }

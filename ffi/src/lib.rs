@@ -86,7 +86,7 @@ mod tests {
         handle: AtomicPtr<cb_breaker>,
     }
 
-    unsafe extern "C" fn on_change(
+    unsafe extern "C-unwind" fn on_change(
         user_data: *mut c_void,
         breaker: *const cb_breaker,
         _from: cb_state,

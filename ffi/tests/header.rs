@@ -115,6 +115,8 @@ fn header_starts_with_the_ownership_and_threading_rules() {
         "RECORDING TWICE",
         "ABI STABILITY",
         "Callbacks never nest on one breaker",
+        "aborts the process at the",
+        "Rust 1.81 or",
         "soname libbreakerbox.so.0",
         "cb_config never grows",
     ] {
