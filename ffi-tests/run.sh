@@ -81,7 +81,6 @@ passed+=(pure-rust)
 
 # --- the crate's own tests -----------------------------------------------------
 step "cargo test -p breakerbox-ffi (all features)" cargo test -p breakerbox-ffi --all-features
-step "cargo bench -p breakerbox-ffi --no-run" cargo bench -p breakerbox-ffi --no-run
 if ! cargo +nightly miri --version >/dev/null 2>&1; then
     echo "==> rustup component add miri rust-src --toolchain nightly"
     rustup component add miri rust-src --toolchain nightly
@@ -217,7 +216,51 @@ go_test() {
     fi
     echo "Go tests: PASS ($(grep -c '^--- PASS' "$BUILD/go-test.log") tests, against the library in $PREFIX)"
 }
+
+# A program in a module of its own requires the Go module, as a user's would.
+go_consumer() {
+    local dir="$BUILD/go-consumer"
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    cat >"$dir/go.mod" <<MOD
+module consumer
+
+go 1.19
+
+require breakerbox/bindings/go v0.0.0
+
+replace breakerbox/bindings/go => $ROOT/bindings/go
+MOD
+    cat >"$dir/main.go" <<'GO'
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	breakerbox "breakerbox/bindings/go"
+)
+
+func main() {
+	b, err := breakerbox.New(breakerbox.WithName("db"), breakerbox.WithFailMax(2))
+	if err != nil {
+		panic(err)
+	}
+	defer b.Close()
+	for i := 0; i < 3; i++ {
+		_ = b.Do(func() error { return errors.New("down") })
+	}
+	fmt.Println("breaker is", b.State())
+}
+GO
+    local output
+    output="$(cd "$dir" && env GOFLAGS=-mod=mod GOCACHE="$BUILD/go-cache" GOPATH="$BUILD/go-path" \
+        CGO_ENABLED=1 go run .)"
+    echo "$output"
+    [ "$output" = "breaker is open" ]
+}
 step "Go: bindings/go, go test -race" go_test
+step "Go: a module requiring bindings/go" go_consumer
 passed+=(go)
 
 # --- Python -------------------------------------------------------------------

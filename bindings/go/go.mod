@@ -1,3 +1,3 @@
-module breakerbox
+module breakerbox/bindings/go
 
 go 1.19
