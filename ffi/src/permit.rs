@@ -141,6 +141,28 @@ mod tests {
         out
     }
 
+    /// Records `permit` with each one of its 64 bits flipped in turn.
+    ///
+    /// # Safety
+    ///
+    /// `b` is a live handle.
+    unsafe fn assert_every_bit_edit_refused(b: *const cb_breaker, permit: cb_permit, what: &str) {
+        for bit in 0..64 {
+            let edited = cb_permit {
+                bits: permit.bits ^ (1 << bit),
+            };
+            for outcome in 0..3 {
+                // SAFETY: `b` is live per this function's contract.
+                let status = unsafe { cb_record(b, edited, RawOutcome(outcome)) };
+                assert_eq!(
+                    status,
+                    cb_status::InvalidArgument,
+                    "{what} permit, bit {bit} flipped"
+                );
+            }
+        }
+    }
+
     #[test]
     fn every_single_bit_edit_of_a_permit_is_refused() {
         let b = new(2);
@@ -149,28 +171,10 @@ mod tests {
         // SAFETY: `b` is live until cb_free; the permits are written on Ok.
         unsafe {
             assert_eq!(cb_try_acquire(b, &mut closed), cb_status::Ok);
-            for bit in 0..64 {
-                let edited = cb_permit {
-                    bits: closed.bits ^ (1 << bit),
-                };
-                assert_eq!(
-                    cb_record(b, edited, RawOutcome(1)),
-                    cb_status::InvalidArgument,
-                    "closed permit, bit {bit} flipped"
-                );
-            }
+            assert_every_bit_edit_refused(b, closed, "closed");
             assert_eq!(cb_force_half_open(b), cb_status::Ok);
             assert_eq!(cb_try_acquire(b, &mut probe), cb_status::Ok);
-            for bit in 0..64 {
-                let edited = cb_permit {
-                    bits: probe.bits ^ (1 << bit),
-                };
-                assert_eq!(
-                    cb_record(b, edited, RawOutcome(0)),
-                    cb_status::InvalidArgument,
-                    "probe permit, bit {bit} flipped"
-                );
-            }
+            assert_every_bit_edit_refused(b, probe, "probe");
             assert_eq!(cb_record(b, probe, RawOutcome(0)), cb_status::Ok);
             cb_free(b);
         }
