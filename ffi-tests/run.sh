@@ -81,6 +81,8 @@ passed+=(pure-rust)
 
 # --- the crate's own tests -----------------------------------------------------
 step "cargo test -p breakerbox-ffi (all features)" cargo test -p breakerbox-ffi --all-features
+step "cargo doc -p breakerbox-ffi (-D warnings)" env RUSTDOCFLAGS="-D warnings" \
+    cargo doc --quiet -p breakerbox-ffi --no-deps --all-features
 if ! cargo +nightly miri --version >/dev/null 2>&1; then
     echo "==> rustup component add miri rust-src --toolchain nightly"
     rustup component add miri rust-src --toolchain nightly

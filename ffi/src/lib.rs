@@ -1,4 +1,4 @@
-//! The C ABI of [breakerbox](breakerbox): `libbreakerbox.a`,
+//! The C ABI of [`breakerbox`]: `libbreakerbox.a`,
 //! `libbreakerbox.so` and `include/breakerbox.h`.
 //!
 //! An opaque [`cb_breaker`] handle owns a [`breakerbox::CircuitBreaker`]; C
