@@ -100,6 +100,26 @@ if [ "$soname" != "libbreakerbox.so.0" ]; then
     exit 1
 fi
 cp "$PREFIX/lib/libbreakerbox.a" "$STATIC/"
+
+# A staged install (DESTDIR, LIBDIR) for packagers: files land under the
+# stage, and what they say names the final paths.
+staged_install() {
+    local stage="$BUILD/stage"
+    rm -rf "$stage"
+    make -s install PREFIX=/opt/breakerbox LIBDIR=/opt/breakerbox/lib64 DESTDIR="$stage" >/dev/null
+    local f
+    for f in include/breakerbox.h include/breakerbox.hpp lib64/libbreakerbox.a lib64/libbreakerbox.so \
+        lib64/libbreakerbox.so.0 lib64/pkgconfig/breakerbox.pc lib64/cmake/breakerbox/breakerbox-config.cmake; do
+        [ -e "$stage/opt/breakerbox/$f" ] || { echo "staged install: FAIL (no $f)" >&2; return 1; }
+    done
+    grep -qx 'libdir=/opt/breakerbox/lib64' "$stage/opt/breakerbox/lib64/pkgconfig/breakerbox.pc"
+    if grep -rq "$stage" "$stage/opt/breakerbox/lib64/pkgconfig" "$stage/opt/breakerbox/lib64/cmake"; then
+        echo "staged install: FAIL (the stage's path leaked into the installed files)" >&2
+        return 1
+    fi
+    echo "staged install: PASS"
+}
+step "make install DESTDIR=... LIBDIR=..." staged_install
 passed+=(install)
 
 WARN=(-Wall -Wextra -Wpedantic -Werror)
