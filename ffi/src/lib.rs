@@ -26,6 +26,7 @@
 
 #![allow(non_camel_case_types)]
 #![deny(unsafe_op_in_unsafe_fn, unused_must_use)]
+#![warn(missing_docs)]
 
 #[macro_use]
 mod boundary;
