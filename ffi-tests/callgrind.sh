@@ -12,9 +12,7 @@ need_cmd valgrind valgrind
 need_cmd cc gcc
 
 calls="${1:-100000}"
-case "$calls" in
-    '' | *[!0-9]*) echo "calls must be a whole number, got '$calls'" >&2; exit 2 ;;
-esac
+[[ "$calls" =~ ^[1-9][0-9]*$ ]] || { echo "calls must be a positive whole number, got '$calls'" >&2; exit 2; }
 
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
