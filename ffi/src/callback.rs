@@ -236,3 +236,69 @@ impl Listener for CallbackListener {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{cb_breaker, cb_state, cb_status};
+    use crate::{
+        cb_config, cb_config_default, cb_current_state, cb_force_close, cb_force_open, cb_free, cb_new,
+    };
+    use std::cell::Cell;
+    use std::ffi::c_void;
+    use std::ptr;
+
+    #[derive(Default)]
+    struct PingPong {
+        calls: Cell<u32>,
+        depth: Cell<u32>,
+        max_depth: Cell<u32>,
+    }
+
+    const TRANSITIONS: u32 = if cfg!(miri) { 20 } else { 2000 };
+
+    unsafe extern "C-unwind" fn force_opposite(
+        user_data: *mut c_void,
+        breaker: *const cb_breaker,
+        _from: cb_state,
+        to: cb_state,
+    ) {
+        // SAFETY: the test passes a PingPong that outlives the breaker, used
+        // from this one thread.
+        let pp = unsafe { &*user_data.cast::<PingPong>() };
+        pp.depth.set(pp.depth.get() + 1);
+        pp.max_depth.set(pp.max_depth.get().max(pp.depth.get()));
+        pp.calls.set(pp.calls.get() + 1);
+        if pp.calls.get() < TRANSITIONS {
+            // SAFETY: `breaker` is the live handle being reported on.
+            let status = unsafe {
+                if to == cb_state::Open {
+                    cb_force_close(breaker)
+                } else {
+                    cb_force_open(breaker)
+                }
+            };
+            assert_eq!(status, cb_status::Ok);
+        }
+        pp.depth.set(pp.depth.get() - 1);
+    }
+
+    #[test]
+    fn a_change_made_inside_the_callback_is_reported_after_it_returns() {
+        let pp = PingPong::default();
+        let config = cb_config {
+            on_state_change: Some(force_opposite),
+            user_data: ptr::addr_of!(pp).cast_mut().cast(),
+            ..cb_config_default()
+        };
+        let mut b = ptr::null_mut();
+        // SAFETY: valid pointers; `b` is freed once, below.
+        unsafe {
+            assert_eq!(cb_new(&config, &mut b), cb_status::Ok);
+            assert_eq!(cb_force_open(b), cb_status::Ok);
+            assert_eq!(pp.calls.get(), TRANSITIONS);
+            assert_eq!(pp.max_depth.get(), 1);
+            assert_eq!(cb_current_state(b), cb_state::Closed);
+            cb_free(b);
+        }
+    }
+}
