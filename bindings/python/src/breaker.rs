@@ -72,7 +72,7 @@ fn parse_state(name: &str) -> PyResult<State> {
         "open" => Ok(State::Open),
         "half-open" => Ok(State::HalfOpen),
         other => Err(PyValueError::new_err(format!(
-            "Unknown state {other:?}, valid states: closed, open, half-open"
+            "Unknown state '{other}', valid states: closed, open, half-open"
         ))),
     }
 }
