@@ -9,7 +9,7 @@
 //! others nor undo anything: the first exception is raised once all ran.
 
 use crate::args;
-use crate::calls::{AsyncCall, Calling, Decorated, Permit};
+use crate::calls::{self, Calling, Decorated, Permit};
 use crate::core::{config_error, Config, Core, PyManualClock, Shared};
 use crate::events::{self, Event};
 use crate::{setup, CircuitBreakerError, CircuitOpenError};
@@ -664,42 +664,6 @@ impl BreakerBase {
         Self::run(slf, func, args, kwargs)
     }
 
-    /// Admits the call now, before the first await, then returns an
-    /// awaitable (a coroutine) running `func(*args, **kwargs)`.
-    #[pyo3(signature = (func, /, *args, **kwargs))]
-    fn call_async(
-        slf: &Bound<'_, Self>,
-        func: &Bound<'_, PyAny>,
-        args: &Bound<'_, PyTuple>,
-        kwargs: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<AsyncCall> {
-        let py = slf.py();
-        let this = slf.get();
-        let core = this.core()?;
-        let ticket = this.admit(slf, core, Some((func, args, kwargs)))?;
-        let awaitable = match func.call(args, kwargs) {
-            Ok(v) => v,
-            Err(err) => return Err(this.fail(slf, core, ticket, err)),
-        };
-        let iter = if awaitable.is_exact_instance(setup(py)?.coroutine_type.bind(py)) {
-            Ok(awaitable.clone())
-        } else {
-            awaitable.call_method0(intern!(py, "__await__"))
-        };
-        match iter {
-            Ok(iter) => Ok(AsyncCall::new(slf.clone().unbind(), ticket, iter.unbind())),
-            Err(_) => {
-                let mut errors = Errors::default();
-                this.record(slf, core, ticket, Outcome::Ignored, None, &mut errors);
-                errors.into_result(())?;
-                Err(PyTypeError::new_err(format!(
-                    "call_async: func returned {}, which is not awaitable",
-                    awaitable.get_type().name()?
-                )))
-            }
-        }
-    }
-
     /// A context manager (sync and async) protecting its block.
     fn calling(slf: &Bound<'_, Self>) -> Calling {
         Calling::new(slf.clone().unbind())
@@ -710,11 +674,46 @@ impl BreakerBase {
         Decorated::new(slf.clone().unbind(), func)
     }
 
-    /// Admission alone: the permit records the outcome.
-    fn _acquire(slf: &Bound<'_, Self>) -> PyResult<Permit> {
+    /// Admission alone, for the call `func(*args, **kwargs)` that
+    /// `before_call` listeners are shown; the permit records the outcome.
+    #[pyo3(signature = (func=None, args=None, kwargs=None))]
+    fn _acquire(
+        slf: &Bound<'_, Self>,
+        func: Option<&Bound<'_, PyAny>>,
+        args: Option<&Bound<'_, PyTuple>>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Permit> {
         let this = slf.get();
-        let ticket = this.admit(slf, this.core()?, None)?;
+        let empty = PyTuple::empty(slf.py());
+        let call = func.map(|f| (f, args.unwrap_or(&empty), kwargs));
+        let ticket = this.admit(slf, this.core()?, call)?;
         Ok(Permit::new(slf.clone().unbind(), ticket))
+    }
+
+    /// `_acquire` without the permit object, for `call_async`: the ticket's
+    /// bits, to hand back exactly once to `_succeed` or `_fail`. (The
+    /// coroutine always records: a close or cancellation raises into it.)
+    fn _admit(
+        slf: &Bound<'_, Self>,
+        func: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<u64> {
+        let this = slf.get();
+        Ok(this
+            .admit(slf, this.core()?, Some((func, args, kwargs)))?
+            .to_bits())
+    }
+
+    /// Records the call admitted with `ticket` as a success.
+    fn _succeed(slf: &Bound<'_, Self>, ticket: u64) -> PyResult<()> {
+        calls::record(slf, Ticket::from_bits(ticket), Outcome::Success, None).map(|_| ())
+    }
+
+    /// Records the call admitted with `ticket`, which raised `exc`; returns
+    /// when `exc` itself should propagate, raises its replacement otherwise.
+    fn _fail(slf: &Bound<'_, Self>, ticket: u64, exc: &Bound<'_, PyAny>) -> PyResult<()> {
+        calls::record_error(slf, Ticket::from_bits(ticket), exc)
     }
 
     /// How this breaker counts `exc`: "success", "failure" or "ignored".

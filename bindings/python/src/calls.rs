@@ -1,21 +1,19 @@
 //! The objects a protected call goes through: the decorator's wrapper, the
-//! `calling()` context manager, the awaitable of `call_async`, and a
-//! permit for code that records by hand (generators, the LLM adapter).
+//! `calling()` context manager, and a permit for code that records by hand
+//! (`call_async`, generators, the LLM adapter).
 //!
 //! Each holds at most one admitted ticket, taken exactly once (an atomic
 //! swap), so an outcome is never recorded twice. One dropped unrecorded
-//! (a coroutine never awaited, a permit forgotten) records the call as
+//! (a permit forgotten, a coroutine abandoned mid-call) records the call as
 //! ignored: it never answered, and must not hold a probe slot.
 
 use crate::breaker::{BreakerBase, Errors};
 use crate::setup;
 use breakerbox::{Outcome, Ticket};
 use pyo3::exceptions::{PyRuntimeError, PyStopIteration};
-use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple, PyType};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 
 /// One admitted ticket; 0 when there is none (no ticket has bits 0).
 struct Slot(AtomicU64);
@@ -44,7 +42,7 @@ impl Slot {
 }
 
 /// Records `outcome` for a ticket of `breaker`; listener errors are returned.
-fn record(
+pub(crate) fn record(
     breaker: &Bound<'_, BreakerBase>,
     ticket: Ticket,
     outcome: Outcome,
@@ -58,7 +56,11 @@ fn record(
 }
 
 /// Records an exception; `Ok` when the caller should re-raise it as is.
-fn record_error(breaker: &Bound<'_, BreakerBase>, ticket: Ticket, exc: &Bound<'_, PyAny>) -> PyResult<()> {
+pub(crate) fn record_error(
+    breaker: &Bound<'_, BreakerBase>,
+    ticket: Ticket,
+    exc: &Bound<'_, PyAny>,
+) -> PyResult<()> {
     let this = breaker.get();
     let core = this.core()?;
     let raised = this.fail(breaker, core, ticket, PyErr::from_value(exc.clone()));
@@ -269,142 +271,6 @@ fn thrown(typ: &Bound<'_, PyAny>, val: Option<&Bound<'_, PyAny>>) -> PyErr {
         }
     } else {
         PyErr::from_value(typ.clone())
-    }
-}
-
-/// The coroutine `call_async` returns: it drives the protected awaitable
-/// and records its outcome when it finishes. A cancellation
-/// (`CancelledError` thrown in) or a close records the call as ignored.
-#[pyclass(frozen, module = "breakerbox._breakerbox", name = "AsyncCall")]
-pub(crate) struct AsyncCall {
-    breaker: Py<BreakerBase>,
-    slot: Slot,
-    /// The protected awaitable's iterator; never locked across a call into it.
-    iter: Mutex<Option<Py<PyAny>>>,
-}
-
-impl AsyncCall {
-    pub(crate) fn new(breaker: Py<BreakerBase>, ticket: Ticket, iter: Py<PyAny>) -> Self {
-        AsyncCall {
-            breaker,
-            slot: Slot::new(Some(ticket)),
-            iter: Mutex::new(Some(iter)),
-        }
-    }
-
-    fn iter<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let guard = self
-            .iter
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match guard.as_ref() {
-            Some(it) => Ok(it.bind(py).clone()),
-            None => Err(PyRuntimeError::new_err("cannot reuse already awaited coroutine")),
-        }
-    }
-
-    fn done(&self) {
-        *self
-            .iter
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
-    }
-
-    /// One step of the protected awaitable; records when it ends.
-    fn step<'py>(&self, py: Python<'py>, result: PyResult<Bound<'py, PyAny>>) -> PyResult<Py<PyAny>> {
-        match result {
-            Ok(yielded) => Ok(yielded.unbind()),
-            Err(err) => {
-                self.done();
-                let breaker = self.breaker.bind(py);
-                let Some(ticket) = self.slot.take() else {
-                    return Err(err);
-                };
-                if err.is_instance_of::<PyStopIteration>(py) {
-                    let value = err.value(py).getattr(intern!(py, "value"))?;
-                    record(breaker, ticket, Outcome::Success, None)?;
-                    return Err(PyStopIteration::new_err((value.unbind(),)));
-                }
-                let this = breaker.get();
-                Err(this.fail(breaker, this.core()?, ticket, err))
-            }
-        }
-    }
-}
-
-#[pymethods]
-impl AsyncCall {
-    fn __await__(slf: Py<Self>) -> Py<Self> {
-        slf
-    }
-
-    fn __iter__(slf: Py<Self>) -> Py<Self> {
-        slf
-    }
-
-    fn __next__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let it = self.iter(py)?;
-        let r = it.call_method1(intern!(py, "send"), (py.None(),));
-        self.step(py, r)
-    }
-
-    fn send(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        let it = self.iter(py)?;
-        let r = it.call_method1(intern!(py, "send"), (value,));
-        self.step(py, r)
-    }
-
-    #[pyo3(signature = (typ, val=None, tb=None))]
-    fn throw(
-        &self,
-        py: Python<'_>,
-        typ: &Bound<'_, PyAny>,
-        val: Option<&Bound<'_, PyAny>>,
-        tb: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Py<PyAny>> {
-        let it = self.iter(py)?;
-        let r = match it.getattr(intern!(py, "throw")) {
-            Ok(throw) => {
-                let mut args = vec![typ.clone()];
-                if let Some(v) = val {
-                    args.push(v.clone());
-                }
-                if let Some(t) = tb {
-                    if args.len() == 1 {
-                        args.push(py.None().into_bound(py));
-                    }
-                    args.push(t.clone());
-                }
-                throw.call1(PyTuple::new(py, args)?)
-            }
-            Err(_) => Err(thrown(typ, val)),
-        };
-        self.step(py, r)
-    }
-
-    fn close(&self, py: Python<'_>) -> PyResult<()> {
-        let it = self
-            .iter
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        let closed = match it {
-            Some(it) => match it.bind(py).getattr(intern!(py, "close")) {
-                Ok(close) => close.call0().map(|_| ()),
-                Err(_) => Ok(()),
-            },
-            None => Ok(()),
-        };
-        if let Some(ticket) = self.slot.take() {
-            record(self.breaker.bind(py), ticket, Outcome::Ignored, None)?;
-        }
-        closed
-    }
-}
-
-impl Drop for AsyncCall {
-    fn drop(&mut self) {
-        drop_slot(&self.breaker, &self.slot);
     }
 }
 

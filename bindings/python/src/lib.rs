@@ -41,7 +41,6 @@ pub(crate) struct Setup {
     /// The function `before_call` listeners see for a `calling()` block.
     pub(crate) calling_func: Py<PyAny>,
     pub(crate) generator_type: Py<PyType>,
-    pub(crate) coroutine_type: Py<PyType>,
     pub(crate) method_type: Py<PyAny>,
 }
 
@@ -68,7 +67,6 @@ fn _setup(
         generator_call,
         calling_func,
         generator_type: types.getattr("GeneratorType")?.cast_into::<PyType>()?.unbind(),
-        coroutine_type: types.getattr("CoroutineType")?.cast_into::<PyType>()?.unbind(),
         method_type: types.getattr("MethodType")?.unbind(),
     };
     let _ = SETUP.set(py, value);
@@ -83,7 +81,6 @@ fn _breakerbox(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<breaker::BreakerBase>()?;
     m.add_class::<calls::Decorated>()?;
     m.add_class::<calls::Calling>()?;
-    m.add_class::<calls::AsyncCall>()?;
     m.add_class::<calls::Ready>()?;
     m.add_class::<calls::Permit>()?;
     m.add_class::<core::PyManualClock>()?;

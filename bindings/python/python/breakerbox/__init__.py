@@ -15,7 +15,6 @@ import weakref
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, TypeVar, overload
 
 from ._breakerbox import (
-    AsyncCall,
     BreakerBase as _BreakerBase,
     Calling,
     CircuitBreakerError,
@@ -52,7 +51,6 @@ STATE_CLOSED = "closed"
 STATE_HALF_OPEN = "half-open"
 
 T = TypeVar("T")
-Exclusion = "type[BaseException] | Callable[[BaseException], bool]"
 
 
 class CircuitBreakerState:
@@ -139,6 +137,24 @@ def _generator_call(permit: Permit, gen: Generator[Any, Any, Any]) -> Generator[
         permit.error(exc)
         raise
     permit.success()
+    return result
+
+
+async def _call_async(self: _BreakerBase, func: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    """``await func(*args, **kwargs)`` if the breaker admits it.
+
+    Admission is decided when the coroutine first runs, before ``func`` is
+    called, so nothing is awaited between the decision and the call; a
+    rejected call never builds ``func``'s coroutine. A cancelled call
+    (``CancelledError``) counts as neither success nor failure.
+    """
+    ticket = self._admit(func, args, kwargs)
+    try:
+        result = await func(*args, **kwargs)
+    except BaseException as exc:
+        self._fail(ticket, exc)
+        raise
+    self._succeed(ticket)
     return result
 
 
@@ -365,6 +381,8 @@ class CircuitBreaker(_BreakerBase):
         if redis:
             _fork_registry.add(self)
 
+    call_async = _call_async
+
     # The decorator: @cb, @cb(), cb(func).
     @overload
     def __call__(self, func: Callable[P, T], /) -> Callable[P, T]: ...
@@ -386,11 +404,19 @@ class CircuitBreaker(_BreakerBase):
         if not callable(func):
             raise TypeError(f"can only decorate a callable, not {type(func).__name__}")
         if inspect.iscoroutinefunction(func):
-            call_async = self.call_async
+            admit, succeed, fail = self._admit, self._succeed, self._fail
 
             @functools.wraps(func)
             async def wrapper(*args: Any, **kwargs: Any) -> Any:
-                return await call_async(func, *args, **kwargs)
+                # `_call_async` inlined: one coroutine frame per call, not two.
+                ticket = admit(func, args, kwargs)
+                try:
+                    result = await func(*args, **kwargs)
+                except BaseException as exc:
+                    fail(ticket, exc)
+                    raise
+                succeed(ticket)
+                return result
 
             return wrapper
         return functools.wraps(func)(self._decorate(func))

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol, TypeVar, runtime_checkable
 
-from . import CircuitBreakerError, CircuitBreakerListener, CircuitBreakerState, ManualClock
+from . import CircuitBreakerError, CircuitBreakerListener, CircuitBreakerState, ManualClock, _call_async
 from ._breakerbox import BreakerBase as _BreakerBase
 from ._breakerbox import CircuitOpenError
 
@@ -113,8 +113,8 @@ class CircuitBreaker(_BreakerBase):
             nodus=True,
         )
 
-    # The awaitable returned admits the call at once, before the first await.
-    async_call = _BreakerBase.call_async
+    # Admission when the coroutine first runs, before `coro_func` is called.
+    async_call = call_async = _call_async
 
     @property
     def failure_threshold(self) -> int:

@@ -20,7 +20,10 @@ fn arg(args: &[String], i: usize, what: &str) -> u64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    assert!(args.len() == 7, "usage: fleet-peer URL NAMESPACE FAIL_MAX RESET_MS HALF_OPEN_MAX_CALLS REFRESH_MS");
+    assert!(
+        args.len() == 7,
+        "usage: fleet-peer URL NAMESPACE FAIL_MAX RESET_MS HALF_OPEN_MAX_CALLS REFRESH_MS"
+    );
     let state = RedisState::connect(&args[1])
         .expect("a Redis URL")
         .namespace(args[2].clone())
