@@ -38,5 +38,6 @@ run_pytest() {
     return "$rc"
 }
 step "pytest (installed wheel)" run_pytest
-step "mypy --strict on a typed example" \
-    "$py" -m mypy --strict --cache-dir "$ROOT/target/mypy-cache" bindings/python/tests/typed_example.py
+step "mypy --strict on a typed example and the package" \
+    "$py" -m mypy --strict --cache-dir "$ROOT/target/mypy-cache" bindings/python/tests/typed_example.py \
+    bindings/python/python/breakerbox

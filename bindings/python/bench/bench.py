@@ -34,10 +34,10 @@ def best_ns(stmt, number=NUMBER, **names):
     return lambda: timer.timeit(number) / number * 1e9
 
 
-def pair(ours, peer):
-    """The best of REPEATS interleaved repeats of two measurements."""
+def pair(ours, peer, repeats=REPEATS):
+    """The best of interleaved repeats of two measurements."""
     a, b = [], []
-    for _ in range(REPEATS):
+    for _ in range(repeats):
         a.append(ours())
         b.append(peer())
     return min(a), min(b)
@@ -144,8 +144,8 @@ def main():
         "nodus `async_call`", "", None)
     plain = min(best_ns("f()", f=f)() for _ in range(REPEATS))
 
-    one_bb, eight_bb = threads_wall(bb, 1), threads_wall(bb, 8)
-    one_pb, eight_pb = threads_wall(pb, 1), threads_wall(pb, 8)
+    one_bb, eight_bb = pair(lambda: threads_wall(bb, 1), lambda: threads_wall(bb, 8), repeats=5)
+    one_pb, eight_pb = pair(lambda: threads_wall(pb, 1), lambda: threads_wall(pb, 8), repeats=3)
     del bn_open
 
     print(f"Python {platform.python_version()} on {platform.machine()}, {sys.platform}; "

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timezone
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, NoReturn, Protocol, TypeVar, runtime_checkable
 
 from . import CircuitBreakerError, CircuitBreakerListener, CircuitBreakerState, ManualClock, _call_async
 from ._breakerbox import BreakerBase as _BreakerBase
@@ -132,8 +132,8 @@ class CircuitBreaker(_BreakerBase):
     def recovery_timeout_secs(self, value: int) -> None:
         self.reset_timeout = _whole(value, "recovery_timeout_secs", 0)
 
-    @property
-    def state(self) -> CircuitState:  # type: ignore[override]
+    @property  # type: ignore[misc]  # nodus's state is an enum, read-only
+    def state(self) -> CircuitState:
         return _BY_NAME[self.current_state]
 
     @property
@@ -282,12 +282,19 @@ class CircuitBreakerLLMClient:
             logger.warning("[LLM:%s] circuit open; rejecting call", self._provider)
             raise LLMCircuitOpenError(str(exc), provider=self._provider) from exc
 
+    def _reraise(self, permit: Any, exc: BaseException) -> NoReturn:
+        """Records `exc`, then raises it, or the `LLMCallError` made from it."""
+        error = self._failed(permit, exc)
+        if error is None:
+            raise exc
+        raise error from exc
+
     def _failed(self, permit: Any, exc: BaseException) -> LLMCallError | None:
         """Records `exc`; the error to raise, or None to re-raise `exc` itself."""
         if not isinstance(exc, Exception):
             permit.ignore(exc)
             return None
-        outcome = self._breaker._classify(exc)
+        outcome: str = self._breaker._classify(exc)
         if outcome == "failure" and not isinstance(exc, LLMCallError):
             outcome, status, retryable = classify_error(exc)
         else:
@@ -310,10 +317,7 @@ class CircuitBreakerLLMClient:
         try:
             result = func(*args, **kwargs)
         except BaseException as exc:
-            error = self._failed(permit, exc)
-            if error is None:
-                raise
-            raise error from exc
+            self._reraise(permit, exc)
         permit.success()
         return result
 
@@ -322,10 +326,7 @@ class CircuitBreakerLLMClient:
         try:
             result = await func(*args, **kwargs)
         except BaseException as exc:
-            error = self._failed(permit, exc)
-            if error is None:
-                raise
-            raise error from exc
+            self._reraise(permit, exc)
         permit.success()
         return result
 
