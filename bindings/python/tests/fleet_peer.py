@@ -7,9 +7,10 @@ import redis
 
 import breakerbox
 
-url, namespace, fail_max, reset_ms, probes, refresh_ms = sys.argv[1:7]
+url, namespace, fail_max, reset_ms, probes, refresh_ms, command_ms = sys.argv[1:8]
 storage = breakerbox.CircuitRedisStorage(
-    "closed", redis.Redis.from_url(url), namespace=namespace, refresh_interval=int(refresh_ms) / 1000
+    "closed", redis.Redis.from_url(url), namespace=namespace,
+    refresh_interval=int(refresh_ms) / 1000, command_timeout=int(command_ms) / 1000,
 )
 cb = breakerbox.CircuitBreaker(
     fail_max=int(fail_max), reset_timeout=int(reset_ms) / 1000, half_open_max_calls=int(probes),

@@ -19,7 +19,9 @@ import breakerbox
 from breakerbox import CircuitBreaker, CircuitBreakerError, CircuitRedisStorage
 
 REFRESH = 0.2
-COMMAND_TIMEOUT = 0.1
+# Above the default 0.1 s, so that a loaded test machine's latency is not
+# taken for a Redis fault (which would switch a member to its local policy).
+COMMAND_TIMEOUT = 0.5
 # The documented staleness bound: refresh_interval + command_timeout.
 STALENESS = REFRESH + COMMAND_TIMEOUT
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -128,7 +130,8 @@ def peers(url: str, ns: str, fail_max: int, reset_ms: int, probes: int):
     rust = os.environ.get("BREAKERBOX_FLEET_PEER")
     if not rust:
         pytest.fail("BREAKERBOX_FLEET_PEER is not set: run scripts/test-python.sh")
-    args = [url, ns, str(fail_max), str(reset_ms), str(probes), str(int(REFRESH * 1000))]
+    args = [url, ns, str(fail_max), str(reset_ms), str(probes), str(int(REFRESH * 1000)),
+            str(int(COMMAND_TIMEOUT * 1000))]
     python = [Peer([sys.executable, os.path.join(HERE, "fleet_peer.py"), *args]) for _ in range(3)]
     return python, Peer([rust, *args])
 
@@ -145,9 +148,11 @@ def test_cross_language_fleet_admits_exactly_half_open_max_calls(redis_url, prob
             assert member.ask("state") == "closed"
         for round_ in range(100):
             coordinator.open()
-            # Past the reset timeout on the server's clock, and every mirror
-            # told of the opening (pub/sub: about a millisecond).
-            time.sleep(reset_ms / 1000 + 0.02)
+            # A trip made in Python, seen by every member within the bound.
+            for m in members:
+                assert seen_within(lambda: m.ask("state") == "open", STALENESS) is not None, f"round {round_}"
+            # Past the reset timeout on the server's clock.
+            time.sleep(reset_ms / 1000 + 0.01)
             answers = [m.ask("acquire") for m in members]
             assert answers.count("probe") == probes, f"round {round_}: {answers}"
             assert answers.count("closed") == 0, f"round {round_}: {answers}"
@@ -212,3 +217,35 @@ def test_a_shared_breaker_made_before_fork_works_in_the_child(redis_url):
     with pytest.raises(ConnectionError):
         cb.call(fail)
     assert cb.fail_counter == 1
+
+
+def test_the_gil_is_released_during_a_round_trip(redis_url):
+    import threading
+
+    cb = shared(redis_url, namespace(), fail_max=5)
+    ticks = 0
+    done = threading.Event()
+
+    def count():
+        nonlocal ticks
+        while not done.is_set():
+            ticks += 1
+
+    counter = threading.Thread(target=count)
+    counter.start()
+    time.sleep(0.01)
+    # The counter's pace while this thread waits with the GIL released.
+    before = ticks
+    time.sleep(0.1)
+    per_second = (ticks - before) / 0.1
+    redis.Redis.from_url(redis_url).execute_command("CLIENT", "PAUSE", 300, "ALL")
+    before, start = ticks, time.monotonic()
+    with pytest.raises(ConnectionError):
+        cb.call(fail)  # its record waits for the paused server
+    blocked, counted = time.monotonic() - start, ticks - before
+    done.set()
+    counter.join()
+    assert blocked >= 0.2, f"the round trip did not wait ({blocked:.3f} s)"
+    # Python ran on the other thread for most of the wait; with the GIL held
+    # it could have run for one switch interval (5 ms) at most.
+    assert counted > per_second * 0.05, (counted, per_second)

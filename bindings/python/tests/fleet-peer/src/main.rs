@@ -1,7 +1,7 @@
 //! One Rust process of a fleet breaker, driven line by line on stdin by the
 //! Python cross-language test (`bindings/python/tests/test_redis.py`).
 //!
-//! `fleet-peer URL NAMESPACE FAIL_MAX RESET_MS HALF_OPEN_MAX_CALLS REFRESH_MS`, then commands:
+//! `fleet-peer URL NAMESPACE FAIL_MAX RESET_MS HALF_OPEN_MAX_CALLS REFRESH_MS COMMAND_MS`, then commands:
 //! `acquire` (prints `probe`, `closed` or `rejected`, and holds the permit),
 //! `release` (records the held permit as a success, prints `ok`),
 //! `trip` (records failures until the fleet is open, prints the state),
@@ -21,13 +21,14 @@ fn arg(args: &[String], i: usize, what: &str) -> u64 {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     assert!(
-        args.len() == 7,
-        "usage: fleet-peer URL NAMESPACE FAIL_MAX RESET_MS HALF_OPEN_MAX_CALLS REFRESH_MS"
+        args.len() == 8,
+        "usage: fleet-peer URL NAMESPACE FAIL_MAX RESET_MS HALF_OPEN_MAX_CALLS REFRESH_MS COMMAND_MS"
     );
     let state = RedisState::connect(&args[1])
         .expect("a Redis URL")
         .namespace(args[2].clone())
-        .refresh_interval(Duration::from_millis(arg(&args, 6, "REFRESH_MS")));
+        .refresh_interval(Duration::from_millis(arg(&args, 6, "REFRESH_MS")))
+        .command_timeout(Duration::from_millis(arg(&args, 7, "COMMAND_MS")));
     let breaker = CircuitBreaker::builder()
         .name("fleet-peer")
         .fail_max(arg(&args, 3, "FAIL_MAX") as u32)
