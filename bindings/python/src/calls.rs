@@ -120,6 +120,12 @@ impl Decorated {
         }
     }
 
+    /// Pickled by name, as the function it replaces would be (so it can be
+    /// handed to a `multiprocessing` worker).
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        slf.as_any().getattr(pyo3::intern!(slf.py(), "__qualname__"))
+    }
+
     /// The breaker protecting the function.
     #[getter]
     fn breaker(&self, py: Python<'_>) -> Py<BreakerBase> {

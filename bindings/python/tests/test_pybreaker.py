@@ -313,6 +313,17 @@ def test_decorator_in_every_form():
     assert Service.method(s, 2) == (s, 2)
 
 
+@pybreaker.CircuitBreaker()
+def module_level(x):
+    return x + 1
+
+
+def test_a_decorated_function_pickles_by_name():
+    import pickle
+
+    assert pickle.loads(pickle.dumps(module_level)) is module_level
+
+
 def test_decorated_failures_count():
     cb = CircuitBreaker(fail_max=2)
 
