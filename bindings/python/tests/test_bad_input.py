@@ -111,3 +111,8 @@ def test_redis_storage_refuses_what_it_cannot_honour():
         breakerbox.CircuitRedisStorage("closed", redis.Redis(), policy="maybe")
     with pytest.raises(ValueError, match="Unknown state"):
         breakerbox.CircuitRedisStorage("ajar", redis.Redis())
+    import redis.sentinel
+
+    sentinel = redis.sentinel.Sentinel([("127.0.0.1", 1)]).master_for("mymaster")
+    with pytest.raises(TypeError, match="Sentinel"):
+        breakerbox.CircuitRedisStorage("closed", sentinel)
