@@ -3,7 +3,7 @@
 # `make install PREFIX=...` installs the C library (see ffi/install.sh).
 SHELL := /bin/bash
 
-SUITES := core loom header ffi features redis benches
+SUITES := core loom header ffi features redis benches python
 
 .PHONY: test tour install $(SUITES)
 
@@ -37,3 +37,6 @@ redis:
 
 benches:
 	bash scripts/test-benches.sh
+
+python:
+	bash scripts/test-python.sh
