@@ -26,7 +26,6 @@ pub mod clock;
 mod config;
 mod error;
 mod events;
-pub mod ffi;
 pub mod future;
 mod listener;
 #[cfg(feature = "llm")]

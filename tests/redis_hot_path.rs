@@ -110,9 +110,12 @@ fn half_open_rejections_with_every_slot_taken_touch_no_network() {
     };
     let (a, b) = (make(), make());
     assert!(a.try_acquire().unwrap().failure().tripped());
+    // b hears of the trip (else it would admit a closed-state call).
+    assert!(within(Duration::from_secs(5), || b.state() == State::Open).is_some());
     // The reset timeout runs on the server's clock: wait it out.
     std::thread::sleep(Duration::from_millis(40));
     let probe = b.try_acquire().expect("b takes the one probe slot");
+    assert!(probe.is_probe());
     // a learns of the half-open fleet with its slot taken by announcement.
     assert!(within(Duration::from_secs(5), || a.probes_in_flight() == 1).is_some());
     assert!(a.try_acquire().is_err(), "the mirror is applied at a's next call");
