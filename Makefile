@@ -2,7 +2,7 @@
 # `make tour` runs the main example.
 SHELL := /bin/bash
 
-SUITES := core loom header ffi features redis benches
+SUITES := core loom header ffi features redis redis-deploy benches
 
 .PHONY: test tour $(SUITES)
 
@@ -29,6 +29,9 @@ features:
 
 redis:
 	bash scripts/test-redis.sh
+
+redis-deploy:
+	bash scripts/test-redis-deploy.sh
 
 benches:
 	bash scripts/test-benches.sh

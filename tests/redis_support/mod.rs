@@ -117,11 +117,22 @@ pub fn admits(b: &CircuitBreaker) -> bool {
     }
 }
 
+/// Leaves the pid of a server a test started where the suite's script can
+/// stop it should the test process die before its drop
+/// (`BREAKERBOX_TEST_PIDS`, a directory; unset: nothing to do).
+pub fn register_pid(pid: u32) {
+    if let Some(dir) = std::env::var_os("BREAKERBOX_TEST_PIDS") {
+        let _ = std::fs::write(PathBuf::from(dir).join(pid.to_string()), pid.to_string());
+    }
+}
+
 /// A redis-server of a test's own, on a free loopback port, persistence off
 /// unless a test saves explicitly; killed on drop.
 pub struct PrivateServer {
     pub port: u16,
     dir: PathBuf,
+    /// Options beyond the defaults (auth, TLS, cluster mode, ...).
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
@@ -134,16 +145,31 @@ fn free_port() -> u16 {
 
 impl PrivateServer {
     pub fn start() -> PrivateServer {
+        PrivateServer::start_with(&[])
+    }
+
+    /// A server with options of its own (`["--requirepass", "pw"]`); `{dir}`
+    /// in an option stands for the server's directory.
+    pub fn start_with(extra: &[&str]) -> PrivateServer {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("breakerbox-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("server dir");
+        let extra = extra
+            .iter()
+            .map(|o| o.replace("{dir}", &dir.to_string_lossy()))
+            .collect();
         let mut server = PrivateServer {
             port,
             dir,
+            extra,
             child: None,
         };
         server.launch();
         server
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
     }
 
     pub fn url(&self) -> String {
@@ -151,6 +177,8 @@ impl PrivateServer {
     }
 
     fn launch(&mut self) {
+        let log = self.dir.join("redis.log");
+        let _ = std::fs::remove_file(&log);
         let child = Command::new(server_binary())
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1"])
@@ -159,21 +187,24 @@ impl PrivateServer {
             .args(["--dbfilename", "dump.rdb"])
             .arg("--dir")
             .arg(&self.dir)
+            .arg("--logfile")
+            .arg(&log)
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server starts");
+        register_pid(child.id());
         self.child = Some(child);
+        // Ready whatever the options (auth, TLS only, cluster): its log says so.
         let ready = within(Duration::from_secs(10), || {
-            redis::Client::open(self.url())
-                .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(100)))
-                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
-                .is_ok()
+            std::fs::read_to_string(&log).is_ok_and(|l| l.contains("Ready to accept connections"))
         });
         assert!(
             ready.is_some(),
-            "private redis-server on port {} did not start",
-            self.port
+            "private redis-server on port {} did not start: {}",
+            self.port,
+            std::fs::read_to_string(&log).unwrap_or_default()
         );
     }
 
