@@ -149,14 +149,17 @@ impl PrivateServer {
     }
 
     /// A server with options of its own (`["--requirepass", "pw"]`); `{dir}`
-    /// in an option stands for the server's directory.
+    /// and `{port}` in an option stand for the server's directory and port.
     pub fn start_with(extra: &[&str]) -> PrivateServer {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("breakerbox-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("server dir");
         let extra = extra
             .iter()
-            .map(|o| o.replace("{dir}", &dir.to_string_lossy()))
+            .map(|o| {
+                o.replace("{dir}", &dir.to_string_lossy())
+                    .replace("{port}", &port.to_string())
+            })
             .collect();
         let mut server = PrivateServer {
             port,
@@ -264,3 +267,7 @@ impl Drop for PrivateServer {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+mod deploy;
+#[allow(unused_imports)]
+pub use deploy::*;
