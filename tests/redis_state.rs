@@ -314,3 +314,15 @@ fn a_bad_url_is_an_error_not_a_panic() {
     assert_eq!(err.kind(), breakerbox::redis::StorageErrorKind::InvalidUrl);
     assert!(err.to_string().contains("invalid Redis URL"));
 }
+
+#[test]
+fn a_bad_url_is_echoed_with_its_password_masked() {
+    let err = RedisState::connect("redis://app:hunter2@db.local:notaport/0").unwrap_err();
+    let text = err.to_string();
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(text.contains("redis://app:***@db.local:notaport/0"), "{text}");
+    assert!(
+        !text.contains("InvalidClientConfig"),
+        "the client's own text leaked: {text}"
+    );
+}

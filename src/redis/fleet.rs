@@ -1,7 +1,8 @@
 //! The fleet seam: what a breaker whose state is shared does on its cold
 //! paths, and how its mirror follows the fleet.
 
-use super::store::{Code, Op, RawView, Reply, Seed, Store};
+use super::protocol::{Code, Op, RawView, Reply, Seed};
+use super::store::Store;
 use super::{watcher, FaultPolicy, RedisState, StorageError};
 use crate::breaker::CircuitBreaker;
 use crate::clock::ClockSource;
@@ -62,7 +63,7 @@ impl Fleet {
         };
         let inner = Arc::new(Inner {
             store: Store::new(
-                state.client,
+                state.transport(),
                 &namespace,
                 state.notifications,
                 state.command_timeout,

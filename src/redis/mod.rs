@@ -76,11 +76,15 @@
 //!
 //! The watcher thread (one per breaker) stops when the breaker is dropped.
 
+mod client;
 mod fleet;
+mod protocol;
 mod store;
+pub mod transport;
 mod watcher;
 
 pub(crate) use fleet::Fleet;
+pub use transport::{Script, Subscriber, Transport};
 
 use crate::breaker::CircuitBreaker;
 use crate::listener::Listener;
@@ -115,7 +119,7 @@ pub enum FaultPolicy {
 /// [`Builder::shared`](crate::Builder::shared).
 #[derive(Clone)]
 pub struct RedisState {
-    client: ::redis::Client,
+    endpoint: Endpoint,
     namespace: Option<String>,
     policy: FaultPolicy,
     command_timeout: Duration,
@@ -139,6 +143,14 @@ impl fmt::Debug for RedisState {
     }
 }
 
+/// Where the protocol goes: a URL for the `redis` crate, or a transport
+/// the caller brought.
+#[derive(Clone)]
+enum Endpoint {
+    Url(::redis::Client, String),
+    Custom(Arc<dyn Transport>),
+}
+
 fn at_least_1ms(d: Duration) -> Duration {
     d.max(Duration::from_millis(1))
 }
@@ -148,10 +160,26 @@ impl RedisState {
     /// contacted yet: the breaker connects when it is built, within the
     /// timeouts, and a Redis that is down then is a fault, not an error.
     pub fn connect(url: &str) -> Result<RedisState, StorageError> {
-        let client =
-            ::redis::Client::open(url).map_err(|e| StorageError::new(StorageErrorKind::InvalidUrl, &e))?;
-        Ok(RedisState {
-            client,
+        let masked = client::mask_password(url);
+        let client = ::redis::Client::open(url).map_err(|_| {
+            StorageError::new(
+                StorageErrorKind::InvalidUrl,
+                &format_args!("{masked:?} is not a Redis URL (expected redis://[user:password@]host[:port][/db] or unix:///path)"),
+            )
+        })?;
+        Ok(RedisState::from_endpoint(Endpoint::Url(client, masked)))
+    }
+
+    /// Carries the fleet protocol through `transport` instead of the `redis`
+    /// crate (a host's own client, say). Timeouts and the rest are set as
+    /// for [`RedisState::connect`], and handed to the transport per call.
+    pub fn with_transport(transport: Arc<dyn Transport>) -> RedisState {
+        RedisState::from_endpoint(Endpoint::Custom(transport))
+    }
+
+    fn from_endpoint(endpoint: Endpoint) -> RedisState {
+        RedisState {
+            endpoint,
             namespace: None,
             policy: FaultPolicy::default(),
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
@@ -159,7 +187,19 @@ impl RedisState {
             refresh_interval: DEFAULT_REFRESH_INTERVAL,
             max_backoff: DEFAULT_MAX_BACKOFF,
             notifications: true,
-        })
+        }
+    }
+
+    /// The transport this state's breaker talks through.
+    pub(crate) fn transport(&self) -> Arc<dyn Transport> {
+        match &self.endpoint {
+            Endpoint::Url(client, masked) => Arc::new(client::RedisTransport::new(
+                client.clone(),
+                masked.clone(),
+                self.connect_timeout,
+            )),
+            Endpoint::Custom(transport) => Arc::clone(transport),
+        }
     }
 
     /// The logical breaker's name on this Redis (default: the breaker's
@@ -239,7 +279,8 @@ pub struct StorageError {
 }
 
 impl StorageError {
-    fn new(kind: StorageErrorKind, cause: &dyn fmt::Display) -> StorageError {
+    /// A fault of `kind`, described by `cause` (for a [`Transport`] to report).
+    pub fn new(kind: StorageErrorKind, cause: &dyn fmt::Display) -> StorageError {
         StorageError {
             kind,
             message: cause.to_string(),

@@ -3,7 +3,7 @@
 //! after a fault. It stops when its breaker is dropped.
 
 use super::fleet::Inner;
-use super::store::announcement;
+use super::protocol::RawView;
 use super::StorageError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,29 +46,17 @@ fn session(inner: &Inner, backoff: &mut Duration) -> End {
         return End::Stopped;
     }
     let timeout = inner.store.connect_timeout();
-    let mut conn = None;
+    let mut subscriber = None;
     if inner.announce {
-        match inner.store.connect(timeout) {
-            Ok(c) => conn = Some(c),
+        let subscribed = inner
+            .store
+            .subscriber()
+            .and_then(|mut sub| sub.subscribe(inner.store.channel(), timeout).map(|()| sub));
+        match subscribed {
+            Ok(sub) => subscriber = Some(sub),
             Err(e) => return End::Failed(e),
         }
     }
-    let mut pubsub = match conn.as_mut() {
-        Some(c) => {
-            if let Err(e) = c.set_write_timeout(Some(timeout)) {
-                return End::Failed(e.into());
-            }
-            let mut pubsub = c.as_pubsub();
-            let subscribed = pubsub
-                .set_read_timeout(Some(timeout))
-                .and_then(|()| pubsub.subscribe(inner.store.channel()));
-            if let Err(e) = subscribed {
-                return End::Failed(e.into());
-            }
-            Some(pubsub)
-        }
-        None => None,
-    };
     // Subscribed first, then read: no change between the two is missed.
     match inner.sync() {
         Ok(view) => {
@@ -99,21 +87,16 @@ fn session(inner: &Inner, backoff: &mut Duration) -> End {
             continue;
         }
         let wait = (next_refresh - now).clamp(Duration::from_millis(1), TICK);
-        match pubsub.as_mut() {
-            Some(pubsub) => {
-                if let Err(e) = pubsub.set_read_timeout(Some(wait)) {
-                    return End::Failed(e.into());
-                }
-                match pubsub.get_message() {
-                    Ok(msg) => {
-                        if let Some(view) = announcement(&msg) {
-                            inner.post_view(&view);
-                        }
+        match subscriber.as_mut() {
+            Some(sub) => match sub.next_message(wait) {
+                Ok(Some((_, payload))) => {
+                    if let Some(view) = RawView::parse_announcement(&payload) {
+                        inner.post_view(&view);
                     }
-                    Err(e) if e.is_timeout() => {}
-                    Err(e) => return End::Failed(e.into()),
                 }
-            }
+                Ok(None) => {}
+                Err(e) => return End::Failed(e),
+            },
             None => inner.sleep(wait),
         }
     }

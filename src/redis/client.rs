@@ -1,0 +1,234 @@
+//! The transport through the `redis` crate: a small pool of blocking
+//! connections for the script, and one subscription connection per watcher.
+
+use super::transport::{Script, Subscriber, Transport};
+use super::StorageError;
+use redis::{cmd, Client, Cmd, Connection, ErrorKind, Msg, Value};
+use std::collections::VecDeque;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// The most idle command connections kept: one per thread that talked to
+/// Redis at once, up to this many.
+const MAX_IDLE: usize = 2;
+
+/// One Redis endpoint reached through the `redis` crate.
+pub(crate) struct RedisTransport {
+    client: Client,
+    endpoint: String,
+    connect_timeout: Duration,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl RedisTransport {
+    pub(crate) fn new(client: Client, endpoint: String, connect_timeout: Duration) -> RedisTransport {
+        RedisTransport {
+            client,
+            endpoint,
+            connect_timeout,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn connect(&self, timeout: Duration) -> Result<Connection, StorageError> {
+        let timeout = at_least_1ms(timeout.min(self.connect_timeout));
+        Ok(self.client.get_connection_with_timeout(timeout)?)
+    }
+}
+
+impl Transport for RedisTransport {
+    fn eval(
+        &self,
+        script: &Script,
+        key: &str,
+        args: &[String],
+        timeout: Duration,
+    ) -> Result<Vec<i64>, StorageError> {
+        let deadline = Instant::now().checked_add(timeout);
+        let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let mut conn = match idle {
+            Some(conn) => conn,
+            None => self.connect(remaining(deadline)?)?,
+        };
+        let mut invocation = cmd("EVALSHA");
+        invocation.arg(script.sha1()).arg(1).arg(key).arg(args);
+        let values = eval(&mut conn, script, &invocation, deadline)?;
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < MAX_IDLE {
+            idle.push(conn);
+        }
+        Ok(values)
+    }
+
+    fn subscriber(&self, timeout: Duration) -> Result<Box<dyn Subscriber>, StorageError> {
+        let conn = self.connect(timeout)?;
+        Ok(Box::new(RedisSubscriber {
+            conn,
+            waiting: VecDeque::new(),
+        }))
+    }
+
+    fn reset(&self) {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner).clear();
+    }
+
+    fn endpoint(&self) -> String {
+        self.endpoint.clone()
+    }
+}
+
+fn eval(
+    conn: &mut Connection,
+    script: &Script,
+    invocation: &Cmd,
+    deadline: Option<Instant>,
+) -> Result<Vec<i64>, StorageError> {
+    set_timeouts(conn, deadline)?;
+    match invocation.query::<Vec<i64>>(conn) {
+        Err(e) if e.kind() == ErrorKind::NoScriptError => {
+            // Not run: the server lost its script cache (restart, SCRIPT
+            // FLUSH). Load it and run it once.
+            set_timeouts(conn, deadline)?;
+            cmd("SCRIPT")
+                .arg("LOAD")
+                .arg(script.source())
+                .query::<String>(conn)?;
+            set_timeouts(conn, deadline)?;
+            Ok(invocation.query(conn)?)
+        }
+        result => Ok(result?),
+    }
+}
+
+fn at_least_1ms(d: Duration) -> Duration {
+    d.max(Duration::from_millis(1))
+}
+
+/// What is left until `deadline` (`None`: a timeout too long to represent).
+fn remaining(deadline: Option<Instant>) -> Result<Duration, StorageError> {
+    let Some(deadline) = deadline else {
+        return Ok(Duration::MAX);
+    };
+    match deadline.checked_duration_since(Instant::now()) {
+        Some(left) if !left.is_zero() => Ok(left),
+        _ => Err(StorageError::timed_out()),
+    }
+}
+
+fn set_timeouts(conn: &Connection, deadline: Option<Instant>) -> Result<(), StorageError> {
+    let left = at_least_1ms(remaining(deadline)?);
+    conn.set_read_timeout(Some(left))?;
+    conn.set_write_timeout(Some(left))?;
+    Ok(())
+}
+
+/// A subscription connection driven by hand: the `redis` crate's `PubSub`
+/// borrows its connection, and a watcher must own it.
+struct RedisSubscriber {
+    conn: Connection,
+    /// Messages that arrived while a (un)subscription was being confirmed.
+    waiting: VecDeque<(String, String)>,
+}
+
+impl RedisSubscriber {
+    /// Sends `command` and reads until its confirmation, keeping messages.
+    fn confirm(&mut self, command: &str, channel: &str, timeout: Duration) -> Result<(), StorageError> {
+        let deadline = Instant::now().checked_add(timeout);
+        set_timeouts(&self.conn, deadline)?;
+        self.conn
+            .send_packed_command(&cmd(command).arg(channel).get_packed_command())?;
+        let expected = command.to_ascii_lowercase();
+        loop {
+            set_timeouts(&self.conn, deadline)?;
+            let value = self.conn.recv_response()?;
+            if is_confirmation(&value, &expected, channel) {
+                return Ok(());
+            }
+            if let Some(message) = message(value) {
+                self.waiting.push_back(message);
+            }
+        }
+    }
+}
+
+fn is_confirmation(value: &Value, kind: &str, channel: &str) -> bool {
+    let items = match value {
+        Value::Array(items) => items.as_slice(),
+        Value::Push { data, .. } => data.as_slice(),
+        _ => return false,
+    };
+    let text = |v: &Value| match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    };
+    matches!(items, [k, c, ..] if text(k).as_deref() == Some(kind) && text(c).as_deref() == Some(channel))
+}
+
+fn message(value: Value) -> Option<(String, String)> {
+    let msg = Msg::from_owned_value(value)?;
+    let payload: String = msg.get_payload().ok()?;
+    Some((msg.get_channel_name().to_owned(), payload))
+}
+
+impl Subscriber for RedisSubscriber {
+    fn subscribe(&mut self, channel: &str, timeout: Duration) -> Result<(), StorageError> {
+        self.confirm("SUBSCRIBE", channel, timeout)
+    }
+
+    fn unsubscribe(&mut self, channel: &str, timeout: Duration) -> Result<(), StorageError> {
+        self.confirm("UNSUBSCRIBE", channel, timeout)
+    }
+
+    fn next_message(&mut self, wait: Duration) -> Result<Option<(String, String)>, StorageError> {
+        if let Some(message) = self.waiting.pop_front() {
+            return Ok(Some(message));
+        }
+        self.conn.set_read_timeout(Some(at_least_1ms(wait)))?;
+        match self.conn.recv_response() {
+            Ok(value) => Ok(message(value)),
+            Err(e) if e.is_timeout() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// `url` with any password replaced by `***`, for messages.
+pub(crate) fn mask_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = match userinfo.split_once(':') {
+                Some((user, _)) => format!("{user}:***"),
+                None if scheme.starts_with("redis") => "***".to_owned(),
+                None => userinfo.to_owned(),
+            };
+            format!("{scheme}://{user}@{host}{tail}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mask_password;
+
+    #[test]
+    fn passwords_are_masked_and_nothing_else_is() {
+        assert_eq!(
+            mask_password("redis://127.0.0.1:6379/0"),
+            "redis://127.0.0.1:6379/0"
+        );
+        assert_eq!(
+            mask_password("redis://app:s3cr:et@db.local:6379/0"),
+            "redis://app:***@db.local:6379/0"
+        );
+        assert_eq!(mask_password("rediss://:hunter2@h/"), "rediss://:***@h/");
+        assert_eq!(mask_password("redis://hunter2@h/"), "redis://***@h/");
+        assert_eq!(mask_password("not a url"), "not a url");
+    }
+}

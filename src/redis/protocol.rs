@@ -1,0 +1,271 @@
+//! The fleet protocol: the one Lua script, the arguments a breaker sends
+//! it, the reply it answers and the announcements it publishes. Nothing here
+//! talks to a server; a [`Transport`](super::transport::Transport) does.
+
+use super::transport::Script;
+use crate::state::{Limits, Outcome, State, Ticket, Transition, GENERATION_MODULUS};
+use std::sync::OnceLock;
+
+/// Every fleet transition, as one server-side script.
+const SOURCE: &str = include_str!("fleet.lua");
+
+/// The script with its SHA-1, computed once.
+pub(crate) fn script() -> &'static Script {
+    static SCRIPT: OnceLock<Script> = OnceLock::new();
+    SCRIPT.get_or_init(|| Script {
+        source: SOURCE,
+        sha1: redis::Script::new(SOURCE).get_hash().to_owned(),
+    })
+}
+
+/// The hash that holds a namespace's state (the hash tag keeps a namespace
+/// on one Redis Cluster slot).
+pub(crate) fn state_key(namespace: &str) -> String {
+    format!("breakerbox:{{{namespace}}}:state")
+}
+
+/// The channel a namespace's changes are announced on.
+pub(crate) fn channel(namespace: &str) -> String {
+    format!("breakerbox:{{{namespace}}}:events")
+}
+
+/// What the script is asked to do.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Op {
+    /// Read the state (seeding it when missing).
+    Sync,
+    /// Ask for a permit the mirror could not decide on.
+    Acquire,
+    /// Record how a call ended.
+    Record(Ticket, Outcome),
+    /// Move to a state whatever the current one.
+    Force(State),
+    /// Apply limits that a setter changed.
+    Reconcile,
+}
+
+/// The state a missing hash is created from: the caller's mirror.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Seed {
+    pub(crate) state: State,
+    pub(crate) generation: u32,
+    pub(crate) failures: u32,
+    pub(crate) opened_ago_ms: u64,
+}
+
+/// The fleet's state as the script reports it; times are ages in ms on the
+/// server's clock, so they mean the same on every host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RawView {
+    pub(crate) version: u64,
+    pub(crate) state: State,
+    pub(crate) generation: u64,
+    pub(crate) failures: u32,
+    pub(crate) opened_ago_ms: u64,
+    pub(crate) in_flight: u32,
+    pub(crate) successes: u32,
+    pub(crate) probe_ago_ms: u64,
+}
+
+/// The script's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Code {
+    AdmitClosed,
+    AdmitProbe,
+    Reject,
+    Counted,
+    Transitioned,
+    Stale,
+    Noop,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Reply {
+    pub(crate) code: Code,
+    pub(crate) view: RawView,
+    /// The fleet transition this invocation made, if any.
+    pub(crate) transition: Option<Transition>,
+}
+
+fn state_from(n: i64) -> Option<State> {
+    match n {
+        0 => Some(State::Closed),
+        1 => Some(State::Open),
+        2 => Some(State::HalfOpen),
+        _ => None,
+    }
+}
+
+fn state_arg(state: State) -> u8 {
+    match state {
+        State::Closed => 0,
+        State::Open => 1,
+        State::HalfOpen => 2,
+    }
+}
+
+fn outcome_arg(outcome: Outcome) -> u8 {
+    match outcome {
+        Outcome::Success => 0,
+        Outcome::Failure => 1,
+        Outcome::Ignored => 2,
+    }
+}
+
+fn non_negative(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+fn count(n: i64) -> u32 {
+    u32::try_from(n.max(0)).unwrap_or(u32::MAX)
+}
+
+impl RawView {
+    fn from_fields(f: &[i64]) -> Option<RawView> {
+        let [version, state, generation, failures, opened, in_flight, successes, probe] = *f else {
+            return None;
+        };
+        Some(RawView {
+            version: non_negative(version),
+            state: state_from(state)?,
+            generation: non_negative(generation),
+            failures: count(failures),
+            opened_ago_ms: non_negative(opened),
+            in_flight: count(in_flight),
+            successes: count(successes),
+            probe_ago_ms: non_negative(probe),
+        })
+    }
+
+    /// Parses a change announced on the namespace's channel.
+    pub(crate) fn parse_announcement(payload: &str) -> Option<RawView> {
+        let mut fields = [0i64; 8];
+        let mut parts = payload.split(' ');
+        for field in fields.iter_mut() {
+            *field = parts.next()?.parse().ok()?;
+        }
+        if parts.next().is_some() {
+            return None;
+        }
+        RawView::from_fields(&fields)
+    }
+}
+
+impl Reply {
+    pub(crate) fn parse(values: &[i64]) -> Option<Reply> {
+        let [code, ref fields @ .., from, to] = *values else {
+            return None;
+        };
+        let code = match code {
+            1 => Code::AdmitClosed,
+            2 => Code::AdmitProbe,
+            3 => Code::Reject,
+            4 => Code::Counted,
+            5 => Code::Transitioned,
+            6 => Code::Stale,
+            7 => Code::Noop,
+            _ => return None,
+        };
+        let transition = match (from, to) {
+            (-1, -1) => None,
+            (from, to) => Some(Transition {
+                from: state_from(from)?,
+                to: state_from(to)?,
+            }),
+        };
+        let consistent = match code {
+            Code::Transitioned => transition.is_some(),
+            // Admitting a probe may half-open; forcing may move anywhere.
+            Code::AdmitProbe | Code::Noop => true,
+            _ => transition.is_none(),
+        };
+        if !consistent {
+            return None;
+        }
+        Some(Reply {
+            code,
+            view: RawView::from_fields(fields)?,
+            transition,
+        })
+    }
+}
+
+/// The script's arguments for `op` (after its one key): see fleet.lua.
+pub(crate) fn arguments(op: Op, channel: &str, seed: &Seed, limits: &Limits) -> Vec<String> {
+    let (name, extra): (&str, [u64; 3]) = match op {
+        Op::Sync => ("sync", [0; 3]),
+        Op::Acquire => ("acquire", [0; 3]),
+        Op::Record(ticket, outcome) => (
+            "record",
+            [
+                if ticket.is_probe() { 2 } else { 1 },
+                u64::from(ticket.episode()),
+                u64::from(outcome_arg(outcome)),
+            ],
+        ),
+        Op::Force(target) => ("force", [u64::from(state_arg(target)), 0, 0]),
+        Op::Reconcile => ("reconcile", [0; 3]),
+    };
+    let numbers = [
+        GENERATION_MODULUS,
+        u64::from(state_arg(seed.state)),
+        u64::from(seed.generation),
+        u64::from(seed.failures),
+        seed.opened_ago_ms,
+        u64::from(limits.fail_max),
+        u64::from(limits.success_threshold),
+        u64::from(limits.half_open_max_calls),
+        limits.reset_timeout_ms,
+        limits.probe_lease_ms,
+    ];
+    let mut args = Vec::with_capacity(2 + numbers.len() + extra.len());
+    args.push(name.to_owned());
+    args.push(channel.to_owned());
+    args.extend(numbers.iter().chain(&extra).map(u64::to_string));
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_parse_strictly() {
+        let ok = [5, 10, 1, 7, 0, 3, 0, 0, 0, 0, 1];
+        let reply = Reply::parse(&ok).expect("a trip");
+        assert_eq!(reply.code, Code::Transitioned);
+        assert_eq!(
+            reply.transition,
+            Some(Transition {
+                from: State::Closed,
+                to: State::Open
+            })
+        );
+        assert_eq!(reply.view.state, State::Open);
+        assert_eq!(reply.view.opened_ago_ms, 3);
+        assert!(Reply::parse(&ok[..10]).is_none(), "too short");
+        assert!(
+            Reply::parse(&[9, 10, 1, 7, 0, 3, 0, 0, 0, -1, -1]).is_none(),
+            "unknown code"
+        );
+        assert!(
+            Reply::parse(&[4, 10, 3, 7, 0, 3, 0, 0, 0, -1, -1]).is_none(),
+            "unknown state"
+        );
+        assert!(
+            Reply::parse(&[5, 10, 1, 7, 0, 3, 0, 0, 0, -1, -1]).is_none(),
+            "a transition without one"
+        );
+    }
+
+    #[test]
+    fn announcements_parse_strictly() {
+        let view = RawView::parse_announcement("1700000000000001 2 9 0 0 1 0 12").expect("valid");
+        assert_eq!(view.state, State::HalfOpen);
+        assert_eq!((view.generation, view.in_flight, view.probe_ago_ms), (9, 1, 12));
+        assert!(RawView::parse_announcement("1 2 9 0 0 1 0").is_none());
+        assert!(RawView::parse_announcement("1 2 9 0 0 1 0 12 13").is_none());
+        assert!(RawView::parse_announcement("1 7 9 0 0 1 0 12").is_none());
+        assert!(RawView::parse_announcement("x 2 9 0 0 1 0 12").is_none());
+    }
+}
