@@ -60,6 +60,8 @@ step "doc tests (redis)" cargo test --features redis --doc -- redis Builder::sha
 step "redis: one process, shared namespaces" cargo test --features redis --test redis_state
 step "redis: the healthy path makes no round trip" cargo test --features redis --test redis_hot_path
 step "redis: a transport from outside the crate" cargo test --features redis --test redis_transport
+step "redis: the review findings" cargo test --features redis --test redis_review
+step "redis: one connection set per process" cargo test --features redis --test redis_scale -- --nocapture
 step "redis: eight processes" cargo test --features redis --test redis_fleet
 step "redis: faults" cargo test --features redis --test redis_faults
 step "bench: closed success with Redis state vs one round trip" \

@@ -1,9 +1,12 @@
 //! The circuit breaker and its permits.
 
+use crate::backend::{Backend, Core, Plan};
 use crate::clock::{duration_to_ms, ClockSource};
-use crate::config::{self, Builder, Classifier, Settings};
+use crate::config::{Builder, Classifier};
 use crate::error::{ConfigError, Error, Rejected};
+use crate::events::Events;
 use crate::listener::Listeners;
+use crate::settings::{self, Settings};
 use crate::state::{Acquire, LimitSource, Outcome, Recorded, State, StateCell, Ticket, Transition};
 use std::any::Any;
 use std::collections::hash_map::RandomState;
@@ -43,10 +46,9 @@ pub struct CircuitBreaker {
     name: Box<str>,
     /// Marks this breaker's tickets, so foreign or forged ones are refused.
     tag: u32,
-    /// The fleet this breaker's state is shared with; `state` is then its
-    /// local mirror. Consulted only on the cold paths.
-    #[cfg(feature = "redis")]
-    shared: Option<Box<crate::redis::Fleet>>,
+    /// Where the state lives (for a shared breaker, `state` is its local
+    /// mirror). Consulted only on the cold paths.
+    backend: Backend,
 }
 
 /// A ticket that this breaker did not issue, or bits that are no ticket at all.
@@ -82,14 +84,17 @@ impl CircuitBreaker {
         Builder::default()
     }
 
+    /// A breaker backed as `plan` says; a shared one syncs first (bounded
+    /// by the store's timeouts; a failure is reported, not fatal).
     pub(crate) fn from_parts(
         name: String,
         settings: Settings,
         clock: ClockSource,
         listeners: Listeners,
         classifier: Classifier,
+        plan: Plan,
     ) -> Self {
-        CircuitBreaker {
+        let mut breaker = CircuitBreaker {
             state: StateCell::new(),
             settings,
             clock,
@@ -97,21 +102,33 @@ impl CircuitBreaker {
             classifier,
             name: name.into_boxed_str(),
             tag: random_tag(),
-            #[cfg(feature = "redis")]
-            shared: None,
+            backend: Backend::Local,
+        };
+        let mut events = Events::default();
+        breaker.backend = plan.start(&breaker.name, breaker.core(), &mut events);
+        breaker.report(events);
+        breaker
+    }
+
+    #[inline]
+    fn core(&self) -> Core<'_> {
+        Core {
+            cell: &self.state,
+            settings: &self.settings,
+            clock: &self.clock,
         }
     }
 
-    /// Shares this breaker's state through `state`: the first sync runs now
-    /// (bounded by the store's timeouts; a failure is reported, not fatal).
-    #[cfg(feature = "redis")]
-    pub(crate) fn with_fleet(mut self, state: crate::redis::RedisState) -> Self {
-        let fleet = crate::redis::Fleet::start(state, &self);
-        self.shared = Some(Box::new(fleet));
-        if let Some(fleet) = &self.shared {
-            fleet.first_sync(&self);
+    /// Tells the listeners what a cold path did: the one place transitions
+    /// are reported, for every backend, once each.
+    fn report(&self, events: Events) {
+        if self.listeners.is_empty() || events.is_empty() {
+            return;
         }
-        self
+        events.drain(
+            |error| self.listeners.notify(|l| l.storage_error(self, error)),
+            |t| self.listeners.notify(|l| l.state_change(self, t.from, t.to)),
+        );
     }
 
     /// Runs `op` if the breaker admits it and records how it ended.
@@ -161,6 +178,9 @@ impl CircuitBreaker {
         if !self.listeners.is_empty() {
             self.notify_before_call();
         }
+        if self.backend.has_news() {
+            self.catch_up();
+        }
         match self.state.acquire_closed() {
             Some(ticket) => Ok(ticket.with_tag(self.tag)),
             None => self.acquire_not_closed(),
@@ -171,11 +191,7 @@ impl CircuitBreaker {
     /// and a coarse clock reading; anything else takes the CAS loop.
     #[inline(never)]
     fn acquire_not_closed(&self) -> Result<Ticket, Rejected> {
-        #[cfg(feature = "redis")]
-        if self.shared.is_some() {
-            return self.acquire_slow();
-        }
-        match self.state.rejects(&self.settings, &mut self.clock.lazy()) {
+        match self.backend.rejects(self.core()) {
             Some(state) => self.reject(state),
             None => self.acquire_slow(),
         }
@@ -188,6 +204,15 @@ impl CircuitBreaker {
         Err(Rejected { state })
     }
 
+    /// Applies what a shared breaker's fleet announced.
+    #[cold]
+    #[inline(never)]
+    fn catch_up(&self) {
+        let mut events = Events::default();
+        self.backend.catch_up(self.core(), &mut events);
+        self.report(events);
+    }
+
     #[cold]
     #[inline(never)]
     fn notify_before_call(&self) {
@@ -197,24 +222,21 @@ impl CircuitBreaker {
     // Not `#[cold]`: an open breaker's rejections all come through here.
     #[inline(never)]
     fn acquire_slow(&self) -> Result<Ticket, Rejected> {
-        #[cfg(feature = "redis")]
-        let decision = match &self.shared {
-            Some(fleet) => fleet.acquire(self, &self.settings.limits()),
-            None => self.state.acquire(&self.settings, &mut self.clock.lazy()),
-        };
-        #[cfg(not(feature = "redis"))]
-        let decision = self.state.acquire(&self.settings, &mut self.clock.lazy());
-        match decision {
-            Acquire::Admitted { ticket, transition } => {
+        let mut events = Events::default();
+        match self.backend.acquire(self.core(), &mut events) {
+            Acquire::Admitted { ticket, .. } => {
                 let ticket = ticket.with_tag(self.tag);
-                if let Err(panic) = catch_unwind(AssertUnwindSafe(|| self.report_transition(transition))) {
+                if let Err(panic) = catch_unwind(AssertUnwindSafe(|| self.report(events))) {
                     // The caller never gets this ticket: free its probe slot.
                     let _ = self.record_valid(ticket, Outcome::Ignored);
                     resume_unwind(panic);
                 }
                 Ok(ticket)
             }
-            Acquire::Rejected(state) => self.reject(state),
+            Acquire::Rejected(state) => {
+                self.report(events);
+                self.reject(state)
+            }
         }
     }
 
@@ -249,46 +271,21 @@ impl CircuitBreaker {
 
     #[inline(never)]
     fn record_and_report(&self, ticket: Ticket, outcome: Outcome) -> Recorded {
-        // Checked again for breakers with listeners (a shared breaker always
-        // has one): a clean success must not take the slow path, which for a
-        // shared breaker is a round trip.
-        let recorded = if outcome == Outcome::Success && self.state.success_is_noop(ticket) {
-            Recorded::Counted
-        } else {
-            self.record_slow(ticket, outcome)
-        };
+        // Checked again for breakers with listeners: a clean success must not
+        // take the slow path, which for a shared breaker is a round trip.
+        if outcome == Outcome::Success && self.state.success_is_noop(ticket) {
+            if !self.listeners.is_empty() {
+                self.report_outcome(outcome);
+            }
+            return Recorded::Counted;
+        }
+        let mut events = Events::default();
+        let recorded = self.backend.record(self.core(), ticket, outcome, &mut events);
         if !self.listeners.is_empty() && recorded != Recorded::Stale {
             self.report_outcome(outcome);
-            self.report_transition(recorded.transition());
         }
+        self.report(events);
         recorded
-    }
-
-    #[inline]
-    fn record_slow(&self, ticket: Ticket, outcome: Outcome) -> Recorded {
-        #[cfg(feature = "redis")]
-        if let Some(fleet) = &self.shared {
-            return fleet.record(self, ticket, outcome, &self.settings.limits());
-        }
-        let recorded = self
-            .state
-            .record(ticket, outcome, &self.settings, &mut self.clock.lazy());
-        if recorded != Recorded::Counted {
-            return recorded;
-        }
-        // A setter may have lowered a limit while this record was counted
-        // against the old one; the setter's RMW or this check catches it.
-        match self.reconcile_if_needed() {
-            Some(transition) => Recorded::Transitioned(transition),
-            None => recorded,
-        }
-    }
-
-    fn reconcile_if_needed(&self) -> Option<Transition> {
-        if !self.state.needs_reconcile(&self.settings) {
-            return None;
-        }
-        self.state.reconcile(&self.settings, &mut self.clock.lazy())
     }
 
     fn report_outcome(&self, outcome: Outcome) {
@@ -299,31 +296,10 @@ impl CircuitBreaker {
         });
     }
 
-    fn report_transition(&self, transition: Option<Transition>) {
-        if let Some(t) = transition {
-            // A shared breaker reports the changes of its mirror itself,
-            // once each, whichever thread or process made them.
-            #[cfg(feature = "redis")]
-            if self.shared.is_some() {
-                return;
-            }
-            self.emit_transition(t);
-        }
-    }
-
-    pub(crate) fn emit_transition(&self, t: Transition) {
-        if !self.listeners.is_empty() {
-            self.listeners.notify(|l| l.state_change(self, t.from, t.to));
-        }
-    }
-
     fn force(&self, target: State) -> Option<Transition> {
-        #[cfg(feature = "redis")]
-        if let Some(fleet) = &self.shared {
-            return fleet.force(self, target);
-        }
-        let transition = self.state.force(target, &mut self.clock.lazy());
-        self.report_transition(transition);
+        let mut events = Events::default();
+        let transition = self.backend.force(self.core(), target, &mut events);
+        self.report(events);
         transition
     }
 
@@ -346,32 +322,29 @@ impl CircuitBreaker {
 
     fn apply_setting(&self, store: impl FnOnce(&Settings)) -> Option<Transition> {
         store(&self.settings);
-        #[cfg(feature = "redis")]
-        if let Some(fleet) = &self.shared {
-            return fleet.reconcile(self, &self.settings.limits());
-        }
-        let transition = self.state.reconcile(&self.settings, &mut self.clock.lazy());
-        self.report_transition(transition);
+        let mut events = Events::default();
+        let transition = self.backend.reconcile(self.core(), &mut events);
+        self.report(events);
         transition
     }
 
     /// Sets `fail_max` for the next decision. If the closed breaker already
     /// has that many failures it trips now (the transition is returned).
     pub fn set_fail_max(&self, fail_max: u32) -> Result<Option<Transition>, ConfigError> {
-        let value = config::check_fail_max(fail_max)?;
+        let value = settings::check_fail_max(fail_max)?;
         Ok(self.apply_setting(|s| s.set_fail_max(value)))
     }
 
     /// Sets `success_threshold` for the next decision. If the half-open
     /// breaker already has that many successes it closes now.
     pub fn set_success_threshold(&self, success_threshold: u32) -> Result<Option<Transition>, ConfigError> {
-        let value = config::check_success_threshold(success_threshold)?;
+        let value = settings::check_success_threshold(success_threshold)?;
         Ok(self.apply_setting(|s| s.set_success_threshold(value)))
     }
 
     /// Sets how many probes half-open admits at once, for the next decision.
     pub fn set_half_open_max_calls(&self, half_open_max_calls: u32) -> Result<(), ConfigError> {
-        let value = config::check_half_open_max_calls(half_open_max_calls)?;
+        let value = settings::check_half_open_max_calls(half_open_max_calls)?;
         self.settings.set_half_open_max_calls(value);
         Ok(())
     }
@@ -383,19 +356,15 @@ impl CircuitBreaker {
 
     /// Sets the probe lease (see [`Builder::probe_lease`]).
     pub fn set_probe_lease(&self, lease: Duration) -> Result<(), ConfigError> {
-        let ms = config::check_probe_lease(lease)?;
+        let ms = settings::check_probe_lease(lease)?;
         self.settings.set_probe_lease_ms(ms);
         Ok(())
     }
 
-    /// The word as the getters report it; a shared breaker's mirror first
-    /// takes what its fleet announced.
+    /// The word as the getters report it: for a shared breaker, with what
+    /// its fleet announced. A getter changes nothing and runs no listener.
     fn snapshot(&self) -> crate::state::Snapshot {
-        #[cfg(feature = "redis")]
-        if let Some(fleet) = &self.shared {
-            fleet.catch_up(self);
-        }
-        self.state.load()
+        self.backend.peek(self.core())
     }
 
     /// The current state. An open breaker whose timeout has passed still
@@ -447,32 +416,6 @@ impl CircuitBreaker {
     /// The probe lease in force.
     pub fn probe_lease(&self) -> Duration {
         Duration::from_millis(self.settings.probe_lease_ms())
-    }
-}
-
-/// What the shared-state module reaches of a breaker (cold paths only).
-#[cfg(feature = "redis")]
-impl CircuitBreaker {
-    pub(crate) fn mirror(&self) -> &StateCell {
-        &self.state
-    }
-
-    pub(crate) fn clock_source(&self) -> &crate::clock::ClockSource {
-        &self.clock
-    }
-
-    pub(crate) fn limits(&self) -> crate::state::Limits {
-        self.settings.limits()
-    }
-
-    pub(crate) fn fleet(&self) -> Option<&crate::redis::Fleet> {
-        self.shared.as_deref()
-    }
-
-    pub(crate) fn report_storage_error(&self, error: &dyn std::error::Error) {
-        if !self.listeners.is_empty() {
-            self.listeners.notify(|l| l.storage_error(self, error));
-        }
     }
 }
 

@@ -1,130 +1,18 @@
-//! Configuration: the builder, its validation, and the live settings that
-//! runtime setters change.
+//! The builder: what a breaker is made from, checked once at `build()`.
 
+use crate::backend::Plan;
 use crate::breaker::CircuitBreaker;
-use crate::clock::{duration_to_ms, Clock, ClockSource, MonotonicClock};
+use crate::clock::{Clock, ClockSource, MonotonicClock};
 use crate::error::ConfigError;
 use crate::listener::{Listener, Listeners, StateChangeFn};
-use crate::state::{LimitSource, Limits, Outcome, State, MAX_HALF_OPEN_COUNT};
-use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::settings::Settings;
+use crate::settings::{
+    DEFAULT_FAIL_MAX, DEFAULT_HALF_OPEN_MAX_CALLS, DEFAULT_RESET_TIMEOUT, DEFAULT_SUCCESS_THRESHOLD,
+};
+use crate::state::{Outcome, State};
 use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Default consecutive failures that trip the breaker.
-pub const DEFAULT_FAIL_MAX: u32 = 5;
-/// Default time the breaker stays open before letting a probe through.
-pub const DEFAULT_RESET_TIMEOUT: Duration = Duration::from_secs(60);
-/// Default half-open successes needed to close.
-pub const DEFAULT_SUCCESS_THRESHOLD: u32 = 1;
-/// Default probes admitted at once in half-open.
-pub const DEFAULT_HALF_OPEN_MAX_CALLS: u32 = 1;
-/// The shortest probe lease used when the lease follows the reset timeout.
-pub const MIN_DEFAULT_PROBE_LEASE: Duration = Duration::from_secs(1);
-
-pub(crate) fn check_fail_max(value: u32) -> Result<u32, ConfigError> {
-    check_count("fail_max", value, u32::MAX)
-}
-
-pub(crate) fn check_success_threshold(value: u32) -> Result<u32, ConfigError> {
-    check_count("success_threshold", value, MAX_HALF_OPEN_COUNT)
-}
-
-pub(crate) fn check_half_open_max_calls(value: u32) -> Result<u32, ConfigError> {
-    check_count("half_open_max_calls", value, MAX_HALF_OPEN_COUNT)
-}
-
-pub(crate) fn check_probe_lease(value: Duration) -> Result<u64, ConfigError> {
-    match duration_to_ms(value) {
-        0 => Err(ConfigError::Zero { field: "probe_lease" }),
-        ms => Ok(ms),
-    }
-}
-
-fn check_count(field: &'static str, value: u32, max: u32) -> Result<u32, ConfigError> {
-    match value {
-        0 => Err(ConfigError::Zero { field }),
-        v if v > max => Err(ConfigError::TooLarge {
-            field,
-            max: u64::from(max),
-        }),
-        v => Ok(v),
-    }
-}
-
-/// The live limits, changed by runtime setters and read at each decision.
-pub(crate) struct Settings {
-    fail_max: AtomicU32,
-    success_threshold: AtomicU32,
-    half_open_max_calls: AtomicU32,
-    reset_timeout_ms: AtomicU64,
-    /// Zero: follow the reset timeout (at least [`MIN_DEFAULT_PROBE_LEASE`]).
-    probe_lease_ms: AtomicU64,
-}
-
-impl LimitSource for Settings {
-    #[inline]
-    fn fail_max(&self) -> u32 {
-        self.fail_max.load(Ordering::Acquire)
-    }
-
-    #[inline]
-    fn success_threshold(&self) -> u32 {
-        self.success_threshold.load(Ordering::Acquire)
-    }
-
-    #[inline]
-    fn half_open_max_calls(&self) -> u32 {
-        self.half_open_max_calls.load(Ordering::Acquire)
-    }
-
-    #[inline]
-    fn reset_timeout_ms(&self) -> u64 {
-        self.reset_timeout_ms.load(Ordering::Acquire)
-    }
-
-    fn probe_lease_ms(&self) -> u64 {
-        match self.probe_lease_ms.load(Ordering::Acquire) {
-            0 => self
-                .reset_timeout_ms()
-                .max(duration_to_ms(MIN_DEFAULT_PROBE_LEASE)),
-            ms => ms,
-        }
-    }
-}
-
-impl Settings {
-    /// Every limit at once, for a store that sends them along.
-    pub(crate) fn limits(&self) -> Limits {
-        Limits {
-            fail_max: self.fail_max(),
-            success_threshold: self.success_threshold(),
-            half_open_max_calls: self.half_open_max_calls(),
-            reset_timeout_ms: self.reset_timeout_ms(),
-            probe_lease_ms: self.probe_lease_ms(),
-        }
-    }
-
-    pub(crate) fn set_fail_max(&self, value: u32) {
-        self.fail_max.store(value, Ordering::Release);
-    }
-
-    pub(crate) fn set_success_threshold(&self, value: u32) {
-        self.success_threshold.store(value, Ordering::Release);
-    }
-
-    pub(crate) fn set_half_open_max_calls(&self, value: u32) {
-        self.half_open_max_calls.store(value, Ordering::Release);
-    }
-
-    pub(crate) fn set_reset_timeout_ms(&self, value: u64) {
-        self.reset_timeout_ms.store(value, Ordering::Release);
-    }
-
-    pub(crate) fn set_probe_lease_ms(&self, value: u64) {
-        self.probe_lease_ms.store(value, Ordering::Release);
-    }
-}
 
 type Predicate = Box<dyn Fn(&dyn Any) -> bool + Send + Sync>;
 
@@ -164,8 +52,7 @@ pub struct Builder {
     clock: Option<Arc<dyn Clock>>,
     listeners: Vec<Arc<dyn Listener>>,
     classifier: Classifier,
-    #[cfg(feature = "redis")]
-    shared: Option<crate::redis::RedisState>,
+    plan: Plan,
 }
 
 impl Default for Builder {
@@ -180,8 +67,7 @@ impl Default for Builder {
             clock: None,
             listeners: Vec::new(),
             classifier: Classifier::default(),
-            #[cfg(feature = "redis")]
-            shared: None,
+            plan: Plan::Local,
         }
     }
 }
@@ -279,43 +165,30 @@ impl Builder {
     /// ```
     #[cfg(feature = "redis")]
     pub fn shared(mut self, state: crate::redis::RedisState) -> Self {
-        self.shared = Some(state);
+        self.plan = Plan::Shared(Box::new(state));
         self
     }
 
     /// Checks every value and builds the breaker.
     pub fn build(self) -> Result<CircuitBreaker, ConfigError> {
-        let probe_lease_ms = self.probe_lease.map(check_probe_lease).transpose()?.unwrap_or(0);
-        let settings = Settings {
-            fail_max: AtomicU32::new(check_fail_max(self.fail_max)?),
-            success_threshold: AtomicU32::new(check_success_threshold(self.success_threshold)?),
-            half_open_max_calls: AtomicU32::new(check_half_open_max_calls(self.half_open_max_calls)?),
-            reset_timeout_ms: AtomicU64::new(duration_to_ms(self.reset_timeout)),
-            probe_lease_ms: AtomicU64::new(probe_lease_ms),
-        };
+        let settings = Settings::new(
+            self.fail_max,
+            self.success_threshold,
+            self.half_open_max_calls,
+            self.reset_timeout,
+            self.probe_lease,
+        )?;
         let clock = match self.clock {
             Some(clock) => ClockSource::Custom(clock),
             None => ClockSource::Monotonic(MonotonicClock::new()),
         };
-        #[allow(unused_mut)]
-        let mut listeners = self.listeners;
-        #[cfg(feature = "redis")]
-        if self.shared.is_some() {
-            // First in line: brings the mirror up to date before each call.
-            listeners.insert(0, crate::redis::catch_up_listener());
-        }
-        let breaker = CircuitBreaker::from_parts(
+        Ok(CircuitBreaker::from_parts(
             self.name,
             settings,
             clock,
-            Listeners::new(listeners),
+            Listeners::new(self.listeners),
             self.classifier,
-        );
-        #[cfg(feature = "redis")]
-        let breaker = match self.shared {
-            Some(state) => breaker.with_fleet(state),
-            None => breaker,
-        };
-        Ok(breaker)
+            self.plan,
+        ))
     }
 }

@@ -20,10 +20,12 @@
 #![deny(unsafe_op_in_unsafe_fn, unused_must_use)]
 #![warn(missing_docs)]
 
+mod backend;
 mod breaker;
 pub mod clock;
 mod config;
 mod error;
+mod events;
 pub mod ffi;
 pub mod future;
 mod listener;
@@ -34,6 +36,7 @@ pub mod metrics;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod registry;
+mod settings;
 mod state;
 mod sync;
 #[cfg(feature = "tower")]
@@ -42,11 +45,12 @@ pub mod tower;
 pub mod tracing;
 
 pub use breaker::{CircuitBreaker, InvalidTicket, Permit};
-pub use config::{
-    Builder, DEFAULT_FAIL_MAX, DEFAULT_HALF_OPEN_MAX_CALLS, DEFAULT_RESET_TIMEOUT, DEFAULT_SUCCESS_THRESHOLD,
-    MIN_DEFAULT_PROBE_LEASE,
-};
+pub use config::Builder;
 pub use error::{ConfigError, Error, Rejected};
 pub use listener::Listener;
 pub use registry::Registry;
+pub use settings::{
+    DEFAULT_FAIL_MAX, DEFAULT_HALF_OPEN_MAX_CALLS, DEFAULT_RESET_TIMEOUT, DEFAULT_SUCCESS_THRESHOLD,
+    MIN_DEFAULT_PROBE_LEASE,
+};
 pub use state::{Outcome, Recorded, State, Ticket, Transition};

@@ -655,7 +655,7 @@ mod fleet {
     }
 
     impl FleetView {
-        fn snapshot(&self) -> Snapshot {
+        pub(crate) fn snapshot(&self) -> Snapshot {
             let base = Snapshot::new(CLOSED, self.generation % GENERATION_MODULUS, 0);
             match self.state {
                 State::Closed => base.with_failures(self.failures),

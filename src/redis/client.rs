@@ -5,19 +5,28 @@ use super::transport::{Script, Subscriber, Transport};
 use super::StorageError;
 use redis::{cmd, Client, Cmd, Connection, ErrorKind, Msg, Value};
 use std::collections::VecDeque;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-/// The most idle command connections kept: one per thread that talked to
-/// Redis at once, up to this many.
-const MAX_IDLE: usize = 2;
+/// The most command connections open at once, for every breaker of the
+/// process on this endpoint; a call that finds them all busy waits for one,
+/// within its command timeout. With the watcher's subscription connection
+/// that is at most four per endpoint.
+const MAX_CONNECTIONS: usize = 3;
 
 /// One Redis endpoint reached through the `redis` crate.
 pub(crate) struct RedisTransport {
     client: Client,
     endpoint: String,
     connect_timeout: Duration,
-    idle: Mutex<Vec<Connection>>,
+    pool: Mutex<Pool>,
+    freed: Condvar,
+}
+
+struct Pool {
+    idle: Vec<Connection>,
+    /// Connections open, idle or in use.
+    open: usize,
 }
 
 impl RedisTransport {
@@ -26,8 +35,53 @@ impl RedisTransport {
             client,
             endpoint,
             connect_timeout,
-            idle: Mutex::new(Vec::new()),
+            pool: Mutex::new(Pool {
+                idle: Vec::new(),
+                open: 0,
+            }),
+            freed: Condvar::new(),
         }
+    }
+
+    fn pool(&self) -> MutexGuard<'_, Pool> {
+        self.pool.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// An idle connection, a new one if fewer than the most are open, or
+    /// the next one freed before `deadline`.
+    fn take(&self, deadline: Option<Instant>) -> Result<Connection, StorageError> {
+        let mut pool = self.pool();
+        loop {
+            if let Some(conn) = pool.idle.pop() {
+                return Ok(conn);
+            }
+            if pool.open < MAX_CONNECTIONS {
+                pool.open += 1;
+                drop(pool);
+                let conn = remaining(deadline).and_then(|left| self.connect(left));
+                if conn.is_err() {
+                    self.give_back(None);
+                }
+                return conn;
+            }
+            let left = remaining(deadline)?;
+            pool = self
+                .freed
+                .wait_timeout(pool, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// Returns a connection to the pool; `None`: it was lost.
+    fn give_back(&self, conn: Option<Connection>) {
+        let mut pool = self.pool();
+        match conn {
+            Some(conn) => pool.idle.push(conn),
+            None => pool.open = pool.open.saturating_sub(1),
+        }
+        drop(pool);
+        self.freed.notify_one();
     }
 
     fn connect(&self, timeout: Duration) -> Result<Connection, StorageError> {
@@ -45,19 +99,13 @@ impl Transport for RedisTransport {
         timeout: Duration,
     ) -> Result<Vec<i64>, StorageError> {
         let deadline = Instant::now().checked_add(timeout);
-        let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
-        let mut conn = match idle {
-            Some(conn) => conn,
-            None => self.connect(remaining(deadline)?)?,
-        };
+        let mut conn = self.take(deadline)?;
         let mut invocation = cmd("EVALSHA");
         invocation.arg(script.sha1()).arg(1).arg(key).arg(args);
-        let values = eval(&mut conn, script, &invocation, deadline)?;
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        if idle.len() < MAX_IDLE {
-            idle.push(conn);
-        }
-        Ok(values)
+        let values = eval(&mut conn, script, &invocation, deadline);
+        // After an error the connection may be mid-reply or dead: close it.
+        self.give_back(values.is_ok().then_some(conn));
+        values
     }
 
     fn subscriber(&self, timeout: Duration) -> Result<Box<dyn Subscriber>, StorageError> {
@@ -69,7 +117,9 @@ impl Transport for RedisTransport {
     }
 
     fn reset(&self) {
-        self.idle.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        let mut pool = self.pool();
+        pool.open = pool.open.saturating_sub(pool.idle.len());
+        pool.idle.clear();
     }
 
     fn endpoint(&self) -> String {

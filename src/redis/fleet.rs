@@ -3,21 +3,28 @@
 
 use super::protocol::{Code, Op, RawView, Reply, Seed};
 use super::store::Store;
-use super::{watcher, FaultPolicy, RedisState, StorageError};
-use crate::breaker::CircuitBreaker;
+use super::watcher::Hub;
+use super::{FaultPolicy, RedisState, StorageError};
 use crate::clock::ClockSource;
+use crate::events::Events;
 use crate::state::{
-    Acquire, FleetView, Gate, Limits, Now, Outcome, Recorded, Snapshot, State, Ticket, Transition,
+    Acquire, FleetView, Gate, Limits, Now, Outcome, Recorded, Snapshot, State, StateCell, Ticket, Transition,
 };
 use crate::sync::{AtomicU32, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
+
+/// What the fleet is lent of a breaker for one call: its mirror and clock.
+#[derive(Clone, Copy)]
+pub(crate) struct Mirror<'a> {
+    pub(crate) cell: &'a StateCell,
+    pub(crate) clock: &'a ClockSource,
+}
 
 /// A breaker's link to its fleet: owned by the breaker, stopped with it.
 pub(crate) struct Fleet {
     inner: Arc<Inner>,
-    watcher: Option<JoinHandle<()>>,
+    hub: Arc<Hub>,
 }
 
 /// What the breaker and its watcher thread share.
@@ -31,11 +38,11 @@ pub(crate) struct Inner {
     /// 1 while the store is unreachable: calls then decide by the policy
     /// without touching the network, and the watcher reconnects.
     down: AtomicU32,
-    stop: AtomicU32,
+    /// The endpoint's watcher, woken when a call sees the store fail.
+    hub: Weak<Hub>,
     /// 1 when `mailbox` holds something for the next call to apply.
     pending: AtomicU32,
     mailbox: Mutex<Mailbox>,
-    wake: Condvar,
 }
 
 /// Everything the mirror is reconciled against, under one lock (held only
@@ -55,70 +62,66 @@ struct Mailbox {
 }
 
 impl Fleet {
-    pub(crate) fn start(state: RedisState, breaker: &CircuitBreaker) -> Fleet {
+    pub(crate) fn start(state: RedisState, name: &str, clock: &ClockSource) -> Fleet {
         let namespace = match state.namespace.as_deref() {
             Some(ns) if !ns.is_empty() => ns.to_owned(),
-            _ if !breaker.name().is_empty() => breaker.name().to_owned(),
+            _ if !name.is_empty() => name.to_owned(),
             _ => "default".to_owned(),
         };
+        let hub = state.hub();
         let inner = Arc::new(Inner {
             store: Store::new(
-                state.transport(),
+                Arc::clone(&hub.transport),
                 &namespace,
                 state.notifications,
                 state.command_timeout,
-                state.connect_timeout,
             ),
             policy: state.policy,
             refresh_interval: state.refresh_interval,
             max_backoff: state.max_backoff,
             announce: state.notifications,
-            clock: breaker.clock_source().clone(),
+            clock: clock.clone(),
             down: AtomicU32::new(0),
-            stop: AtomicU32::new(0),
+            hub: Arc::downgrade(&hub),
             pending: AtomicU32::new(0),
             mailbox: Mutex::new(Mailbox {
                 applied: 0,
                 view: None,
                 went_down: false,
                 error: None,
-                mirror: breaker.mirror().load(),
+                mirror: Snapshot::initial(),
             }),
-            wake: Condvar::new(),
         });
-        let thread_inner = Arc::clone(&inner);
-        let watcher = std::thread::Builder::new()
-            .name("breakerbox-redis".into())
-            .spawn(move || watcher::run(thread_inner))
-            .map_err(|e| inner.post_error(StorageError::thread(&e)))
-            .ok();
-        Fleet { inner, watcher }
+        hub.join(Arc::clone(&inner));
+        Fleet { inner, hub }
     }
 
     /// The first sync, on the building thread: a late joiner starts in the
     /// fleet's state (not reported as a change: it is where it begins); an
     /// empty Redis is seeded with a closed breaker.
-    pub(crate) fn first_sync(&self, b: &CircuitBreaker) {
-        match self.run(b, Op::Sync, &zero_limits()) {
+    pub(crate) fn first_sync(&self, m: Mirror<'_>, ev: &mut Events) {
+        match self.run(m, Op::Sync, &zero_limits()) {
             Ok(reply) => {
                 let view = self.inner.localize(&reply.view);
-                self.apply_view(b, reply.view.version, &view, false);
+                let mut quiet = Events::default();
+                self.apply_view(m, reply.view.version, &view, &mut quiet);
             }
-            Err(e) => self.went_down(b, e),
+            Err(e) => self.went_down(m, e, ev),
         }
-        self.catch_up(b);
+        self.catch_up(m, ev);
     }
 
-    /// Applies what the watcher brought: one atomic load when there is nothing.
+    /// Whether the watcher left something for the next call: one load.
     #[inline]
-    pub(crate) fn catch_up(&self, b: &CircuitBreaker) {
-        if self.inner.pending.load(Ordering::Acquire) != 0 {
-            self.catch_up_slow(b);
-        }
+    pub(crate) fn has_news(&self) -> bool {
+        self.inner.pending.load(Ordering::Acquire) != 0
     }
 
-    #[cold]
-    fn catch_up_slow(&self, b: &CircuitBreaker) {
+    /// Applies what the watcher brought.
+    pub(crate) fn catch_up(&self, m: Mirror<'_>, ev: &mut Events) {
+        if !self.has_news() {
+            return;
+        }
         let (view, went_down, error) = {
             let mut mailbox = self.inner.mailbox();
             self.inner.pending.store(0, Ordering::Release);
@@ -129,19 +132,32 @@ impl Fleet {
             )
         };
         if let Some(error) = error {
-            b.report_storage_error(&error);
+            ev.storage_error(error);
         }
         if went_down && self.is_down() {
-            self.apply_policy(b);
+            self.apply_policy(m, ev);
         }
         if let Some((version, view)) = view {
-            self.apply_view(b, version, &view, true);
+            self.apply_view(m, version, &view, ev);
         }
     }
 
-    pub(crate) fn acquire(&self, b: &CircuitBreaker, limits: &Limits) -> Acquire {
+    /// The mirror as getters see it: with the view the watcher left applied
+    /// in thought only (nothing changes, no listener runs).
+    pub(crate) fn peek(&self, m: Mirror<'_>) -> Snapshot {
+        if self.has_news() {
+            let mailbox = self.inner.mailbox();
+            if let Some((_, view)) = mailbox.view.filter(|(v, _)| *v > mailbox.applied) {
+                return view.snapshot();
+            }
+        }
+        m.cell.load()
+    }
+
+    pub(crate) fn acquire(&self, m: Mirror<'_>, limits: &Limits, ev: &mut Events) -> Acquire {
+        self.catch_up(m, ev);
         if !self.is_down() {
-            match b.mirror().gate(limits, &mut b.clock_source().lazy()) {
+            match m.cell.gate(limits, &mut m.clock.lazy()) {
                 Gate::Admit(ticket) => {
                     return Acquire::Admitted {
                         ticket,
@@ -151,9 +167,9 @@ impl Fleet {
                 Gate::Reject(state) => return Acquire::Rejected(state),
                 Gate::AskFleet => {}
             }
-            match self.run(b, Op::Acquire, limits) {
+            match self.run(m, Op::Acquire, limits) {
                 Ok(reply) => {
-                    let view = self.apply_reply(b, &reply);
+                    let view = self.apply_reply(m, &reply, ev);
                     return match reply.code {
                         Code::AdmitClosed => Acquire::Admitted {
                             ticket: view.ticket(false),
@@ -166,36 +182,33 @@ impl Fleet {
                         _ => Acquire::Rejected(view.state),
                     };
                 }
-                Err(e) => self.went_down(b, e),
+                Err(e) => self.went_down(m, e, ev),
             }
         }
-        self.acquire_degraded(b, limits)
+        self.acquire_degraded(m, limits, ev)
     }
 
-    fn acquire_degraded(&self, b: &CircuitBreaker, limits: &Limits) -> Acquire {
+    fn acquire_degraded(&self, m: Mirror<'_>, limits: &Limits, ev: &mut Events) -> Acquire {
         match self.inner.policy {
             FaultPolicy::Local => {
-                let decision = b.mirror().acquire(limits, &mut b.clock_source().lazy());
-                if let Acquire::Admitted {
-                    transition: Some(t), ..
-                } = decision
-                {
-                    self.after_local_change(b, Some(t));
+                let decision = m.cell.acquire(limits, &mut m.clock.lazy());
+                if let Acquire::Admitted { transition, .. } = decision {
+                    self.after_local_change(m, transition, ev);
                 }
                 decision
             }
             FaultPolicy::FailOpen => {
-                self.apply_policy(b);
-                match b.mirror().acquire_closed() {
+                self.apply_policy(m, ev);
+                match m.cell.acquire_closed() {
                     Some(ticket) => Acquire::Admitted {
                         ticket,
                         transition: None,
                     },
-                    None => Acquire::Rejected(b.mirror().load().state()),
+                    None => Acquire::Rejected(m.cell.load().state()),
                 }
             }
             FaultPolicy::FailClosed => {
-                self.apply_policy(b);
+                self.apply_policy(m, ev);
                 Acquire::Rejected(State::Open)
             }
         }
@@ -203,77 +216,82 @@ impl Fleet {
 
     pub(crate) fn record(
         &self,
-        b: &CircuitBreaker,
+        m: Mirror<'_>,
         ticket: Ticket,
         outcome: Outcome,
         limits: &Limits,
+        ev: &mut Events,
     ) -> Recorded {
+        self.catch_up(m, ev);
         if outcome == Outcome::Ignored && !ticket.is_probe() {
             // Ignoring a closed-state call changes nothing anywhere: the
             // mirror only tells whether its episode is over.
-            return b
-                .mirror()
-                .record(ticket, outcome, limits, &mut b.clock_source().lazy());
+            return m.cell.record(ticket, outcome, limits, &mut m.clock.lazy());
         }
         if !self.is_down() {
-            match self.run(b, Op::Record(ticket, outcome), limits) {
+            match self.run(m, Op::Record(ticket, outcome), limits) {
                 Ok(reply) => {
-                    self.apply_reply(b, &reply);
+                    self.apply_reply(m, &reply, ev);
                     return match (reply.code, reply.transition) {
                         (Code::Transitioned, Some(t)) => Recorded::Transitioned(t),
                         (Code::Counted, _) => Recorded::Counted,
                         _ => Recorded::Stale,
                     };
                 }
-                Err(e) => self.went_down(b, e),
+                Err(e) => self.went_down(m, e, ev),
             }
         }
         match self.inner.policy {
             FaultPolicy::Local => {
-                let recorded = b
-                    .mirror()
-                    .record(ticket, outcome, limits, &mut b.clock_source().lazy());
-                self.after_local_change(b, recorded.transition());
+                let recorded = m.cell.record(ticket, outcome, limits, &mut m.clock.lazy());
+                self.after_local_change(m, recorded.transition(), ev);
                 recorded
             }
             // Not counted anywhere while the store is away.
             FaultPolicy::FailOpen | FaultPolicy::FailClosed => {
-                self.apply_policy(b);
+                self.apply_policy(m, ev);
                 Recorded::Stale
             }
         }
     }
 
-    pub(crate) fn force(&self, b: &CircuitBreaker, target: State) -> Option<Transition> {
+    pub(crate) fn force(
+        &self,
+        m: Mirror<'_>,
+        target: State,
+        limits: &Limits,
+        ev: &mut Events,
+    ) -> Option<Transition> {
+        self.catch_up(m, ev);
         if !self.is_down() {
-            match self.run(b, Op::Force(target), &b.limits()) {
+            match self.run(m, Op::Force(target), limits) {
                 Ok(reply) => {
-                    self.apply_reply(b, &reply);
+                    self.apply_reply(m, &reply, ev);
                     return reply.transition;
                 }
-                Err(e) => self.went_down(b, e),
+                Err(e) => self.went_down(m, e, ev),
             }
         }
-        let transition = b.mirror().force(target, &mut b.clock_source().lazy());
-        self.after_local_change(b, transition);
+        let transition = m.cell.force(target, &mut m.clock.lazy());
+        self.after_local_change(m, transition, ev);
         transition
     }
 
-    pub(crate) fn reconcile(&self, b: &CircuitBreaker, limits: &Limits) -> Option<Transition> {
+    pub(crate) fn reconcile(&self, m: Mirror<'_>, limits: &Limits, ev: &mut Events) -> Option<Transition> {
         if !self.is_down() {
-            match self.run(b, Op::Reconcile, limits) {
+            match self.run(m, Op::Reconcile, limits) {
                 Ok(reply) => {
-                    self.apply_reply(b, &reply);
+                    self.apply_reply(m, &reply, ev);
                     return reply.transition;
                 }
-                Err(e) => self.went_down(b, e),
+                Err(e) => self.went_down(m, e, ev),
             }
         }
         if self.inner.policy != FaultPolicy::Local {
             return None;
         }
-        let transition = b.mirror().reconcile(limits, &mut b.clock_source().lazy());
-        self.after_local_change(b, transition);
+        let transition = m.cell.reconcile(limits, &mut m.clock.lazy());
+        self.after_local_change(m, transition, ev);
         transition
     }
 
@@ -281,78 +299,68 @@ impl Fleet {
         self.inner.down.load(Ordering::Acquire) != 0
     }
 
-    fn run(&self, b: &CircuitBreaker, op: Op, limits: &Limits) -> Result<Reply, StorageError> {
-        let seed = self.inner.seed(b.mirror().load());
+    fn run(&self, m: Mirror<'_>, op: Op, limits: &Limits) -> Result<Reply, StorageError> {
+        let seed = self.inner.seed(m.cell.load());
         self.inner.store.run(op, &seed, limits)
     }
 
     /// Mirrors the fleet's answer; returns it in this breaker's time.
-    fn apply_reply(&self, b: &CircuitBreaker, reply: &Reply) -> FleetView {
+    fn apply_reply(&self, m: Mirror<'_>, reply: &Reply, ev: &mut Events) -> FleetView {
         let view = self.inner.localize(&reply.view);
-        self.apply_view(b, reply.view.version, &view, true);
+        self.apply_view(m, reply.view.version, &view, ev);
         view
     }
 
     /// Overwrites the mirror with `view` unless a newer one is already there,
-    /// and reports the mirror's change of state once (if `report`).
-    fn apply_view(&self, b: &CircuitBreaker, version: u64, view: &FleetView, report: bool) {
-        let transition = {
-            let mut mailbox = self.inner.mailbox();
-            if version <= mailbox.applied {
-                return;
-            }
-            // While the store is away the mirror may move on its own (the
-            // policy, local decisions): keep `applied` at 0 so that the
-            // first view after recovery overrides it whatever its version.
-            if !self.is_down() {
-                mailbox.applied = version;
-            }
-            let transition = b.mirror().sync_from(view);
-            mailbox.mirror = b.mirror().load();
-            transition
-        };
-        if let Some(t) = transition.filter(|_| report) {
-            b.emit_transition(t);
+    /// and notes the mirror's change of state.
+    fn apply_view(&self, m: Mirror<'_>, version: u64, view: &FleetView, ev: &mut Events) {
+        let mut mailbox = self.inner.mailbox();
+        if version <= mailbox.applied {
+            return;
         }
+        // While the store is away the mirror may move on its own (the
+        // policy, local decisions): keep `applied` at 0 so that the
+        // first view after recovery overrides it whatever its version.
+        if !self.is_down() {
+            mailbox.applied = version;
+        }
+        ev.transition(m.cell.sync_from(view));
+        mailbox.mirror = m.cell.load();
     }
 
-    fn after_local_change(&self, b: &CircuitBreaker, transition: Option<Transition>) {
-        self.inner.mailbox().mirror = b.mirror().load();
-        if let Some(t) = transition {
-            b.emit_transition(t);
-        }
+    fn after_local_change(&self, m: Mirror<'_>, transition: Option<Transition>, ev: &mut Events) {
+        self.inner.mailbox().mirror = m.cell.load();
+        ev.transition(transition);
     }
 
     /// A call met a fault: stop talking to the store until the watcher has
     /// reconnected, report the fault, and apply the policy to the mirror.
-    fn went_down(&self, b: &CircuitBreaker, error: StorageError) {
+    fn went_down(&self, m: Mirror<'_>, error: StorageError, ev: &mut Events) {
         self.inner.mark_down(None);
-        b.report_storage_error(&error);
-        self.apply_policy(b);
+        ev.storage_error(error);
+        self.apply_policy(m, ev);
     }
 
     /// Puts the mirror where the policy wants it while the store is away.
-    fn apply_policy(&self, b: &CircuitBreaker) {
+    fn apply_policy(&self, m: Mirror<'_>, ev: &mut Events) {
         let target = match self.inner.policy {
             FaultPolicy::Local => return,
             FaultPolicy::FailOpen => State::Closed,
             FaultPolicy::FailClosed => State::Open,
         };
-        if b.mirror().load().state() == target {
+        if m.cell.load().state() == target {
             return;
         }
-        let transition = b.mirror().force(target, &mut b.clock_source().lazy());
-        self.after_local_change(b, transition);
+        let transition = m.cell.force(target, &mut m.clock.lazy());
+        self.after_local_change(m, transition, ev);
     }
 }
 
 impl Drop for Fleet {
+    /// Takes this breaker off its watcher's list: no wait on the watcher or
+    /// the network (the watcher ends by itself once its list is empty).
     fn drop(&mut self) {
-        self.inner.stop.store(1, Ordering::Release);
-        self.inner.wake.notify_all();
-        if let Some(watcher) = self.watcher.take() {
-            let _ = watcher.join();
-        }
+        self.hub.leave(&self.inner);
     }
 }
 
@@ -369,10 +377,6 @@ fn zero_limits() -> Limits {
 impl Inner {
     fn mailbox(&self) -> MutexGuard<'_, Mailbox> {
         self.mailbox.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub(crate) fn stopped(&self) -> bool {
-        self.stop.load(Ordering::Acquire) != 0
     }
 
     pub(crate) fn is_down(&self) -> bool {
@@ -449,20 +453,12 @@ impl Inner {
             self.pending.store(1, Ordering::Release);
         }
         self.store.forget_connections();
-        self.wake.notify_all();
+        if let Some(hub) = self.hub.upgrade() {
+            hub.nudge();
+        }
     }
 
     pub(crate) fn mark_up(&self) {
         self.down.store(0, Ordering::Release);
-    }
-
-    /// Sleeps up to `timeout`, waking early when the breaker is dropped or a
-    /// call marks the store down.
-    pub(crate) fn sleep(&self, timeout: Duration) {
-        let mailbox = self.mailbox();
-        if self.stopped() {
-            return;
-        }
-        let _ = self.wake.wait_timeout(mailbox, timeout);
     }
 }

@@ -83,11 +83,9 @@ mod store;
 pub mod transport;
 mod watcher;
 
-pub(crate) use fleet::Fleet;
+pub(crate) use fleet::{Fleet, Mirror};
 pub use transport::{Script, Subscriber, Transport};
 
-use crate::breaker::CircuitBreaker;
-use crate::listener::Listener;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -147,7 +145,11 @@ impl fmt::Debug for RedisState {
 /// the caller brought.
 #[derive(Clone)]
 enum Endpoint {
-    Url(::redis::Client, String),
+    Url {
+        client: ::redis::Client,
+        url: String,
+        masked: String,
+    },
     Custom(Arc<dyn Transport>),
 }
 
@@ -167,7 +169,11 @@ impl RedisState {
                 &format_args!("{masked:?} is not a Redis URL (expected redis://[user:password@]host[:port][/db] or unix:///path)"),
             )
         })?;
-        Ok(RedisState::from_endpoint(Endpoint::Url(client, masked)))
+        Ok(RedisState::from_endpoint(Endpoint::Url {
+            client,
+            url: url.to_owned(),
+            masked,
+        }))
     }
 
     /// Carries the fleet protocol through `transport` instead of the `redis`
@@ -190,15 +196,24 @@ impl RedisState {
         }
     }
 
-    /// The transport this state's breaker talks through.
-    pub(crate) fn transport(&self) -> Arc<dyn Transport> {
+    /// The connection set this state's breaker shares with every other
+    /// breaker of the process on the same endpoint.
+    pub(crate) fn hub(&self) -> Arc<watcher::Hub> {
         match &self.endpoint {
-            Endpoint::Url(client, masked) => Arc::new(client::RedisTransport::new(
-                client.clone(),
-                masked.clone(),
-                self.connect_timeout,
-            )),
-            Endpoint::Custom(transport) => Arc::clone(transport),
+            Endpoint::Url { client, url, masked } => {
+                let key = format!("{url}\n{:?}", self.connect_timeout);
+                watcher::Hub::get(key, self.connect_timeout, || {
+                    Arc::new(client::RedisTransport::new(
+                        client.clone(),
+                        masked.clone(),
+                        self.connect_timeout,
+                    ))
+                })
+            }
+            Endpoint::Custom(transport) => {
+                let key = format!("custom {:p}\n{:?}", Arc::as_ptr(transport), self.connect_timeout);
+                watcher::Hub::get(key, self.connect_timeout, || Arc::clone(transport))
+            }
         }
     }
 
@@ -302,6 +317,13 @@ impl StorageError {
         StorageError::new(StorageErrorKind::Thread, error)
     }
 
+    pub(crate) fn watcher_died(what: &str) -> StorageError {
+        StorageError::new(
+            StorageErrorKind::Thread,
+            &format_args!("the watcher thread panicked ({what}) and was restarted"),
+        )
+    }
+
     /// What kind of fault this is.
     pub fn kind(&self) -> StorageErrorKind {
         self.kind
@@ -334,27 +356,10 @@ impl fmt::Display for StorageError {
             StorageErrorKind::Unreachable => "Redis unreachable",
             StorageErrorKind::Server => "Redis error",
             StorageErrorKind::Protocol => "Redis protocol error",
-            StorageErrorKind::Thread => "watcher thread not started",
+            StorageErrorKind::Thread => "watcher thread",
         };
         write!(f, "{what}: {}", self.message)
     }
 }
 
 impl std::error::Error for StorageError {}
-
-/// Brings a shared breaker's mirror up to date before each call: the first
-/// of its listeners, so the in-memory breaker pays nothing for it.
-struct CatchUp;
-
-impl Listener for CatchUp {
-    #[inline]
-    fn before_call(&self, breaker: &CircuitBreaker) {
-        if let Some(fleet) = breaker.fleet() {
-            fleet.catch_up(breaker);
-        }
-    }
-}
-
-pub(crate) fn catch_up_listener() -> Arc<dyn Listener> {
-    Arc::new(CatchUp)
-}

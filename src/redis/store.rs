@@ -2,7 +2,7 @@
 //! fleet seam and the watcher.
 
 use super::protocol::{self, Op, Reply, Seed};
-use super::transport::{Subscriber, Transport};
+use super::transport::Transport;
 use super::StorageError;
 use crate::state::Limits;
 use std::sync::Arc;
@@ -15,7 +15,6 @@ pub(crate) struct Store {
     channel: String,
     announce: bool,
     command_timeout: Duration,
-    connect_timeout: Duration,
 }
 
 impl Store {
@@ -24,7 +23,6 @@ impl Store {
         namespace: &str,
         announce: bool,
         command_timeout: Duration,
-        connect_timeout: Duration,
     ) -> Store {
         Store {
             transport,
@@ -32,21 +30,11 @@ impl Store {
             channel: protocol::channel(namespace),
             announce,
             command_timeout,
-            connect_timeout,
         }
     }
 
     pub(crate) fn channel(&self) -> &str {
         &self.channel
-    }
-
-    pub(crate) fn connect_timeout(&self) -> Duration {
-        self.connect_timeout
-    }
-
-    /// A subscription connection, within the connect timeout.
-    pub(crate) fn subscriber(&self) -> Result<Box<dyn Subscriber>, StorageError> {
-        self.transport.subscriber(self.connect_timeout)
     }
 
     /// Drops every idle connection (after a fault they may be dead).

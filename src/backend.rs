@@ -1,0 +1,179 @@
+//! Where a breaker's state lives, and its cold paths for each place: one
+//! enum, matched here and nowhere else. Above this module the breaker speaks
+//! only of [`Backend`]; a `cfg` belongs on a variant, not in its methods.
+
+use crate::clock::ClockSource;
+use crate::events::Events;
+use crate::settings::Settings;
+use crate::state::{Acquire, Outcome, Recorded, State, StateCell, Ticket, Transition};
+
+/// What a backend decides with, lent by the breaker for one call: the state
+/// word (for a shared breaker, its local mirror), the live settings and the
+/// clock.
+#[derive(Clone, Copy)]
+pub(crate) struct Core<'a> {
+    pub(crate) cell: &'a StateCell,
+    pub(crate) settings: &'a Settings,
+    pub(crate) clock: &'a ClockSource,
+}
+
+/// How a breaker is to be backed, as the builder was told.
+#[derive(Default)]
+pub(crate) enum Plan {
+    #[default]
+    Local,
+    #[cfg(feature = "redis")]
+    Shared(Box<crate::redis::RedisState>),
+}
+
+/// Where the state lives.
+pub(crate) enum Backend {
+    /// In this process only: the word is the state.
+    Local,
+    /// Shared by a fleet; the word is its local mirror.
+    #[cfg(feature = "redis")]
+    Shared(Box<crate::redis::Fleet>),
+}
+
+impl Plan {
+    /// Starts the backend; a shared one syncs its mirror first (the fleet's
+    /// state is where it begins, not a change) and notes any fault.
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+    pub(crate) fn start(self, name: &str, core: Core<'_>, events: &mut Events) -> Backend {
+        match self {
+            Plan::Local => Backend::Local,
+            #[cfg(feature = "redis")]
+            Plan::Shared(state) => {
+                let fleet = crate::redis::Fleet::start(*state, name, core.clock);
+                fleet.first_sync(core.mirror(), events);
+                Backend::Shared(Box::new(fleet))
+            }
+        }
+    }
+}
+
+impl Core<'_> {
+    #[cfg(feature = "redis")]
+    fn mirror(&self) -> crate::redis::Mirror<'_> {
+        crate::redis::Mirror {
+            cell: self.cell,
+            clock: self.clock,
+        }
+    }
+}
+
+impl Backend {
+    /// Whether news is waiting for the mirror (never, for a local breaker).
+    /// One load; checked before each call so the mirror is current.
+    #[inline]
+    pub(crate) fn has_news(&self) -> bool {
+        match self {
+            Backend::Local => false,
+            #[cfg(feature = "redis")]
+            Backend::Shared(fleet) => fleet.has_news(),
+        }
+    }
+
+    /// Brings the mirror up to date with what the fleet announced.
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+    pub(crate) fn catch_up(&self, core: Core<'_>, events: &mut Events) {
+        match self {
+            Backend::Local => {}
+            #[cfg(feature = "redis")]
+            Backend::Shared(fleet) => fleet.catch_up(core.mirror(), events),
+        }
+    }
+
+    /// A rejection decided from one load, where the backend allows it.
+    #[inline]
+    pub(crate) fn rejects(&self, core: Core<'_>) -> Option<State> {
+        match self {
+            Backend::Local => core.cell.rejects(core.settings, &mut core.clock.lazy()),
+            #[cfg(feature = "redis")]
+            Backend::Shared(_) => None,
+        }
+    }
+
+    /// A call that the closed fast path did not admit.
+    pub(crate) fn acquire(&self, core: Core<'_>, events: &mut Events) -> Acquire {
+        match self {
+            Backend::Local => {
+                let decision = core.cell.acquire(core.settings, &mut core.clock.lazy());
+                if let Acquire::Admitted { transition, .. } = decision {
+                    events.transition(transition);
+                }
+                decision
+            }
+            #[cfg(feature = "redis")]
+            Backend::Shared(fleet) => fleet.acquire(core.mirror(), &core.settings.limits(), events),
+        }
+    }
+
+    /// An outcome that is not a clean closed-state success. A setter may
+    /// have lowered a limit while this record was counted against the old
+    /// one: the setter's reconcile or the check after it catches that.
+    pub(crate) fn record(
+        &self,
+        core: Core<'_>,
+        ticket: Ticket,
+        outcome: Outcome,
+        events: &mut Events,
+    ) -> Recorded {
+        let recorded = match self {
+            Backend::Local => {
+                let recorded = core
+                    .cell
+                    .record(ticket, outcome, core.settings, &mut core.clock.lazy());
+                events.transition(recorded.transition());
+                recorded
+            }
+            #[cfg(feature = "redis")]
+            Backend::Shared(fleet) => {
+                fleet.record(core.mirror(), ticket, outcome, &core.settings.limits(), events)
+            }
+        };
+        if recorded != Recorded::Counted || !core.cell.needs_reconcile(core.settings) {
+            return recorded;
+        }
+        match self.reconcile(core, events) {
+            Some(transition) => Recorded::Transitioned(transition),
+            None => recorded,
+        }
+    }
+
+    /// Moves to `target` whatever the state.
+    pub(crate) fn force(&self, core: Core<'_>, target: State, events: &mut Events) -> Option<Transition> {
+        match self {
+            Backend::Local => {
+                let transition = core.cell.force(target, &mut core.clock.lazy());
+                events.transition(transition);
+                transition
+            }
+            #[cfg(feature = "redis")]
+            Backend::Shared(fleet) => fleet.force(core.mirror(), target, &core.settings.limits(), events),
+        }
+    }
+
+    /// Applies limits a setter changed.
+    pub(crate) fn reconcile(&self, core: Core<'_>, events: &mut Events) -> Option<Transition> {
+        match self {
+            Backend::Local => {
+                let transition = core.cell.reconcile(core.settings, &mut core.clock.lazy());
+                events.transition(transition);
+                transition
+            }
+            #[cfg(feature = "redis")]
+            Backend::Shared(fleet) => fleet.reconcile(core.mirror(), &core.settings.limits(), events),
+        }
+    }
+
+    /// The state word as getters report it: the mirror, or the view the
+    /// fleet announced and no call has applied yet. Changes nothing.
+    pub(crate) fn peek(&self, core: Core<'_>) -> crate::state::Snapshot {
+        match self {
+            Backend::Local => core.cell.load(),
+            #[cfg(feature = "redis")]
+            Backend::Shared(fleet) => fleet.peek(core.mirror()),
+        }
+    }
+}

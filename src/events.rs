@@ -1,0 +1,50 @@
+//! What a cold path owes the listeners: the changes of the state word its
+//! compare-and-swaps made, and any storage fault, reported in order once
+//! the path is done (never from inside it, so a panicking listener cannot
+//! leave a decision half made).
+
+use crate::state::Transition;
+
+/// Events of one cold path. More transitions than fit cannot happen in one
+/// call (a catch-up, the call's own change, a reconcile); the last is kept.
+#[derive(Default)]
+pub(crate) struct Events {
+    transitions: [Option<Transition>; 4],
+    len: usize,
+    storage_error: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Events {
+    /// Notes a change the word made, if any.
+    pub(crate) fn transition(&mut self, transition: Option<Transition>) {
+        if let Some(t) = transition {
+            let at = self.len.min(self.transitions.len() - 1);
+            self.transitions[at] = Some(t);
+            self.len = at + 1;
+        }
+    }
+
+    /// Notes a fault of the store; the latest is reported.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn storage_error(&mut self, error: impl std::error::Error + Send + Sync + 'static) {
+        self.storage_error = Some(Box::new(error));
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0 && self.storage_error.is_none()
+    }
+
+    /// The fault first (it explains the changes), then the changes in order.
+    pub(crate) fn drain(
+        self,
+        mut on_error: impl FnMut(&(dyn std::error::Error + 'static)),
+        mut on_transition: impl FnMut(Transition),
+    ) {
+        if let Some(error) = &self.storage_error {
+            on_error(error.as_ref());
+        }
+        for t in self.transitions.into_iter().take(self.len).flatten() {
+            on_transition(t);
+        }
+    }
+}

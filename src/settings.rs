@@ -1,0 +1,141 @@
+//! The live settings: the limits each decision of the state word reads,
+//! changed by runtime setters, and the checks every value passes first.
+
+use crate::clock::duration_to_ms;
+use crate::error::ConfigError;
+use crate::state::{LimitSource, Limits, MAX_HALF_OPEN_COUNT};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Default consecutive failures that trip the breaker.
+pub const DEFAULT_FAIL_MAX: u32 = 5;
+/// Default time the breaker stays open before letting a probe through.
+pub const DEFAULT_RESET_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default half-open successes needed to close.
+pub const DEFAULT_SUCCESS_THRESHOLD: u32 = 1;
+/// Default probes admitted at once in half-open.
+pub const DEFAULT_HALF_OPEN_MAX_CALLS: u32 = 1;
+/// The shortest probe lease used when the lease follows the reset timeout.
+pub const MIN_DEFAULT_PROBE_LEASE: Duration = Duration::from_secs(1);
+
+pub(crate) fn check_fail_max(value: u32) -> Result<u32, ConfigError> {
+    check_count("fail_max", value, u32::MAX)
+}
+
+pub(crate) fn check_success_threshold(value: u32) -> Result<u32, ConfigError> {
+    check_count("success_threshold", value, MAX_HALF_OPEN_COUNT)
+}
+
+pub(crate) fn check_half_open_max_calls(value: u32) -> Result<u32, ConfigError> {
+    check_count("half_open_max_calls", value, MAX_HALF_OPEN_COUNT)
+}
+
+pub(crate) fn check_probe_lease(value: Duration) -> Result<u64, ConfigError> {
+    match duration_to_ms(value) {
+        0 => Err(ConfigError::Zero { field: "probe_lease" }),
+        ms => Ok(ms),
+    }
+}
+
+fn check_count(field: &'static str, value: u32, max: u32) -> Result<u32, ConfigError> {
+    match value {
+        0 => Err(ConfigError::Zero { field }),
+        v if v > max => Err(ConfigError::TooLarge {
+            field,
+            max: u64::from(max),
+        }),
+        v => Ok(v),
+    }
+}
+
+/// The live limits, changed by runtime setters and read at each decision.
+pub(crate) struct Settings {
+    fail_max: AtomicU32,
+    success_threshold: AtomicU32,
+    half_open_max_calls: AtomicU32,
+    reset_timeout_ms: AtomicU64,
+    /// Zero: follow the reset timeout (at least [`MIN_DEFAULT_PROBE_LEASE`]).
+    probe_lease_ms: AtomicU64,
+}
+
+impl LimitSource for Settings {
+    #[inline]
+    fn fail_max(&self) -> u32 {
+        self.fail_max.load(Ordering::Acquire)
+    }
+
+    #[inline]
+    fn success_threshold(&self) -> u32 {
+        self.success_threshold.load(Ordering::Acquire)
+    }
+
+    #[inline]
+    fn half_open_max_calls(&self) -> u32 {
+        self.half_open_max_calls.load(Ordering::Acquire)
+    }
+
+    #[inline]
+    fn reset_timeout_ms(&self) -> u64 {
+        self.reset_timeout_ms.load(Ordering::Acquire)
+    }
+
+    fn probe_lease_ms(&self) -> u64 {
+        match self.probe_lease_ms.load(Ordering::Acquire) {
+            0 => self
+                .reset_timeout_ms()
+                .max(duration_to_ms(MIN_DEFAULT_PROBE_LEASE)),
+            ms => ms,
+        }
+    }
+}
+
+impl Settings {
+    /// Checks every value; `probe_lease` `None` follows the reset timeout.
+    pub(crate) fn new(
+        fail_max: u32,
+        success_threshold: u32,
+        half_open_max_calls: u32,
+        reset_timeout: Duration,
+        probe_lease: Option<Duration>,
+    ) -> Result<Settings, ConfigError> {
+        let probe_lease_ms = probe_lease.map(check_probe_lease).transpose()?.unwrap_or(0);
+        Ok(Settings {
+            fail_max: AtomicU32::new(check_fail_max(fail_max)?),
+            success_threshold: AtomicU32::new(check_success_threshold(success_threshold)?),
+            half_open_max_calls: AtomicU32::new(check_half_open_max_calls(half_open_max_calls)?),
+            reset_timeout_ms: AtomicU64::new(duration_to_ms(reset_timeout)),
+            probe_lease_ms: AtomicU64::new(probe_lease_ms),
+        })
+    }
+
+    /// Every limit at once, for a store that sends them along.
+    pub(crate) fn limits(&self) -> Limits {
+        Limits {
+            fail_max: self.fail_max(),
+            success_threshold: self.success_threshold(),
+            half_open_max_calls: self.half_open_max_calls(),
+            reset_timeout_ms: self.reset_timeout_ms(),
+            probe_lease_ms: self.probe_lease_ms(),
+        }
+    }
+
+    pub(crate) fn set_fail_max(&self, value: u32) {
+        self.fail_max.store(value, Ordering::Release);
+    }
+
+    pub(crate) fn set_success_threshold(&self, value: u32) {
+        self.success_threshold.store(value, Ordering::Release);
+    }
+
+    pub(crate) fn set_half_open_max_calls(&self, value: u32) {
+        self.half_open_max_calls.store(value, Ordering::Release);
+    }
+
+    pub(crate) fn set_reset_timeout_ms(&self, value: u64) {
+        self.reset_timeout_ms.store(value, Ordering::Release);
+    }
+
+    pub(crate) fn set_probe_lease_ms(&self, value: u64) {
+        self.probe_lease_ms.store(value, Ordering::Release);
+    }
+}
