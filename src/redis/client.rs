@@ -234,9 +234,21 @@ impl Subscriber for RedisSubscriber {
         if let Some(message) = self.waiting.pop_front() {
             return Ok(Some(message));
         }
-        self.conn.set_read_timeout(Some(at_least_1ms(wait)))?;
-        match self.conn.recv_response() {
-            Ok(value) => Ok(message(value)),
+        // Read through a pubsub view: `recv_response` counts a read that
+        // timed out as a reply still owed and drops the next value it reads,
+        // which would be an announcement. The view is forgotten, not
+        // dropped: dropping it would unsubscribe this connection from
+        // everything (it holds no messages of its own, so nothing leaks).
+        let mut view = self.conn.as_pubsub();
+        let got = view
+            .set_read_timeout(Some(at_least_1ms(wait)))
+            .and_then(|()| view.get_message());
+        std::mem::forget(view);
+        match got {
+            Ok(msg) => Ok(msg
+                .get_payload::<String>()
+                .ok()
+                .map(|payload| (msg.get_channel_name().to_owned(), payload))),
             Err(e) if e.is_timeout() => Ok(None),
             Err(e) => Err(e.into()),
         }
