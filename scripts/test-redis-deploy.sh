@@ -12,6 +12,7 @@ need_cmd timeout coreutils
 
 workdir="$(mktemp -d)"
 export BREAKERBOX_REDIS_SERVER="$(command -v redis-server)"
+export BREAKERBOX_REDIS_CLI="$(command -v redis-cli)"
 export BREAKERBOX_TEST_PIDS="$workdir/pids"
 mkdir -p "$BREAKERBOX_TEST_PIDS"
 stop_servers() {
@@ -54,9 +55,14 @@ fi
 
 step "redis-deploy: the Lua script and the in-memory breaker decide alike" \
     cargo test --features redis --test redis_differential
+step "redis-deploy: announcements arrive after idle ticks" cargo test --features redis --test redis_pubsub
 step "redis-deploy: password and ACL user" cargo test --features redis --test redis_auth
 step "clippy, feature redis-tls alone" cargo clippy --lib --no-default-features --features redis-tls -- -D warnings
 # Built first: SSL_CERT_FILE (the test CA) is set for the test run alone.
 cargo test --features redis-tls --test redis_tls --no-run
 step "redis-deploy: TLS (rediss://)" \
     env SSL_CERT_FILE="$BREAKERBOX_TLS_DIR/ca.crt" cargo test --features redis-tls --test redis_tls
+step "clippy, feature redis-cluster alone" cargo clippy --lib --no-default-features --features redis-cluster -- -D warnings
+step "unit tests (redis-cluster)" cargo test --features redis-cluster --lib redis::cluster
+step "redis-deploy: Redis Cluster, 3 masters + 3 replicas: resharding (ASK, MOVED), failover" \
+    cargo test --features redis-cluster --test redis_cluster

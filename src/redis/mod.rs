@@ -77,6 +77,8 @@
 //! The watcher thread (one per breaker) stops when the breaker is dropped.
 
 mod client;
+#[cfg(feature = "redis-cluster")]
+mod cluster;
 mod fleet;
 mod protocol;
 mod store;
@@ -144,6 +146,9 @@ impl fmt::Debug for RedisState {
 /// Where the protocol goes: a URL for the `redis` crate, or a transport
 /// the caller brought.
 #[derive(Clone)]
+// With `redis-tls` the client carries TLS parameters; one per RedisState,
+// so its size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Endpoint {
     Url {
         client: ::redis::Client,

@@ -136,7 +136,7 @@ pub struct PrivateServer {
     child: Option<Child>,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free loopback port")
@@ -169,6 +169,10 @@ impl PrivateServer {
         };
         server.launch();
         server
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     pub fn dir(&self) -> &std::path::Path {
@@ -268,6 +272,9 @@ impl Drop for PrivateServer {
     }
 }
 
+mod cluster;
 mod deploy;
+#[allow(unused_imports)]
+pub use cluster::*;
 #[allow(unused_imports)]
 pub use deploy::*;
