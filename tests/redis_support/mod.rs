@@ -274,6 +274,7 @@ impl Drop for PrivateServer {
 
 mod cluster;
 mod deploy;
+pub mod proxy;
 #[allow(unused_imports)]
 pub use cluster::*;
 #[allow(unused_imports)]
