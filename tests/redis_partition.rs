@@ -123,7 +123,13 @@ fn cut_off_then_heal(record_outage_ticket: bool) {
     });
     assert!(found.is_some(), "a admits a local probe after its reset timeout");
     let local = local.unwrap();
-    assert!(local.is_probe(), "{local:?} {:?} {:?} {:?}", a.state(), seen_a.transitions(), seen_a.storage_errors.lock().unwrap());
+    assert!(
+        local.is_probe(),
+        "{local:?} {:?} {:?} {:?}",
+        a.state(),
+        seen_a.transitions(),
+        seen_a.storage_errors.lock().unwrap()
+    );
     assert_eq!(a.probes_in_flight(), 1, "a local probe");
 
     proxy.set(Fault::Pass);
