@@ -59,6 +59,8 @@ step "redis-deploy: announcements arrive after idle ticks" cargo test --features
 step "redis-deploy: password and ACL user" cargo test --features redis --test redis_auth
 step "redis-deploy: partitions through a fault-injecting proxy (cut-off, 50 ms latency, 5% stalls)" \
     cargo test --features redis --test redis_partition
+step "redis-deploy: failover to a replica (REPLICAOF NO ONE, clients re-pointed; READONLY)" \
+    cargo test --features redis --test redis_failover
 step "clippy, feature redis-tls alone" cargo clippy --lib --no-default-features --features redis-tls -- -D warnings
 # Built first: SSL_CERT_FILE (the test CA) is set for the test run alone.
 cargo test --features redis-tls --test redis_tls --no-run
