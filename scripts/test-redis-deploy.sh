@@ -59,6 +59,10 @@ step "redis-deploy: announcements arrive after idle ticks" cargo test --features
 step "redis-deploy: password and ACL user" cargo test --features redis --test redis_auth
 step "redis-deploy: partitions through a fault-injecting proxy (cut-off, 50 ms latency, 5% stalls)" \
     cargo test --features redis --test redis_partition
+# A real partition: redis-server in a network namespace of the test's own.
+need_cmd ip iproute2
+step "redis-deploy: a partition across a network namespace (veth pair)" \
+    cargo test --features redis --test redis_netns
 step "redis-deploy: failover to a replica (REPLICAOF NO ONE, clients re-pointed; READONLY)" \
     cargo test --features redis --test redis_failover
 step "clippy, feature redis-tls alone" cargo clippy --lib --no-default-features --features redis-tls -- -D warnings

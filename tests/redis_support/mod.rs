@@ -130,6 +130,11 @@ pub fn register_pid(pid: u32) {
 /// unless a test saves explicitly; killed on drop.
 pub struct PrivateServer {
     pub port: u16,
+    /// The address it binds and its URL names (127.0.0.1 unless started
+    /// in a network namespace).
+    pub host: String,
+    /// A command the server runs under (`ip netns exec NS`), if any.
+    wrapper: Vec<String>,
     dir: PathBuf,
     /// Options beyond the defaults (auth, TLS, cluster mode, ...).
     extra: Vec<String>,
@@ -151,6 +156,12 @@ impl PrivateServer {
     /// A server with options of its own (`["--requirepass", "pw"]`); `{dir}`
     /// and `{port}` in an option stand for the server's directory and port.
     pub fn start_with(extra: &[&str]) -> PrivateServer {
+        PrivateServer::start_in(&[], "127.0.0.1", extra)
+    }
+
+    /// A server run under `wrapper` (`["ip", "netns", "exec", ns]`), bound
+    /// to `host`.
+    pub fn start_in(wrapper: &[&str], host: &str, extra: &[&str]) -> PrivateServer {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("breakerbox-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("server dir");
@@ -163,6 +174,8 @@ impl PrivateServer {
             .collect();
         let mut server = PrivateServer {
             port,
+            host: host.to_owned(),
+            wrapper: wrapper.iter().map(|w| (*w).to_owned()).collect(),
             dir,
             extra,
             child: None,
@@ -180,15 +193,23 @@ impl PrivateServer {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        format!("redis://{}:{}/", self.host, self.port)
     }
 
     fn launch(&mut self) {
         let log = self.dir.join("redis.log");
         let _ = std::fs::remove_file(&log);
-        let child = Command::new(server_binary())
+        let mut command = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(server_binary());
+                c
+            }
+            None => Command::new(server_binary()),
+        };
+        let child = command
             .args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1"])
+            .args(["--bind", &self.host])
             .args(["--save", ""])
             .args(["--appendonly", "no"])
             .args(["--dbfilename", "dump.rdb"])
@@ -274,6 +295,7 @@ impl Drop for PrivateServer {
 
 mod cluster;
 mod deploy;
+pub mod netns;
 pub mod proxy;
 #[allow(unused_imports)]
 pub use cluster::*;
