@@ -10,15 +10,16 @@
 
 mod redis_support;
 
-use breakerbox::redis::{RedisState, DEFAULT_COMMAND_TIMEOUT};
+use breakerbox::redis::RedisState;
 use breakerbox::{CircuitBreaker, Recorded, State};
 use redis_support::*;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Scheduling on a loaded machine, on top of the command timeout; not part
-/// of the guarantee.
-const SCHEDULING_ALLOWANCE: Duration = Duration::from_millis(250);
+/// A call that meets MOVED renews the slot map (a connection to a node,
+/// `CLUSTER SLOTS`, a connection to the new owner) before it runs the
+/// script: room for that on a loaded 2-core machine.
+const CLUSTER_TIMEOUT: Duration = Duration::from_millis(500);
 
 fn shared(cluster: &Cluster, ns: &str) -> RedisState {
     let urls = cluster.urls();
@@ -26,6 +27,8 @@ fn shared(cluster: &Cluster, ns: &str) -> RedisState {
     RedisState::connect_cluster(&nodes)
         .unwrap()
         .namespace(ns)
+        .command_timeout(CLUSTER_TIMEOUT)
+        .connect_timeout(CLUSTER_TIMEOUT)
         .max_backoff(Duration::from_millis(200))
 }
 
@@ -170,9 +173,9 @@ fn the_fleet_follows_a_resharding_and_survives_a_master_failover() {
     cluster.server_mut(target.port).kill();
     let start = Instant::now();
     while start.elapsed() < Duration::from_millis(300) {
-        let call = Instant::now();
-        let _ = b.try_acquire().map(|p| p.ignore());
-        assert!(call.elapsed() <= DEFAULT_COMMAND_TIMEOUT + SCHEDULING_ALLOWANCE);
+        timed_within("a call", CLUSTER_TIMEOUT, || {
+            let _ = b.try_acquire().map(|p| p.ignore());
+        });
         std::thread::sleep(Duration::from_millis(10));
     }
     let promoted = within(Duration::from_secs(20), || {

@@ -21,6 +21,22 @@ pub const CLOSE: Transition = Transition {
 pub const FAIL_MAX: u32 = 3;
 pub const RESET_TIMEOUT: Duration = Duration::from_millis(150);
 
+/// Scheduling on a loaded machine, on top of a timeout; not part of any
+/// guarantee.
+pub const SCHEDULING_ALLOWANCE: Duration = Duration::from_millis(250);
+
+/// Runs `call` and fails if it took longer than `timeout` allows.
+pub fn timed_within<T>(what: &str, timeout: Duration, call: impl FnOnce() -> T) -> T {
+    let start = std::time::Instant::now();
+    let value = call();
+    let took = start.elapsed();
+    assert!(
+        took <= timeout + SCHEDULING_ALLOWANCE,
+        "{what} blocked {took:?}, past the timeout {timeout:?}"
+    );
+    value
+}
+
 /// A breaker of the fleet `state` points at, its listener's record in `seen`.
 pub fn fleet_breaker(state: RedisState, seen: &Arc<Seen>) -> CircuitBreaker {
     CircuitBreaker::builder()
