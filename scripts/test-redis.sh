@@ -62,6 +62,7 @@ step "redis: the healthy path makes no round trip" cargo test --features redis -
 step "redis: a transport from outside the crate" cargo test --features redis --test redis_transport
 step "redis: the review findings" cargo test --features redis --test redis_review
 step "redis: one connection set per process" cargo test --features redis --test redis_scale -- --nocapture
+step "redis: options at their extremes, health, reachability" cargo test --features redis --test redis_options
 step "redis: eight processes" cargo test --features redis --test redis_fleet
 step "redis: faults" cargo test --features redis --test redis_faults
 step "bench: closed success with Redis state vs one round trip" \

@@ -3,7 +3,8 @@
 //! only of [`Backend`]; a `cfg` belongs on a variant, not in its methods.
 
 use crate::clock::ClockSource;
-use crate::events::Events;
+use crate::error::ConfigError;
+use crate::events::{Events, StorageHealth};
 use crate::settings::Settings;
 use crate::state::{Acquire, Outcome, Recorded, State, StateCell, Ticket, Transition};
 
@@ -15,7 +16,16 @@ pub(crate) struct Core<'a> {
     pub(crate) cell: &'a StateCell,
     pub(crate) settings: &'a Settings,
     pub(crate) clock: &'a ClockSource,
+    /// The breaker's ticket tag.
+    pub(crate) tag: u32,
 }
+
+/// The bits a breaker's own tag may use; the rest mark tickets a backend
+/// issued apart (a shared breaker's, issued while its store was away).
+pub(crate) const TAG_BITS: u32 = !(1 << 31);
+
+#[cfg(feature = "redis")]
+const _: () = assert!(crate::redis::DEGRADED_TAG & TAG_BITS == 0);
 
 /// How a breaker is to be backed, as the builder was told.
 #[derive(Default)]
@@ -38,15 +48,24 @@ pub(crate) enum Backend {
 impl Plan {
     /// Starts the backend; a shared one syncs its mirror first (the fleet's
     /// state is where it begins, not a change) and notes any fault.
+    /// With `require_reachable`, a failed first sync is an error.
     #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
-    pub(crate) fn start(self, name: &str, core: Core<'_>, events: &mut Events) -> Backend {
+    pub(crate) fn start(
+        self,
+        name: &str,
+        core: Core<'_>,
+        events: &mut Events,
+    ) -> Result<Backend, ConfigError> {
         match self {
-            Plan::Local => Backend::Local,
+            Plan::Local => Ok(Backend::Local),
             #[cfg(feature = "redis")]
             Plan::Shared(state) => {
+                let required = state.require_reachable;
                 let fleet = crate::redis::Fleet::start(*state, name, core.clock);
-                fleet.first_sync(core.mirror(), events);
-                Backend::Shared(Box::new(fleet))
+                match fleet.first_sync(core.mirror(), events) {
+                    Err(kind) if required => Err(ConfigError::Unreachable { kind }),
+                    _ => Ok(Backend::Shared(Box::new(fleet))),
+                }
             }
         }
     }
@@ -58,6 +77,7 @@ impl Core<'_> {
         crate::redis::Mirror {
             cell: self.cell,
             clock: self.clock,
+            tag: self.tag,
         }
     }
 }
@@ -94,16 +114,31 @@ impl Backend {
         }
     }
 
-    /// A call that the closed fast path did not admit.
+    /// Whether `ticket` came from this breaker (tagged `tag`).
+    pub(crate) fn issued(&self, ticket: Ticket, tag: u32) -> bool {
+        match self {
+            Backend::Local => ticket.is_valid_for(tag),
+            #[cfg(feature = "redis")]
+            Backend::Shared(_) => {
+                ticket.is_valid_for(tag) || ticket.is_valid_for(tag | crate::redis::DEGRADED_TAG)
+            }
+        }
+    }
+
+    /// A call that the closed fast path did not admit; the ticket comes
+    /// tagged.
     pub(crate) fn acquire(&self, core: Core<'_>, events: &mut Events) -> Acquire {
         match self {
-            Backend::Local => {
-                let decision = core.cell.acquire(core.settings, &mut core.clock.lazy());
-                if let Acquire::Admitted { transition, .. } = decision {
+            Backend::Local => match core.cell.acquire(core.settings, &mut core.clock.lazy()) {
+                Acquire::Admitted { ticket, transition } => {
                     events.transition(transition);
+                    Acquire::Admitted {
+                        ticket: ticket.with_tag(core.tag),
+                        transition,
+                    }
                 }
-                decision
-            }
+                rejected => rejected,
+            },
             #[cfg(feature = "redis")]
             Backend::Shared(fleet) => fleet.acquire(core.mirror(), &core.settings.limits(), events),
         }
@@ -164,6 +199,15 @@ impl Backend {
             }
             #[cfg(feature = "redis")]
             Backend::Shared(fleet) => fleet.reconcile(core.mirror(), &core.settings.limits(), events),
+        }
+    }
+
+    /// How the store is doing; `None` for a local breaker.
+    pub(crate) fn health(&self) -> Option<StorageHealth> {
+        match self {
+            Backend::Local => None,
+            #[cfg(feature = "redis")]
+            Backend::Shared(fleet) => Some(fleet.health()),
         }
     }
 

@@ -74,7 +74,7 @@ impl Default for CircuitBreaker {
 fn random_tag() -> u32 {
     let mut hasher = RandomState::new().build_hasher();
     hasher.write_u8(0);
-    (hasher.finish() as u32).max(1)
+    (hasher.finish() as u32 & crate::backend::TAG_BITS).max(1)
 }
 
 impl CircuitBreaker {
@@ -93,7 +93,7 @@ impl CircuitBreaker {
         listeners: Listeners,
         classifier: Classifier,
         plan: Plan,
-    ) -> Self {
+    ) -> Result<Self, ConfigError> {
         let mut breaker = CircuitBreaker {
             state: StateCell::new(),
             settings,
@@ -105,9 +105,9 @@ impl CircuitBreaker {
             backend: Backend::Local,
         };
         let mut events = Events::default();
-        breaker.backend = plan.start(&breaker.name, breaker.core(), &mut events);
+        breaker.backend = plan.start(&breaker.name, breaker.core(), &mut events)?;
         breaker.report(events);
-        breaker
+        Ok(breaker)
     }
 
     #[inline]
@@ -116,6 +116,7 @@ impl CircuitBreaker {
             cell: &self.state,
             settings: &self.settings,
             clock: &self.clock,
+            tag: self.tag,
         }
     }
 
@@ -225,7 +226,6 @@ impl CircuitBreaker {
         let mut events = Events::default();
         match self.backend.acquire(self.core(), &mut events) {
             Acquire::Admitted { ticket, .. } => {
-                let ticket = ticket.with_tag(self.tag);
                 if let Err(panic) = catch_unwind(AssertUnwindSafe(|| self.report(events))) {
                     // The caller never gets this ticket: free its probe slot.
                     let _ = self.record_valid(ticket, Outcome::Ignored);
@@ -253,7 +253,7 @@ impl CircuitBreaker {
     /// issued return [`InvalidTicket`].
     #[inline]
     pub fn record(&self, ticket: Ticket, outcome: Outcome) -> Result<Recorded, InvalidTicket> {
-        if !ticket.is_valid_for(self.tag) {
+        if !self.backend.issued(ticket, self.tag) {
             return Err(InvalidTicket);
         }
         Ok(self.record_valid(ticket, outcome))
@@ -386,6 +386,13 @@ impl CircuitBreaker {
     /// Probes admitted in the half-open state and not yet recorded.
     pub fn probes_in_flight(&self) -> u32 {
         self.snapshot().in_flight()
+    }
+
+    /// How the store that shares this breaker's state is doing: reachable
+    /// or degraded, since when, and the latest fault. `None` for a breaker
+    /// whose state is in memory.
+    pub fn storage_health(&self) -> Option<crate::events::StorageHealth> {
+        self.backend.health()
     }
 
     /// The breaker's name ("" when unnamed).

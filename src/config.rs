@@ -182,13 +182,13 @@ impl Builder {
             Some(clock) => ClockSource::Custom(clock),
             None => ClockSource::Monotonic(MonotonicClock::new()),
         };
-        Ok(CircuitBreaker::from_parts(
+        CircuitBreaker::from_parts(
             self.name,
             settings,
             clock,
             Listeners::new(self.listeners),
             self.classifier,
             self.plan,
-        ))
+        )
     }
 }

@@ -90,6 +90,13 @@ pub enum ConfigError {
         /// The largest accepted value.
         max: u64,
     },
+    /// [`RedisState::require_reachable`](crate::redis::RedisState::require_reachable)
+    /// was asked for and the first sync with Redis failed.
+    #[cfg(feature = "redis")]
+    Unreachable {
+        /// What kind of fault the first sync met.
+        kind: crate::redis::StorageErrorKind,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -97,6 +104,11 @@ impl fmt::Display for ConfigError {
         match self {
             ConfigError::Zero { field } => write!(f, "{field} must be at least 1"),
             ConfigError::TooLarge { field, max } => write!(f, "{field} must be at most {max}"),
+            #[cfg(feature = "redis")]
+            ConfigError::Unreachable { kind } => write!(
+                f,
+                "shared: the first sync with Redis failed ({kind:?}) and require_reachable() was set"
+            ),
         }
     }
 }

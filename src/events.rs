@@ -4,6 +4,21 @@
 //! leave a decision half made).
 
 use crate::state::Transition;
+use std::time::Instant;
+
+/// How the store behind a shared breaker is doing; see
+/// [`CircuitBreaker::storage_health`](crate::CircuitBreaker::storage_health).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StorageHealth {
+    /// Whether calls reach the store; `false`: they decide by the fault
+    /// policy while the watcher reconnects.
+    pub reachable: bool,
+    /// Since when it is so (since the build, if it never changed).
+    pub since: Instant,
+    /// The latest fault met, if any, as its message.
+    pub last_error: Option<String>,
+}
 
 /// Events of one cold path. More transitions than fit cannot happen in one
 /// call (a catch-up, the call's own change, a reconcile); the last is kept.

@@ -47,6 +47,7 @@ pub mod tracing;
 pub use breaker::{CircuitBreaker, InvalidTicket, Permit};
 pub use config::Builder;
 pub use error::{ConfigError, Error, Rejected};
+pub use events::StorageHealth;
 pub use listener::Listener;
 pub use registry::Registry;
 pub use settings::{

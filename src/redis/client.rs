@@ -234,21 +234,21 @@ impl Subscriber for RedisSubscriber {
         if let Some(message) = self.waiting.pop_front() {
             return Ok(Some(message));
         }
-        // Read through a pubsub view: `recv_response` counts a read that
-        // timed out as a reply still owed and drops the next value it reads,
-        // which would be an announcement. The view is forgotten, not
-        // dropped: dropping it would unsubscribe this connection from
-        // everything (it holds no messages of its own, so nothing leaks).
-        let mut view = self.conn.as_pubsub();
-        let got = view
+        // Read through the crate's `PubSub`: a plain `recv_response` that
+        // times out makes the connection skip the next reply. The `PubSub`
+        // is forgotten, not dropped, because its drop unsubscribes from
+        // everything; it owns nothing then (its queue of replies read
+        // ahead is only filled by its own subscribe calls, never used here).
+        let mut pubsub = self.conn.as_pubsub();
+        let received = pubsub
             .set_read_timeout(Some(at_least_1ms(wait)))
-            .and_then(|()| view.get_message());
-        std::mem::forget(view);
-        match got {
-            Ok(msg) => Ok(msg
-                .get_payload::<String>()
-                .ok()
-                .map(|payload| (msg.get_channel_name().to_owned(), payload))),
+            .and_then(|()| pubsub.get_message());
+        std::mem::forget(pubsub);
+        match received {
+            Ok(msg) => {
+                let payload: Option<String> = msg.get_payload().ok();
+                Ok(payload.map(|p| (msg.get_channel_name().to_owned(), p)))
+            }
             Err(e) if e.is_timeout() => Ok(None),
             Err(e) => Err(e.into()),
         }

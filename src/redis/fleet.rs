@@ -4,21 +4,27 @@
 use super::protocol::{Code, Op, RawView, Reply, Seed};
 use super::store::Store;
 use super::watcher::Hub;
-use super::{FaultPolicy, RedisState, StorageError};
+use super::{FaultPolicy, RedisState, StorageError, StorageErrorKind};
 use crate::clock::ClockSource;
-use crate::events::Events;
+use crate::events::{Events, StorageHealth};
 use crate::state::{
     Acquire, FleetView, Gate, Limits, Now, Outcome, Recorded, Snapshot, State, StateCell, Ticket, Transition,
 };
 use crate::sync::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// Set in the tag of tickets a shared breaker's mirror issued alone while
+/// its store was away: they never count at the fleet.
+pub(crate) const DEGRADED_TAG: u32 = 1 << 31;
 
 /// What the fleet is lent of a breaker for one call: its mirror and clock.
 #[derive(Clone, Copy)]
 pub(crate) struct Mirror<'a> {
     pub(crate) cell: &'a StateCell,
     pub(crate) clock: &'a ClockSource,
+    /// The breaker's ticket tag.
+    pub(crate) tag: u32,
 }
 
 /// A breaker's link to its fleet: owned by the breaker, stopped with it.
@@ -43,6 +49,7 @@ pub(crate) struct Inner {
     /// 1 when `mailbox` holds something for the next call to apply.
     pending: AtomicU32,
     mailbox: Mutex<Mailbox>,
+    health: Mutex<StorageHealth>,
 }
 
 /// Everything the mirror is reconciled against, under one lock (held only
@@ -91,6 +98,11 @@ impl Fleet {
                 error: None,
                 mirror: Snapshot::initial(),
             }),
+            health: Mutex::new(StorageHealth {
+                reachable: true,
+                since: Instant::now(),
+                last_error: None,
+            }),
         });
         hub.join(Arc::clone(&inner));
         Fleet { inner, hub }
@@ -99,16 +111,26 @@ impl Fleet {
     /// The first sync, on the building thread: a late joiner starts in the
     /// fleet's state (not reported as a change: it is where it begins); an
     /// empty Redis is seeded with a closed breaker.
-    pub(crate) fn first_sync(&self, m: Mirror<'_>, ev: &mut Events) {
-        match self.run(m, Op::Sync, &zero_limits()) {
+    pub(crate) fn first_sync(&self, m: Mirror<'_>, ev: &mut Events) -> Result<(), StorageErrorKind> {
+        let result = match self.run(m, Op::Sync, &zero_limits()) {
             Ok(reply) => {
                 let view = self.inner.localize(&reply.view);
                 let mut quiet = Events::default();
                 self.apply_view(m, reply.view.version, &view, &mut quiet);
+                Ok(())
             }
-            Err(e) => self.went_down(m, e, ev),
-        }
+            Err(e) => {
+                let kind = e.kind();
+                self.went_down(m, e, ev);
+                Err(kind)
+            }
+        };
         self.catch_up(m, ev);
+        result
+    }
+
+    pub(crate) fn health(&self) -> StorageHealth {
+        self.inner.health().clone()
     }
 
     /// Whether the watcher left something for the next call: one load.
@@ -154,23 +176,39 @@ impl Fleet {
         m.cell.load()
     }
 
+    /// A call the closed fast path did not admit; the ticket comes tagged:
+    /// with the breaker's tag when the fleet (or a mirror that follows it)
+    /// issued it, with [`DEGRADED_TAG`] too when the mirror issued it alone
+    /// while the store was away.
     pub(crate) fn acquire(&self, m: Mirror<'_>, limits: &Limits, ev: &mut Events) -> Acquire {
+        match self.acquire_untagged(m, limits, ev) {
+            (Acquire::Admitted { ticket, transition }, degraded) => Acquire::Admitted {
+                ticket: ticket.with_tag(if degraded { m.tag | DEGRADED_TAG } else { m.tag }),
+                transition,
+            },
+            (rejected, _) => rejected,
+        }
+    }
+
+    /// The decision, and whether the mirror made it without the fleet.
+    fn acquire_untagged(&self, m: Mirror<'_>, limits: &Limits, ev: &mut Events) -> (Acquire, bool) {
         self.catch_up(m, ev);
         if !self.is_down() {
             match m.cell.gate(limits, &mut m.clock.lazy()) {
                 Gate::Admit(ticket) => {
-                    return Acquire::Admitted {
+                    let admitted = Acquire::Admitted {
                         ticket,
                         transition: None,
-                    }
+                    };
+                    return (admitted, false);
                 }
-                Gate::Reject(state) => return Acquire::Rejected(state),
+                Gate::Reject(state) => return (Acquire::Rejected(state), false),
                 Gate::AskFleet => {}
             }
             match self.run(m, Op::Acquire, limits) {
                 Ok(reply) => {
                     let view = self.apply_reply(m, &reply, ev);
-                    return match reply.code {
+                    let decision = match reply.code {
                         Code::AdmitClosed => Acquire::Admitted {
                             ticket: view.ticket(false),
                             transition: None,
@@ -181,11 +219,12 @@ impl Fleet {
                         },
                         _ => Acquire::Rejected(view.state),
                     };
+                    return (decision, false);
                 }
                 Err(e) => self.went_down(m, e, ev),
             }
         }
-        self.acquire_degraded(m, limits, ev)
+        (self.acquire_degraded(m, limits, ev), true)
     }
 
     fn acquire_degraded(&self, m: Mirror<'_>, limits: &Limits, ev: &mut Events) -> Acquire {
@@ -223,6 +262,17 @@ impl Fleet {
         ev: &mut Events,
     ) -> Recorded {
         self.catch_up(m, ev);
+        if ticket.is_valid_for(m.tag | DEGRADED_TAG) {
+            // Issued by the mirror alone while the store was away: it counts
+            // on the mirror while the store still is away, never at the
+            // fleet, which may have reached the same generation since.
+            if !self.is_down() || self.inner.policy != FaultPolicy::Local {
+                return Recorded::Stale;
+            }
+            let recorded = m.cell.record(ticket, outcome, limits, &mut m.clock.lazy());
+            self.after_local_change(m, recorded.transition(), ev);
+            return recorded;
+        }
         if outcome == Outcome::Ignored && !ticket.is_probe() {
             // Ignoring a closed-state call changes nothing anywhere: the
             // mirror only tells whether its episode is over.
@@ -336,6 +386,7 @@ impl Fleet {
     /// A call met a fault: stop talking to the store until the watcher has
     /// reconnected, report the fault, and apply the policy to the mirror.
     fn went_down(&self, m: Mirror<'_>, error: StorageError, ev: &mut Events) {
+        self.inner.note_health(false, Some(&error));
         self.inner.mark_down(None);
         ev.storage_error(error);
         self.apply_policy(m, ev);
@@ -377,6 +428,22 @@ fn zero_limits() -> Limits {
 impl Inner {
     fn mailbox(&self) -> MutexGuard<'_, Mailbox> {
         self.mailbox.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn health(&self) -> MutexGuard<'_, StorageHealth> {
+        self.health.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Notes a fault and whether the store is now away.
+    fn note_health(&self, reachable: bool, error: Option<&StorageError>) {
+        let mut health = self.health();
+        if health.reachable != reachable {
+            health.reachable = reachable;
+            health.since = Instant::now();
+        }
+        if let Some(error) = error {
+            health.last_error = Some(error.to_string());
+        }
     }
 
     pub(crate) fn is_down(&self) -> bool {
@@ -441,6 +508,9 @@ impl Inner {
     /// A fault the watcher saw (`error`) is left for the next call to
     /// report, in the same step, so no call sees the store down without it.
     pub(crate) fn mark_down(&self, error: Option<StorageError>) {
+        if error.is_some() {
+            self.note_health(false, error.as_ref());
+        }
         {
             let mut mailbox = self.mailbox();
             if let Some(error) = error {
@@ -460,5 +530,6 @@ impl Inner {
 
     pub(crate) fn mark_up(&self) {
         self.down.store(0, Ordering::Release);
+        self.note_health(true, None);
     }
 }

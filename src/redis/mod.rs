@@ -85,7 +85,7 @@ mod store;
 pub mod transport;
 mod watcher;
 
-pub(crate) use fleet::{Fleet, Mirror};
+pub(crate) use fleet::{Fleet, Mirror, DEGRADED_TAG};
 pub use transport::{Script, Subscriber, Transport};
 
 use std::fmt;
@@ -100,6 +100,12 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
 pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 /// Default longest wait between two reconnection attempts.
 pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// The shortest any of [`RedisState`]'s durations may be: shorter values
+/// (zero included) are raised to it.
+pub const MIN_DURATION: Duration = Duration::from_millis(1);
+/// The longest any of [`RedisState`]'s durations may be: longer values (up
+/// to `Duration::MAX`) are lowered to it.
+pub const MAX_DURATION: Duration = Duration::from_secs(3600);
 
 /// What a breaker decides while Redis is unreachable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -127,6 +133,7 @@ pub struct RedisState {
     refresh_interval: Duration,
     max_backoff: Duration,
     notifications: bool,
+    pub(crate) require_reachable: bool,
 }
 
 impl fmt::Debug for RedisState {
@@ -139,6 +146,7 @@ impl fmt::Debug for RedisState {
             .field("refresh_interval", &self.refresh_interval)
             .field("max_backoff", &self.max_backoff)
             .field("notifications", &self.notifications)
+            .field("require_reachable", &self.require_reachable)
             .finish_non_exhaustive()
     }
 }
@@ -158,8 +166,9 @@ enum Endpoint {
     Custom(Arc<dyn Transport>),
 }
 
-fn at_least_1ms(d: Duration) -> Duration {
-    d.max(Duration::from_millis(1))
+/// Every duration option into [`MIN_DURATION`]..=[`MAX_DURATION`].
+fn clamp(d: Duration) -> Duration {
+    d.clamp(MIN_DURATION, MAX_DURATION)
 }
 
 impl RedisState {
@@ -198,6 +207,7 @@ impl RedisState {
             refresh_interval: DEFAULT_REFRESH_INTERVAL,
             max_backoff: DEFAULT_MAX_BACKOFF,
             notifications: true,
+            require_reachable: false,
         }
     }
 
@@ -237,30 +247,43 @@ impl RedisState {
     }
 
     /// The longest one call waits on Redis, connecting included (default
-    /// 100 ms, at least 1 ms).
+    /// 100 ms; 1 ms to 1 h, values outside raised or lowered to the nearest).
     pub fn command_timeout(mut self, timeout: Duration) -> Self {
-        self.command_timeout = at_least_1ms(timeout);
+        self.command_timeout = clamp(timeout);
         self
     }
 
-    /// The longest opening a connection may take (default 250 ms, at least
-    /// 1 ms; a call's connection is also held to its command timeout).
+    /// The longest opening a connection may take (default 250 ms; 1 ms to
+    /// 1 h, values outside raised or lowered to the nearest; a call's
+    /// connection is also held to its command timeout).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = at_least_1ms(timeout);
+        self.connect_timeout = clamp(timeout);
         self
     }
 
     /// How often the mirror is refreshed from Redis in case an announcement
-    /// was lost (default 1 s, at least 1 ms). Bounds the staleness: see the
-    /// [module documentation](self).
+    /// was lost (default 1 s; 1 ms to 1 h, values outside raised or lowered
+    /// to the nearest). Bounds the staleness: see the [module
+    /// documentation](self).
     pub fn refresh_interval(mut self, interval: Duration) -> Self {
-        self.refresh_interval = at_least_1ms(interval);
+        self.refresh_interval = clamp(interval);
         self
     }
 
-    /// The longest wait between reconnection attempts (default 1 s).
+    /// The longest wait between reconnection attempts (default 1 s; 1 ms to
+    /// 1 h, values outside raised or lowered to the nearest; the first wait
+    /// is 10 ms, doubling up to this).
     pub fn max_backoff(mut self, backoff: Duration) -> Self {
-        self.max_backoff = at_least_1ms(backoff);
+        self.max_backoff = clamp(backoff);
+        self
+    }
+
+    /// Makes [`Builder::build`](crate::Builder::build) fail with
+    /// [`ConfigError::Unreachable`](crate::ConfigError::Unreachable) when
+    /// the first sync with Redis fails, instead of starting degraded (the
+    /// default: a Redis that is down is a fault, reported, not an error).
+    pub fn require_reachable(mut self) -> Self {
+        self.require_reachable = true;
         self
     }
 

@@ -129,7 +129,8 @@ fn spawn(hub: Arc<Hub>) -> std::io::Result<()> {
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "a panic".to_owned());
                 let error = StorageError::watcher_died(&what);
-                for m in hub.members().list.clone() {
+                let members = hub.members().list.clone();
+                for m in members {
                     m.mark_down(Some(error.clone()));
                 }
                 hub.sleep(FIRST_BACKOFF);
@@ -163,7 +164,8 @@ fn run(hub: &Hub) {
                 hub.transport.reset();
                 return;
             }
-            if members.changed {
+            // A restarted watcher starts from the whole list.
+            if members.changed || known.is_empty() {
                 known = members.list.clone();
                 members.changed = false;
             }
