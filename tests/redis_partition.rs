@@ -47,9 +47,6 @@ fn a_cut_off_process_follows_its_policy_while_another_keeps_the_fleet_exact() {
 }
 
 #[test]
-#[ignore = "fails today: a local probe ticket taken during the cut-off carries an episode the \
-            fleet reaches, counts at the fleet and frees another process's slot (issue 12's \
-            outage-tickets finding); run with --ignored once that is fixed"]
 fn a_cut_off_processs_outage_tickets_never_count_at_the_fleet() {
     cut_off_then_heal(true);
 }
