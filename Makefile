@@ -3,7 +3,7 @@
 # `make install PREFIX=...` installs the C library (see ffi/install.sh).
 SHELL := /bin/bash
 
-SUITES := core loom header ffi features redis benches python
+SUITES := core loom header ffi features redis redis-deploy benches python
 
 .PHONY: test tour install $(SUITES)
 
@@ -34,6 +34,9 @@ features:
 
 redis:
 	bash scripts/test-redis.sh
+
+redis-deploy:
+	bash scripts/test-redis-deploy.sh
 
 benches:
 	bash scripts/test-benches.sh

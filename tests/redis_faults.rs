@@ -9,11 +9,8 @@ use breakerbox::redis::{FaultPolicy, RedisState, DEFAULT_COMMAND_TIMEOUT};
 use breakerbox::{CircuitBreaker, Recorded, State};
 use redis_support::*;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// Scheduling on a loaded machine, on top of the command timeout; not part
-/// of the guarantee.
-const SCHEDULING_ALLOWANCE: Duration = Duration::from_millis(250);
 /// How long a recovery may take: the watcher's backoff is capped at this
 /// test's `max_backoff` (200 ms), plus a connect and a sync.
 const RECOVERY: Duration = Duration::from_secs(5);
@@ -36,14 +33,7 @@ fn breaker(server: &PrivateServer, ns: &str, policy: FaultPolicy, seen: &Arc<See
 
 /// Runs `call` and fails if it took longer than a call may block.
 fn timed<T>(what: &str, call: impl FnOnce() -> T) -> T {
-    let start = Instant::now();
-    let value = call();
-    let took = start.elapsed();
-    assert!(
-        took <= DEFAULT_COMMAND_TIMEOUT + SCHEDULING_ALLOWANCE,
-        "{what} blocked {took:?}, past the command timeout"
-    );
-    value
+    timed_within(what, DEFAULT_COMMAND_TIMEOUT, call)
 }
 
 #[test]

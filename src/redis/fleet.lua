@@ -10,9 +10,12 @@
 --              failures, milliseconds since it opened
 -- ARGV[8..12]  the caller's limits: fail_max, success_threshold,
 --              half_open_max_calls, reset_timeout_ms, probe_lease_ms
--- ARGV[13..]   op arguments: record: ticket kind (1 closed, 2 probe), ticket
+-- ARGV[13..15] op arguments: record: ticket kind (1 closed, 2 probe), ticket
 --              generation, outcome (0 success, 1 failure, 2 ignored);
---              force: target state
+--              force: target state (the breaker always sends three, padded)
+-- ARGV[16]     TESTS ONLY, never sent by the breaker: a time in ms that stands
+--              in for the server's TIME (tests/redis_differential.rs drives
+--              the script with the same clock as an in-memory breaker)
 --
 -- Fields: v version, s state (0 closed, 1 open, 2 half-open), g generation,
 -- f failures, o opened-at (server ms), i probes in flight, k probe successes,
@@ -43,6 +46,11 @@ local lease = tonumber(ARGV[12])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+if ARGV[16] then
+  -- Tests only (see ARGV[16] above): the production path never gets here.
+  now = tonumber(ARGV[16])
+  now_us = now * 1000
+end
 
 local function num(x)
   return tonumber(x) or 0

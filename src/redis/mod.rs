@@ -93,6 +93,8 @@
 //! other through [`RedisState::with_transport`].
 
 mod client;
+#[cfg(feature = "redis-cluster")]
+mod cluster;
 mod fleet;
 mod protocol;
 mod store;
@@ -168,6 +170,9 @@ impl fmt::Debug for RedisState {
 /// Where the protocol goes: a URL for the `redis` crate, or a transport
 /// the caller brought.
 #[derive(Clone)]
+// With `redis-tls` the client carries TLS parameters; one per RedisState,
+// so its size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Endpoint {
     Url {
         client: ::redis::Client,

@@ -118,15 +118,31 @@ pub fn admits(b: &CircuitBreaker) -> bool {
     }
 }
 
+/// Leaves the pid of a server a test started where the suite's script can
+/// stop it should the test process die before its drop
+/// (`BREAKERBOX_TEST_PIDS`, a directory; unset: nothing to do).
+pub fn register_pid(pid: u32) {
+    if let Some(dir) = std::env::var_os("BREAKERBOX_TEST_PIDS") {
+        let _ = std::fs::write(PathBuf::from(dir).join(pid.to_string()), pid.to_string());
+    }
+}
+
 /// A redis-server of a test's own, on a free loopback port, persistence off
 /// unless a test saves explicitly; killed on drop.
 pub struct PrivateServer {
     pub port: u16,
+    /// The address it binds and its URL names (127.0.0.1 unless started
+    /// in a network namespace).
+    pub host: String,
+    /// A command the server runs under (`ip netns exec NS`), if any.
+    wrapper: Vec<String>,
     dir: PathBuf,
+    /// Options beyond the defaults (auth, TLS, cluster mode, ...).
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free loopback port")
@@ -135,46 +151,89 @@ fn free_port() -> u16 {
 
 impl PrivateServer {
     pub fn start() -> PrivateServer {
+        PrivateServer::start_with(&[])
+    }
+
+    /// A server with options of its own (`["--requirepass", "pw"]`); `{dir}`
+    /// and `{port}` in an option stand for the server's directory and port.
+    pub fn start_with(extra: &[&str]) -> PrivateServer {
+        PrivateServer::start_in(&[], "127.0.0.1", extra)
+    }
+
+    /// A server run under `wrapper` (`["ip", "netns", "exec", ns]`), bound
+    /// to `host`.
+    pub fn start_in(wrapper: &[&str], host: &str, extra: &[&str]) -> PrivateServer {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("breakerbox-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("server dir");
+        let extra = extra
+            .iter()
+            .map(|o| {
+                o.replace("{dir}", &dir.to_string_lossy())
+                    .replace("{port}", &port.to_string())
+            })
+            .collect();
         let mut server = PrivateServer {
             port,
+            host: host.to_owned(),
+            wrapper: wrapper.iter().map(|w| (*w).to_owned()).collect(),
             dir,
+            extra,
             child: None,
         };
         server.launch();
         server
     }
 
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        format!("redis://{}:{}/", self.host, self.port)
     }
 
     fn launch(&mut self) {
-        let child = Command::new(server_binary())
+        let log = self.dir.join("redis.log");
+        let _ = std::fs::remove_file(&log);
+        let mut command = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(server_binary());
+                c
+            }
+            None => Command::new(server_binary()),
+        };
+        let child = command
             .args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1"])
+            .args(["--bind", &self.host])
             .args(["--save", ""])
             .args(["--appendonly", "no"])
             .args(["--dbfilename", "dump.rdb"])
             .arg("--dir")
             .arg(&self.dir)
+            .arg("--logfile")
+            .arg(&log)
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server starts");
+        register_pid(child.id());
         self.child = Some(child);
+        // Ready whatever the options (auth, TLS only, cluster): its log says so.
         let ready = within(Duration::from_secs(10), || {
-            redis::Client::open(self.url())
-                .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(100)))
-                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
-                .is_ok()
+            std::fs::read_to_string(&log).is_ok_and(|l| l.contains("Ready to accept connections"))
         });
         assert!(
             ready.is_some(),
-            "private redis-server on port {} did not start",
-            self.port
+            "private redis-server on port {} did not start: {}",
+            self.port,
+            std::fs::read_to_string(&log).unwrap_or_default()
         );
     }
 
@@ -344,3 +403,12 @@ impl Transport for HostClient {
         "host-client".into()
     }
 }
+
+mod cluster;
+mod deploy;
+pub mod netns;
+pub mod proxy;
+#[allow(unused_imports)]
+pub use cluster::*;
+#[allow(unused_imports)]
+pub use deploy::*;
