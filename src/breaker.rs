@@ -258,8 +258,13 @@ impl CircuitBreaker {
             self.record_slow(ticket, outcome)
         };
         if !self.listeners.is_empty() && recorded != Recorded::Stale {
-            self.report_outcome(outcome);
+            // A panicking outcome listener must not hide the transition:
+            // report it first, then let the panic go on.
+            let reported = catch_unwind(AssertUnwindSafe(|| self.report_outcome(outcome)));
             self.report_transition(recorded.transition());
+            if let Err(panic) = reported {
+                resume_unwind(panic);
+            }
         }
         recorded
     }

@@ -698,6 +698,33 @@ fn a_panicking_listener_does_not_corrupt_the_breaker() {
     );
 }
 
+/// A listener that panics when told of an outcome.
+struct PanicsOnOutcome;
+impl Listener for PanicsOnOutcome {
+    fn failure(&self, _: &CircuitBreaker) {
+        panic!("listener bug");
+    }
+}
+
+#[test]
+fn a_panicking_outcome_listener_does_not_hide_the_transition() {
+    let rec = Arc::new(Recorder::default());
+    let b = CircuitBreaker::builder()
+        .fail_max(1)
+        .listener(PanicsOnOutcome)
+        .shared_listener(rec.clone())
+        .build()
+        .unwrap();
+    let tripped = catch_unwind(AssertUnwindSafe(|| fail(&b)));
+    assert!(tripped.is_err(), "the listener's panic reaches the caller");
+    assert_eq!(b.state(), State::Open);
+    assert_eq!(
+        rec.take(),
+        ["before", "failure", ":closed->open (sees open)"],
+        "every listener hears of the outcome, then of the transition, once each"
+    );
+}
+
 /// The system clock's cheap reading trails after idle spells; the open state
 /// must still half-open as soon as the timeout has passed.
 #[test]
