@@ -226,9 +226,9 @@ impl CircuitBreaker {
 
     /// Records how the call admitted with `ticket` ended.
     ///
-    /// A ticket from an ended episode (or a probe recorded twice) returns
-    /// `Ok(Recorded::Stale)` and changes nothing; bits this breaker never
-    /// issued return [`InvalidTicket`].
+    /// A ticket from an ended episode (or a probe recorded twice, within the
+    /// limit [`Recorded::Stale`] states) returns `Ok(Recorded::Stale)` and
+    /// changes nothing; bits this breaker never issued return [`InvalidTicket`].
     #[inline]
     pub fn record(&self, ticket: Ticket, outcome: Outcome) -> Result<Recorded, InvalidTicket> {
         if !ticket.is_valid_for(self.tag) {

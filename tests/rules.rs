@@ -390,6 +390,30 @@ fn probe_recorded_twice_is_stale_the_second_time() {
     drop(next);
 }
 
+/// With room for several probes, a second record of one must not free
+/// another probe's slot, whether or not that slot was taken again since.
+#[test]
+fn a_probe_recorded_twice_frees_no_other_probes_slot() {
+    let clock = ManualClock::new();
+    let b = ready_to_probe(&clock, |b| b.half_open_max_calls(2).success_threshold(3));
+    let p1 = b.try_acquire().unwrap().into_ticket();
+    let p2 = b.try_acquire().unwrap().into_ticket();
+    assert_eq!(b.record(p1, Outcome::Success), Ok(Recorded::Counted));
+    assert_eq!(b.record(p1, Outcome::Success), Ok(Recorded::Stale), "p1 again");
+    assert_eq!((b.success_counter(), b.probes_in_flight()), (1, 1), "p2 still holds its slot");
+    let p3 = b.try_acquire().unwrap().into_ticket();
+    assert!(b.try_acquire().is_err(), "two probes in flight: p2 and p3");
+    assert_eq!(b.record(p1, Outcome::Ignored), Ok(Recorded::Stale), "p1 a third time");
+    assert_eq!(b.probes_in_flight(), 2);
+    assert!(b.try_acquire().is_err(), "still no third probe");
+    assert_eq!(b.record(p2, Outcome::Success), Ok(Recorded::Counted));
+    assert_eq!(b.record(p2, Outcome::Success), Ok(Recorded::Stale), "p2 again");
+    assert_eq!(
+        b.record(p3, Outcome::Success),
+        Ok(Recorded::Transitioned(transition(State::HalfOpen, State::Closed)))
+    );
+}
+
 #[test]
 fn foreign_or_forged_tickets_are_invalid() {
     let a = CircuitBreaker::default();
