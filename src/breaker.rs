@@ -13,9 +13,14 @@ use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
-/// A lock-free circuit breaker.
+/// A circuit breaker whose state is one atomic word, changed lock-free.
 ///
-/// `Send + Sync`; share it by reference, `Arc` or `static`. No call allocates.
+/// `Send + Sync`; share it by reference, `Arc` or `static`. Once built, a
+/// breaker whose state is in memory takes no lock and allocates nothing on
+/// any call (`tests/alloc.rs`). A breaker shared through Redis (the `redis`
+/// feature) keeps its healthy paths the same, but a call that goes to Redis
+/// takes a pooled connection under a lock, allocates, and waits on the
+/// network for up to its command timeout.
 ///
 /// ```
 /// use breakerbox::{CircuitBreaker, State};

@@ -1,5 +1,6 @@
 //! One test (at least) per rule of the breaker's behaviour. Time is driven
-//! by a `ManualClock`; nothing sleeps.
+//! by a `ManualClock`; nothing sleeps but the one test of the system clock
+//! itself (`system_clock_half_opens_on_time_after_idle_spells`).
 
 use breakerbox::clock::ManualClock;
 use breakerbox::{
