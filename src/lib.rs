@@ -24,6 +24,8 @@ mod breaker;
 pub mod clock;
 mod config;
 mod error;
+// Its module docs link the private `Castable`; it moves to its own crate.
+#[allow(rustdoc::private_intra_doc_links)]
 pub mod ffi;
 pub mod future;
 mod listener;
