@@ -40,7 +40,9 @@ pub trait Clock: Send + Sync + 'static {
 /// precise one. Elsewhere both readings come from [`std::time::Instant`].
 #[derive(Debug, Clone, Copy)]
 pub struct MonotonicClock {
-    coarse_lag_ms: u64,
+    /// 32 bits (at most 8 s) keep the clock as small as before the clock id
+    /// came, and so the breaker's layout.
+    coarse_lag_ms: u32,
     /// The clock the cheap reading asks.
     #[cfg(target_os = "linux")]
     coarse_id: libc::clockid_t,
@@ -66,6 +68,14 @@ impl MonotonicClock {
         }
     }
 
+    /// The coarse clock was refused after it first answered: a precise
+    /// reading never lags.
+    #[cold]
+    #[inline(never)]
+    fn coarse_refused(&self) -> u64 {
+        self.now_ms()
+    }
+
     /// Reads cheaply from `coarse_id`, unless the system refuses it: then
     /// from the precise clock, with no lag.
     #[cfg(target_os = "linux")]
@@ -87,9 +97,11 @@ impl MonotonicClock {
 /// tick, but on tickless kernels it trails by several ticks after an idle
 /// spell (seen: up to 18 ms with 4 ms ticks), so the bound is generous: within
 /// it of the reset deadline, every rejection reads the precise clock.
-fn coarse_lag_bound_ms(resolution_ms: u64) -> u64 {
+fn coarse_lag_bound_ms(resolution_ms: u64) -> u32 {
     const FLOOR_MS: u64 = 50;
-    resolution_ms.saturating_mul(8).max(FLOOR_MS)
+    // A resolution is at most the 1 s `coarse_resolution_ms` assumes when it
+    // cannot ask; a larger one reported is taken as that.
+    resolution_ms.min(1000).saturating_mul(8).max(FLOOR_MS) as u32
 }
 
 /// Milliseconds on `clock_id`, or `None` if the system refuses the clock.
@@ -158,14 +170,13 @@ impl Clock for MonotonicClock {
     fn coarse_now_ms(&self) -> u64 {
         match read_ms(self.coarse_id) {
             Some(ms) => ms,
-            // Refused after it first answered: a precise reading never lags.
-            None => self.now_ms(),
+            None => self.coarse_refused(),
         }
     }
 
     #[inline]
     fn coarse_lag_ms(&self) -> u64 {
-        self.coarse_lag_ms
+        u64::from(self.coarse_lag_ms)
     }
 }
 
@@ -258,13 +269,24 @@ pub(crate) struct LazyNow<'a> {
     cached: Option<u64>,
 }
 
+impl LazyNow<'_> {
+    /// Near the deadline: the precise reading decides.
+    #[inline(never)]
+    fn precisely_reached(&mut self, deadline_ms: u64) -> bool {
+        use crate::state::Now;
+        self.now_ms() >= deadline_ms
+    }
+}
+
 impl crate::state::Now for LazyNow<'_> {
     #[inline]
     fn now_ms(&mut self) -> u64 {
         *self.cached.get_or_insert_with(|| self.clock.now_ms())
     }
 
-    #[inline]
+    // Always inlined: every rejection comes through here, and out of line it
+    // cost about twice the instructions.
+    #[inline(always)]
     fn reached(&mut self, deadline_ms: u64) -> bool {
         if let Some(now) = self.cached {
             return now >= deadline_ms;
@@ -274,7 +296,7 @@ impl crate::state::Now for LazyNow<'_> {
             // The precise time is at most `lag` ahead: still before the deadline.
             return false;
         }
-        self.now_ms() >= deadline_ms
+        self.precisely_reached(deadline_ms)
     }
 }
 

@@ -11,9 +11,8 @@
 //! | 0..2    | state      | `00`                        | `01`                  | `10` (`11` is never written)               |
 //! | 2..22   | generation | episode tag                 | episode tag           | episode tag                                |
 //! | 22..54  | payload    | consecutive failures (u32)  | opened-at, ms (42 bits, 22..64) | probes in flight (22..38), successes (u16, 38..54) |
-//! | 54..59  | payload    | zero                        | (opened-at, cont.)    | next probe slot (0..=16)                   |
-//! | 59      | payload    | zero                        | (opened-at, cont.)    | `COUNTED`: in flight is a count            |
-//! | 60..64  | payload    | zero                        | (opened-at, cont.)    | zero                                       |
+//! | 54..59  | payload    | zero                        | (opened-at, cont.)    | next probe slot (0..=16; 31: `COUNTED`)    |
+//! | 59..64  | payload    | zero                        | (opened-at, cont.)    | slots taken (0..=16)                       |
 //!
 //! * **generation** advances on every transition, when a probe lease is
 //!   reclaimed, and when the last probe in flight is recorded. A [`Ticket`]
@@ -29,13 +28,14 @@
 //!   `success_threshold`, both capped at 65,535 by the configuration.
 //! * **probe slots**: a half-open episode starts with in flight as a bitmap
 //!   of 16 slots, one per probe, each used once in the episode (the next
-//!   slot says which comes next). A probe ticket names its slot, so recording
-//!   it twice finds the slot empty and is stale. The 17th probe admitted in
-//!   one episode (only possible with `half_open_max_calls` above one and
-//!   probes overlapping) turns the bitmap into a plain count (`COUNTED`),
-//!   under which a probe recorded twice frees another probe's slot. The
-//!   episode ends when no probe is left in flight, and the next starts with
-//!   the bitmap again.
+//!   slot says which comes next), beside a count of the slots taken, so a
+//!   rejection compares a count and never counts bits. A probe ticket names
+//!   its slot, so recording it twice finds the slot empty and is stale. The
+//!   17th probe admitted in one episode (only possible with
+//!   `half_open_max_calls` above one and probes overlapping) turns the
+//!   bitmap into a plain count (next slot `COUNTED`), under which a probe
+//!   recorded twice frees another probe's slot. The episode ends when no
+//!   probe is left in flight, and the next starts with the bitmap again.
 //!
 //! Beside the word, `probe_admitted_at` holds the time of the latest probe
 //! admission (a `fetch_max`, written before the admitting CAS). It only decides
@@ -84,8 +84,11 @@ const SUCCESSES_MASK: u64 = (u16::MAX as u64) << SUCCESSES_SHIFT;
 const PROBE_SLOTS: u32 = 16;
 const NEXT_SLOT_SHIFT: u32 = PAYLOAD_SHIFT + 32;
 const NEXT_SLOT_MASK: u64 = 0b1_1111 << NEXT_SLOT_SHIFT;
-/// Half-open: the in-flight field is a count, not a bitmap of slots.
-const COUNTED: u64 = 1 << (PAYLOAD_SHIFT + 37);
+/// The next slot once slots are no longer told apart: the in-flight field
+/// is then a count, not a bitmap.
+const COUNTED: u32 = 0b1_1111;
+const TAKEN_SHIFT: u32 = NEXT_SLOT_SHIFT + 5;
+const TAKEN_MASK: u64 = 0b1_1111 << TAKEN_SHIFT;
 
 /// Largest value a half-open counter (probes in flight, successes) can hold.
 pub(crate) const MAX_HALF_OPEN_COUNT: u32 = u16::MAX as u32;
@@ -179,13 +182,25 @@ impl Snapshot {
     }
 
     pub(crate) fn in_flight(self) -> u32 {
-        if self.0 & STATE_MASK != HALF_OPEN {
+        if self.0 & STATE_MASK == HALF_OPEN {
+            self.probes()
+        } else {
             0
-        } else if self.0 & COUNTED != 0 {
+        }
+    }
+
+    /// Probes in flight, for a snapshot known to be half-open.
+    #[inline]
+    fn probes(self) -> u32 {
+        if self.is_counted() {
             self.in_flight_field()
         } else {
-            self.in_flight_field().count_ones()
+            ((self.0 & TAKEN_MASK) >> TAKEN_SHIFT) as u32
         }
+    }
+
+    fn is_counted(self) -> bool {
+        self.next_slot() == COUNTED
     }
 
     /// The in-flight field as stored: a count, or a bitmap of slots.
@@ -200,7 +215,7 @@ impl Snapshot {
     /// Whether the probe admitted into `slot` is still in flight: its slot
     /// is taken, or (once slots are no longer told apart) any probe is.
     fn holds_probe(self, slot: u32) -> bool {
-        if self.0 & COUNTED != 0 {
+        if self.is_counted() {
             self.in_flight_field() > 0
         } else {
             self.in_flight_field() & (1 << slot) != 0
@@ -237,41 +252,52 @@ impl Snapshot {
     /// One more probe in flight (the caller checked the limit) and the slot
     /// it holds.
     fn with_probe_admitted(self) -> (Snapshot, u32) {
-        let field = self.in_flight_field();
         let next = self.next_slot();
-        let (field, slot, counted, next) = if self.0 & COUNTED != 0 {
-            ((field + 1).min(MAX_HALF_OPEN_COUNT), 0, COUNTED, next)
+        let (field, next, taken, slot) = if next == COUNTED {
+            (
+                (self.in_flight_field() + 1).min(MAX_HALF_OPEN_COUNT),
+                COUNTED,
+                0,
+                0,
+            )
         } else if next < PROBE_SLOTS {
-            (field | 1 << next, next, 0, next + 1)
+            (
+                self.in_flight_field() | 1 << next,
+                next + 1,
+                self.probes() + 1,
+                next,
+            )
         } else {
             // Every slot was used once this episode: count from here on.
-            (field.count_ones() + 1, 0, COUNTED, next)
+            (self.probes() + 1, COUNTED, 0, 0)
         };
-        let cleared = self.0 & !(IN_FLIGHT_MASK | NEXT_SLOT_MASK | COUNTED);
-        let word = cleared
-            | u64::from(field) << IN_FLIGHT_SHIFT
-            | u64::from(next) << NEXT_SLOT_SHIFT
-            | counted;
-        (Snapshot(word), slot)
+        (self.with_probe_fields(field, next, taken), slot)
     }
 
     /// The probe in `slot` leaves, with `successes` counted. When none stays
     /// in flight the episode ends: the generation advances and the slots
     /// start afresh.
     fn with_probe_released(self, slot: u32, successes: u32) -> Snapshot {
-        let field = if self.0 & COUNTED != 0 {
-            self.in_flight_field().saturating_sub(1)
-        } else {
-            self.in_flight_field() & !(1 << slot)
-        };
-        if field == 0 {
+        let in_flight = self.probes().saturating_sub(1);
+        if in_flight == 0 {
             return self.with_half_open(successes);
         }
         let successes = u64::from(successes.min(MAX_HALF_OPEN_COUNT));
+        let released = if self.is_counted() {
+            self.with_probe_fields(in_flight, COUNTED, 0)
+        } else {
+            self.with_probe_fields(self.in_flight_field() & !(1 << slot), self.next_slot(), in_flight)
+        };
+        Snapshot((released.0 & !SUCCESSES_MASK) | successes << SUCCESSES_SHIFT)
+    }
+
+    fn with_probe_fields(self, field: u32, next: u32, taken: u32) -> Snapshot {
+        let cleared = self.0 & !(IN_FLIGHT_MASK | NEXT_SLOT_MASK | TAKEN_MASK);
         Snapshot(
-            (self.0 & !(IN_FLIGHT_MASK | SUCCESSES_MASK))
+            cleared
                 | u64::from(field) << IN_FLIGHT_SHIFT
-                | successes << SUCCESSES_SHIFT,
+                | u64::from(next) << NEXT_SLOT_SHIFT
+                | u64::from(taken) << TAKEN_SHIFT,
         )
     }
 
@@ -289,7 +315,7 @@ impl Snapshot {
             (self.0 & (STATE_MASK | GENERATION_MASK))
                 | (in_flight << IN_FLIGHT_SHIFT)
                 | (successes << SUCCESSES_SHIFT)
-                | COUNTED,
+                | u64::from(COUNTED) << NEXT_SLOT_SHIFT,
         )
     }
 
@@ -630,9 +656,10 @@ impl StateCell {
         self.probe_admitted_at_ms.fetch_max(now_ms, Ordering::AcqRel);
     }
 
-    fn probe_lease_expired(&self, limits: &impl LimitSource, now: &mut impl Now) -> bool {
+    /// When the lease of the latest probe admitted runs out.
+    fn probe_lease_end_ms(&self, limits: &impl LimitSource) -> u64 {
         let admitted_at = self.probe_admitted_at_ms.load(Ordering::Acquire);
-        now.reached(admitted_at.saturating_add(limits.probe_lease_ms()))
+        admitted_at.saturating_add(limits.probe_lease_ms())
     }
 
     /// The read-only fast path: a closed breaker admits with one load.
@@ -652,26 +679,25 @@ impl StateCell {
     /// What a call's ask comes to as things stand: the one rule for admitting
     /// and rejecting, used by the CAS loop and the fast path. Reads each
     /// limit at most once, and the clock only when not closed.
+    ///
+    /// Open and full half-open both come down to one deadline (the reset
+    /// timeout, the probe lease) and one clock reading against it, so a
+    /// rejection in either state costs the same.
     #[inline]
     fn ask(&self, s: Snapshot, limits: &impl LimitSource, now: &mut impl Now) -> Ask {
-        match s.state() {
-            State::Closed => Ask::Closed,
-            State::Open => {
-                if now.reached(s.opened_at_ms().saturating_add(limits.reset_timeout_ms())) {
-                    Ask::FirstProbe
-                } else {
-                    Ask::Reject(State::Open)
-                }
-            }
-            State::HalfOpen => {
-                if s.in_flight() < limits.half_open_max_calls() {
-                    Ask::Probe
-                } else if self.probe_lease_expired(limits, now) {
-                    Ask::Reclaim
-                } else {
-                    Ask::Reject(State::HalfOpen)
-                }
-            }
+        let (deadline_ms, passed) = match s.state() {
+            State::Closed => return Ask::Closed,
+            State::Open => (
+                s.opened_at_ms().saturating_add(limits.reset_timeout_ms()),
+                Ask::FirstProbe,
+            ),
+            State::HalfOpen if s.probes() < limits.half_open_max_calls() => return Ask::Probe,
+            State::HalfOpen => (self.probe_lease_end_ms(limits), Ask::Reclaim),
+        };
+        if now.reached(deadline_ms) {
+            passed
+        } else {
+            Ask::Reject(s.state())
         }
     }
 
@@ -946,7 +972,9 @@ mod tests {
             "saturates"
         );
 
-        let h = o.with_half_open(0).with_counted_probes(MAX_HALF_OPEN_COUNT, MAX_HALF_OPEN_COUNT);
+        let h = o
+            .with_half_open(0)
+            .with_counted_probes(MAX_HALF_OPEN_COUNT, MAX_HALF_OPEN_COUNT);
         assert_eq!(h.in_flight(), MAX_HALF_OPEN_COUNT);
         assert_eq!(h.successes(), MAX_HALF_OPEN_COUNT);
         assert_eq!(h.state(), State::HalfOpen);
@@ -1036,6 +1064,33 @@ mod tests {
         let probe = half.ticket(true);
         assert!(probe.is_probe() && !probe.is_stale(cell.load()));
         assert_eq!(cell.load().in_flight(), 1);
+    }
+
+    #[test]
+    fn probes_hold_distinct_slots_until_the_seventeenth_turns_them_into_a_count() {
+        let cell = StateCell::new();
+        let l = Limits {
+            half_open_max_calls: 20,
+            success_threshold: 100,
+            ..limits()
+        };
+        assert!(cell.force(State::HalfOpen, &mut FixedNow(0)).is_some());
+        let mut admit = || match cell.acquire(&l, &mut FixedNow(0)) {
+            Acquire::Admitted { ticket, .. } => ticket,
+            other => panic!("a slot is free: {other:?}"),
+        };
+        let first: Vec<Ticket> = (0..PROBE_SLOTS).map(|_| admit()).collect();
+        let slots: Vec<u32> = first.iter().map(|t| t.slot()).collect();
+        assert_eq!(slots, (0..PROBE_SLOTS).collect::<Vec<_>>());
+        assert_eq!((cell.load().in_flight(), cell.load().is_counted()), (16, false));
+        let record = |t: Ticket| cell.record(t, Outcome::Ignored, &l, &mut FixedNow(0));
+        assert_eq!(record(first[3]), Recorded::Counted);
+        assert_eq!(record(first[3]), Recorded::Stale, "its slot is empty");
+        let seventeenth = admit();
+        assert_eq!((cell.load().in_flight(), cell.load().is_counted()), (16, true));
+        assert_eq!(record(seventeenth), Recorded::Counted);
+        assert_eq!(record(first[0]), Recorded::Counted);
+        assert_eq!(cell.load().in_flight(), 14, "counted from here on");
     }
 
     #[test]
