@@ -280,9 +280,10 @@ async fn a_panicking_future_counts_as_a_failure() {
 fn a_panic_building_the_future_counts_as_a_failure() {
     let clock = ManualClock::new();
     let b = breaker(&clock, 1);
-    let mut call = Box::pin(b.call_async(|| -> std::future::Ready<Result<(), Boom>> {
-        panic!("the client could not be built")
-    }));
+    let mut call =
+        Box::pin(b.call_async(|| -> std::future::Ready<Result<(), Boom>> {
+            panic!("the client could not be built")
+        }));
     let waker = Waker::from(Arc::new(NoopWaker));
     let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         call.as_mut().poll(&mut Context::from_waker(&waker))

@@ -401,10 +401,18 @@ fn a_probe_recorded_twice_frees_no_other_probes_slot() {
     let p2 = b.try_acquire().unwrap().into_ticket();
     assert_eq!(b.record(p1, Outcome::Success), Ok(Recorded::Counted));
     assert_eq!(b.record(p1, Outcome::Success), Ok(Recorded::Stale), "p1 again");
-    assert_eq!((b.success_counter(), b.probes_in_flight()), (1, 1), "p2 still holds its slot");
+    assert_eq!(
+        (b.success_counter(), b.probes_in_flight()),
+        (1, 1),
+        "p2 still holds its slot"
+    );
     let p3 = b.try_acquire().unwrap().into_ticket();
     assert!(b.try_acquire().is_err(), "two probes in flight: p2 and p3");
-    assert_eq!(b.record(p1, Outcome::Ignored), Ok(Recorded::Stale), "p1 a third time");
+    assert_eq!(
+        b.record(p1, Outcome::Ignored),
+        Ok(Recorded::Stale),
+        "p1 a third time"
+    );
     assert_eq!(b.probes_in_flight(), 2);
     assert!(b.try_acquire().is_err(), "still no third probe");
     assert_eq!(b.record(p2, Outcome::Success), Ok(Recorded::Counted));

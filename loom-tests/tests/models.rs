@@ -689,7 +689,11 @@ fn m9_set_half_open_max_calls_racing_an_ask() {
                 seen.hit("ask after the change");
             }
         }
-        assert_eq!(b.record(held, Outcome::Success), Ok(Recorded::Counted), "the live probe counts");
+        assert_eq!(
+            b.record(held, Outcome::Success),
+            Ok(Recorded::Counted),
+            "the live probe counts"
+        );
         assert_eq!(events.take(), []);
     });
 }
@@ -738,7 +742,10 @@ fn m10_quiet_success_racing_a_trip() {
         let (b, _clock) = quiet_breaker(|c| c.fail_max(1));
         let h = b.spawn(|r| call(r, Outcome::Failure));
         let mine = call(&b, Outcome::Success);
-        assert_eq!(h.join().unwrap(), Call::Closed(Recorded::Transitioned(t(Closed, Open))));
+        assert_eq!(
+            h.join().unwrap(),
+            Call::Closed(Recorded::Transitioned(t(Closed, Open)))
+        );
         seen.hit(match mine {
             Call::Closed(Recorded::Counted) => "success counted",
             Call::Closed(Recorded::Stale) => "success stale",
@@ -756,32 +763,39 @@ fn m10_quiet_success_racing_a_trip() {
 /// probe.
 #[test]
 fn m10_quiet_rejection_racing_the_reset_deadline() {
-    model(&["thread rejected open", "thread got the probe", "main got the probe"], |seen| {
-        let (b, clock) = quiet_breaker(|c| c.fail_max(1));
-        assert!(b.open().is_some());
-        let h = b.spawn(hold);
-        b.pass();
-        clock.advance(RESET);
-        let mine = hold(&b);
-        let theirs = h.join().unwrap();
-        match (mine, theirs) {
-            (Ok(p), Err(Open)) => {
-                assert!(p.is_probe());
-                seen.hit("thread rejected open")
+    model(
+        &[
+            "thread rejected open",
+            "thread got the probe",
+            "main got the probe",
+        ],
+        |seen| {
+            let (b, clock) = quiet_breaker(|c| c.fail_max(1));
+            assert!(b.open().is_some());
+            let h = b.spawn(hold);
+            b.pass();
+            clock.advance(RESET);
+            let mine = hold(&b);
+            let theirs = h.join().unwrap();
+            match (mine, theirs) {
+                (Ok(p), Err(Open)) => {
+                    assert!(p.is_probe());
+                    seen.hit("thread rejected open")
+                }
+                (Err(HalfOpen), Ok(p)) => {
+                    assert!(p.is_probe());
+                    seen.hit("thread got the probe")
+                }
+                (Ok(p), Err(HalfOpen)) => {
+                    assert!(p.is_probe());
+                    seen.hit("main got the probe")
+                }
+                other => panic!("exactly one probe expected: {other:?}"),
             }
-            (Err(HalfOpen), Ok(p)) => {
-                assert!(p.is_probe());
-                seen.hit("thread got the probe")
-            }
-            (Ok(p), Err(HalfOpen)) => {
-                assert!(p.is_probe());
-                seen.hit("main got the probe")
-            }
-            other => panic!("exactly one probe expected: {other:?}"),
-        }
-        assert_eq!(b.state(), HalfOpen);
-        assert_counters(&b, 0, 1, 0);
-    });
+            assert_eq!(b.state(), HalfOpen);
+            assert_counters(&b, 0, 1, 0);
+        },
+    );
 }
 
 // ---------------------------------------------------------------------------

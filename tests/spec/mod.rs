@@ -141,7 +141,9 @@ impl Model {
             Phase::HalfOpen { .. } if (self.in_flight.len() as u32) < self.limits.half_open_max_calls => {
                 Ok(self.admit_probe())
             }
-            Phase::HalfOpen { .. } if self.now >= self.latest_admission.saturating_add(self.limits.lease_ms) => {
+            Phase::HalfOpen { .. }
+                if self.now >= self.latest_admission.saturating_add(self.limits.lease_ms) =>
+            {
                 // Every probe outlived its lease: their slots are reclaimed.
                 self.new_episode();
                 Ok(self.admit_probe())
@@ -153,7 +155,10 @@ impl Model {
     /// Whether the specification leaves this record open: a probe recorded
     /// again in an episode that admitted more probes than are told apart.
     fn unspecified(&self, ticket: &Issued) -> bool {
-        ticket.recorded && ticket.probe.is_some() && ticket.episode == self.episode && self.admitted > TOLD_APART
+        ticket.recorded
+            && ticket.probe.is_some()
+            && ticket.episode == self.episode
+            && self.admitted > TOLD_APART
     }
 
     fn leave(&mut self, id: u64, successes: u32) {
@@ -292,7 +297,12 @@ pub fn check(config: Config, ops: impl IntoIterator<Item = Op>) -> Result<(), St
                     continue;
                 }
                 tickets[index].1.recorded = true;
-                agree!(step, op, breaker.record(real, outcome), Ok(model.record(expected, outcome)));
+                agree!(
+                    step,
+                    op,
+                    breaker.record(real, outcome),
+                    Ok(model.record(expected, outcome))
+                );
             }
             Op::Record(..) => {}
             Op::Force(target) => {
@@ -303,7 +313,12 @@ pub fn check(config: Config, ops: impl IntoIterator<Item = Op>) -> Result<(), St
                 };
                 agree!(step, op, real, model.force(target));
             }
-            Op::SetFailMax(v) => agree!(step, op, breaker.set_fail_max(v).ok(), Some(model.set_fail_max(v))),
+            Op::SetFailMax(v) => agree!(
+                step,
+                op,
+                breaker.set_fail_max(v).ok(),
+                Some(model.set_fail_max(v))
+            ),
             Op::SetSuccessThreshold(v) => agree!(
                 step,
                 op,
@@ -319,7 +334,12 @@ pub fn check(config: Config, ops: impl IntoIterator<Item = Op>) -> Result<(), St
                 model.limits.reset_ms = ms;
             }
             Op::SetProbeLease(ms) => {
-                agree!(step, op, breaker.set_probe_lease(Duration::from_millis(ms)).is_ok(), true);
+                agree!(
+                    step,
+                    op,
+                    breaker.set_probe_lease(Duration::from_millis(ms)).is_ok(),
+                    true
+                );
                 model.limits.lease_ms = ms;
             }
             Op::Advance(ms) => {
@@ -331,7 +351,11 @@ pub fn check(config: Config, ops: impl IntoIterator<Item = Op>) -> Result<(), St
         agree!(
             step,
             "(failures, successes, in flight)",
-            (breaker.fail_counter(), breaker.success_counter(), breaker.probes_in_flight()),
+            (
+                breaker.fail_counter(),
+                breaker.success_counter(),
+                breaker.probes_in_flight()
+            ),
             model.counters()
         );
     }
