@@ -2,7 +2,7 @@
 # `make tour` runs the main example.
 SHELL := /bin/bash
 
-SUITES := core loom header ffi features redis benches
+SUITES := core loom header ffi features redis benches fuzz
 
 .PHONY: test tour $(SUITES)
 
@@ -32,3 +32,6 @@ redis:
 
 benches:
 	bash scripts/test-benches.sh
+
+fuzz:
+	bash scripts/test-fuzz.sh
