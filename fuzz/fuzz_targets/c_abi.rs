@@ -76,7 +76,12 @@ fn count_is_valid(value: u32, max: u32) -> bool {
 
 static TRANSITIONS: AtomicU32 = AtomicU32::new(0);
 
-unsafe extern "C" fn on_state_change(_: *mut c_void, breaker: *const cb_breaker, from: cb_state, to: cb_state) {
+unsafe extern "C" fn on_state_change(
+    _: *mut c_void,
+    breaker: *const cb_breaker,
+    from: cb_state,
+    to: cb_state,
+) {
     assert_ne!(from as u32, to as u32, "a transition changes the state");
     assert!(!breaker.is_null());
     TRANSITIONS.fetch_add(1, Ordering::Relaxed);
@@ -85,7 +90,10 @@ unsafe extern "C" fn on_state_change(_: *mut c_void, breaker: *const cb_breaker,
 /// A status must be one of `allowed`.
 fn expect(what: &str, status: cb_status, allowed: &[u32]) {
     let raw = status as u32;
-    assert!(allowed.contains(&raw), "{what}: status {raw}, expected one of {allowed:?}");
+    assert!(
+        allowed.contains(&raw),
+        "{what}: status {raw}, expected one of {allowed:?}"
+    );
 }
 
 fn c_str<'a>(ptr: *const std::ffi::c_char) -> &'a CStr {
@@ -121,7 +129,11 @@ fuzz_target!(|data: &[u8]| {
     let mut handle: *mut cb_breaker = null_mut();
     // SAFETY (every call below): pointers are NULL, valid, or the live handle.
     unsafe {
-        expect("cb_new(NULL config)", abi::cb_new(null(), &mut handle), &[INVALID]);
+        expect(
+            "cb_new(NULL config)",
+            abi::cb_new(null(), &mut handle),
+            &[INVALID],
+        );
         expect("cb_new(NULL out)", abi::cb_new(&config, null_mut()), &[INVALID]);
         assert!(handle.is_null(), "out is written only on success");
         let status = abi::cb_new(&config, &mut handle);
@@ -142,7 +154,11 @@ fuzz_target!(|data: &[u8]| {
                         cb_status::Ok => permits.push(permit),
                         other => expect("cb_try_acquire", other, &[REJECTED]),
                     }
-                    expect("cb_try_acquire(out NULL)", abi::cb_try_acquire(handle, null_mut()), &[INVALID]);
+                    expect(
+                        "cb_try_acquire(out NULL)",
+                        abi::cb_try_acquire(handle, null_mut()),
+                        &[INVALID],
+                    );
                 }
                 2 | 3 => {
                     // An issued permit (perhaps again), one with edited bits, or forged bits.
@@ -164,7 +180,11 @@ fuzz_target!(|data: &[u8]| {
                     } else {
                         expect("cb_record", status, &[OK, STALE, INVALID]);
                     }
-                    expect("cb_record(NULL)", abi::cb_record(null(), permit, RawOutcome(0)), &[INVALID]);
+                    expect(
+                        "cb_record(NULL)",
+                        abi::cb_record(null(), permit, RawOutcome(0)),
+                        &[INVALID],
+                    );
                 }
                 4 => {
                     let status = match input.u8() % 3 {
@@ -174,32 +194,31 @@ fuzz_target!(|data: &[u8]| {
                     };
                     expect("cb_force_*", status, &[OK]);
                 }
-                5 => {
+                kind @ 5..=7 => {
+                    type Setter = unsafe extern "C" fn(*const cb_breaker, u32) -> cb_status;
+                    let (name, set, max): (&str, Setter, u32) = match kind {
+                        5 => ("cb_set_fail_max", abi::cb_set_fail_max, u32::MAX),
+                        6 => ("cb_set_success_threshold", abi::cb_set_success_threshold, 65_535),
+                        _ => (
+                            "cb_set_half_open_max_calls",
+                            abi::cb_set_half_open_max_calls,
+                            65_535,
+                        ),
+                    };
                     let v = input.count();
-                    let ok = count_is_valid(v, u32::MAX);
-                    expect("cb_set_fail_max", abi::cb_set_fail_max(handle, v), if ok { &[OK] } else { &[INVALID] });
-                }
-                6 => {
-                    let v = input.count();
-                    let ok = count_is_valid(v, 65_535);
                     expect(
-                        "cb_set_success_threshold",
-                        abi::cb_set_success_threshold(handle, v),
-                        if ok { &[OK] } else { &[INVALID] },
-                    );
-                }
-                7 => {
-                    let v = input.count();
-                    let ok = count_is_valid(v, 65_535);
-                    expect(
-                        "cb_set_half_open_max_calls",
-                        abi::cb_set_half_open_max_calls(handle, v),
-                        if ok { &[OK] } else { &[INVALID] },
+                        name,
+                        set(handle, v),
+                        if count_is_valid(v, max) { &[OK] } else { &[INVALID] },
                     );
                 }
                 8 => {
                     let v = input.millis();
-                    expect("cb_set_reset_timeout_ms", abi::cb_set_reset_timeout_ms(handle, v), &[OK]);
+                    expect(
+                        "cb_set_reset_timeout_ms",
+                        abi::cb_set_reset_timeout_ms(handle, v),
+                        &[OK],
+                    );
                     let lease = input.millis();
                     expect(
                         "cb_set_probe_lease_ms",
@@ -215,10 +234,22 @@ fuzz_target!(|data: &[u8]| {
                 10 => {
                     // NULL handles: documented errors and defaults, never a crash.
                     expect("cb_force_open(NULL)", abi::cb_force_open(null()), &[INVALID]);
-                    expect("cb_set_fail_max(NULL)", abi::cb_set_fail_max(null(), 1), &[INVALID]);
-                    expect("cb_set_probe_lease_ms(NULL)", abi::cb_set_probe_lease_ms(null(), 1), &[INVALID]);
+                    expect(
+                        "cb_set_fail_max(NULL)",
+                        abi::cb_set_fail_max(null(), 1),
+                        &[INVALID],
+                    );
+                    expect(
+                        "cb_set_probe_lease_ms(NULL)",
+                        abi::cb_set_probe_lease_ms(null(), 1),
+                        &[INVALID],
+                    );
                     let mut permit = cb_permit { bits: 0 };
-                    expect("cb_try_acquire(NULL)", abi::cb_try_acquire(null(), &mut permit), &[INVALID]);
+                    expect(
+                        "cb_try_acquire(NULL)",
+                        abi::cb_try_acquire(null(), &mut permit),
+                        &[INVALID],
+                    );
                     assert_eq!(abi::cb_current_state(null()) as u32, cb_state::Open as u32);
                     assert_eq!(abi::cb_fail_counter(null()), 0);
                     assert_eq!(abi::cb_probes_in_flight(null()), 0);
