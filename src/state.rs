@@ -1075,7 +1075,7 @@ mod tests {
             ..limits()
         };
         assert!(cell.force(State::HalfOpen, &mut FixedNow(0)).is_some());
-        let mut admit = || match cell.acquire(&l, &mut FixedNow(0)) {
+        let admit = || match cell.acquire(&l, &mut FixedNow(0)) {
             Acquire::Admitted { ticket, .. } => ticket,
             other => panic!("a slot is free: {other:?}"),
         };
