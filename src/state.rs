@@ -56,7 +56,6 @@
 
 use crate::sync::{AtomicU64, Ordering};
 use crossbeam_utils::CachePadded;
-use std::cell::Cell;
 use std::fmt;
 
 const STATE_MASK: u64 = 0b11;
@@ -515,57 +514,6 @@ enum Ask {
     Reclaim,
 }
 
-/// Limits as one decision sees them: each read at most once, however many
-/// times its CAS loop retries, so a setter racing the decision is seen
-/// wholly or not at all.
-struct ReadOnce<'a, L> {
-    limits: &'a L,
-    fail_max: Cell<Option<u32>>,
-    success_threshold: Cell<Option<u32>>,
-    half_open_max_calls: Cell<Option<u32>>,
-    reset_timeout_ms: Cell<Option<u64>>,
-    probe_lease_ms: Cell<Option<u64>>,
-}
-
-impl<'a, L: LimitSource> ReadOnce<'a, L> {
-    fn new(limits: &'a L) -> Self {
-        ReadOnce {
-            limits,
-            fail_max: Cell::new(None),
-            success_threshold: Cell::new(None),
-            half_open_max_calls: Cell::new(None),
-            reset_timeout_ms: Cell::new(None),
-            probe_lease_ms: Cell::new(None),
-        }
-    }
-}
-
-fn read_once<T: Copy>(cell: &Cell<Option<T>>, read: impl FnOnce() -> T) -> T {
-    cell.get().unwrap_or_else(|| {
-        let value = read();
-        cell.set(Some(value));
-        value
-    })
-}
-
-impl<L: LimitSource> LimitSource for ReadOnce<'_, L> {
-    fn fail_max(&self) -> u32 {
-        read_once(&self.fail_max, || self.limits.fail_max())
-    }
-    fn success_threshold(&self) -> u32 {
-        read_once(&self.success_threshold, || self.limits.success_threshold())
-    }
-    fn half_open_max_calls(&self) -> u32 {
-        read_once(&self.half_open_max_calls, || self.limits.half_open_max_calls())
-    }
-    fn reset_timeout_ms(&self) -> u64 {
-        read_once(&self.reset_timeout_ms, || self.limits.reset_timeout_ms())
-    }
-    fn probe_lease_ms(&self) -> u64 {
-        read_once(&self.probe_lease_ms, || self.limits.probe_lease_ms())
-    }
-}
-
 /// What recording an outcome did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Recorded {
@@ -679,7 +627,9 @@ impl StateCell {
 
     /// What a call's ask comes to as things stand: the one rule for admitting
     /// and rejecting, used by the CAS loop and the fast path. Reads each
-    /// limit at most once, and the clock only when not closed.
+    /// limit at most once, so a setter racing it is seen wholly or not at
+    /// all (reading `half_open_max_calls` twice once let a lowered limit
+    /// reclaim a live probe's slot), and the clock only when not closed.
     ///
     /// Open and full half-open both come down to one deadline (the reset
     /// timeout, the probe lease) and one clock reading against it, so a
@@ -714,7 +664,6 @@ impl StateCell {
 
     /// Asks to run a call.
     pub(crate) fn acquire(&self, limits: &impl LimitSource, now: &mut impl Now) -> Acquire {
-        let limits = &ReadOnce::new(limits);
         self.fetch_update_action(|s| {
             let (next, slot) = match self.ask(s, limits, now) {
                 Ask::Closed => {
@@ -751,7 +700,6 @@ impl StateCell {
         limits: &impl LimitSource,
         now: &mut impl Now,
     ) -> Recorded {
-        let limits = &ReadOnce::new(limits);
         self.fetch_update_action(|s| {
             if ticket.is_stale(s) {
                 return (Recorded::Stale, None);
@@ -808,7 +756,6 @@ impl StateCell {
     /// the record's count, or the record sees the new limit (see
     /// [`StateCell::needs_reconcile`]).
     pub(crate) fn reconcile(&self, limits: &impl LimitSource, now: &mut impl Now) -> Option<Transition> {
-        let limits = &ReadOnce::new(limits);
         self.fetch_update_action(|s| {
             let next = match s.state() {
                 State::Closed if s.failures() >= limits.fail_max() => s.with_open(now.now_ms()),
