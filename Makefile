@@ -3,7 +3,7 @@
 # `make install PREFIX=...` installs the C library (see ffi/install.sh).
 SHELL := /bin/bash
 
-SUITES := core loom header ffi features redis redis-deploy benches python
+SUITES := core loom header ffi features redis redis-deploy benches python fuzz
 
 .PHONY: test tour install $(SUITES)
 
@@ -43,3 +43,6 @@ benches:
 
 python:
 	bash scripts/test-python.sh
+
+fuzz:
+	bash scripts/test-fuzz.sh

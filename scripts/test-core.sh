@@ -6,6 +6,7 @@ cd "$ROOT"
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test (core)" cargo test -p breakerbox
+step "cargo doc (-D warnings)" env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features
 
 if ! cargo +nightly miri --version >/dev/null 2>&1; then
     echo "==> rustup component add miri rust-src --toolchain nightly"

@@ -16,9 +16,14 @@ use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
-/// A lock-free circuit breaker.
+/// A circuit breaker whose state is one atomic word, changed lock-free.
 ///
-/// `Send + Sync`; share it by reference, `Arc` or `static`. No call allocates.
+/// `Send + Sync`; share it by reference, `Arc` or `static`. Once built, a
+/// breaker whose state is in memory takes no lock and allocates nothing on
+/// any call (`tests/alloc.rs`). A breaker shared through Redis (the `redis`
+/// feature) keeps its healthy paths the same, but a call that goes to Redis
+/// takes a pooled connection under a lock, allocates, and waits on the
+/// network for up to its command timeout.
 ///
 /// ```
 /// use breakerbox::{CircuitBreaker, State};
@@ -251,9 +256,9 @@ impl CircuitBreaker {
 
     /// Records how the call admitted with `ticket` ended.
     ///
-    /// A ticket from an ended episode (or a probe recorded twice) returns
-    /// `Ok(Recorded::Stale)` and changes nothing; bits this breaker never
-    /// issued return [`InvalidTicket`].
+    /// A ticket from an ended episode (or a probe recorded twice, within the
+    /// limit [`Recorded::Stale`] states) returns `Ok(Recorded::Stale)` and
+    /// changes nothing; bits this breaker never issued return [`InvalidTicket`].
     #[inline]
     pub fn record(&self, ticket: Ticket, outcome: Outcome) -> Result<Recorded, InvalidTicket> {
         if !self.backend.issued(ticket, self.tag) {
@@ -285,7 +290,14 @@ impl CircuitBreaker {
         let mut events = Events::default();
         let recorded = self.backend.record(self.core(), ticket, outcome, &mut events);
         if !self.listeners.is_empty() && recorded != Recorded::Stale {
-            self.report_outcome(outcome);
+            // A panicking outcome listener must not hide the transition: it
+            // is reported before the panic goes on.
+            let reported = catch_unwind(AssertUnwindSafe(|| self.report_outcome(outcome)));
+            self.report(events);
+            if let Err(panic) = reported {
+                resume_unwind(panic);
+            }
+            return recorded;
         }
         self.report(events);
         recorded

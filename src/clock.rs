@@ -35,11 +35,17 @@ pub trait Clock: Send + Sync + 'static {
 /// On Linux, rejections in the open state read `CLOCK_MONOTONIC_COARSE`
 /// (a vDSO memory read) and fall back to `CLOCK_MONOTONIC` only near the
 /// reset deadline (within eight ticks, and at least 50 ms), so the transition
-/// is on time and rejections far from it stay cheap. Elsewhere both readings
-/// come from [`std::time::Instant`].
+/// is on time and rejections far from it stay cheap. Where the coarse clock
+/// is refused (some sandboxes and seccomp profiles), every reading is a
+/// precise one. Elsewhere both readings come from [`std::time::Instant`].
 #[derive(Debug, Clone, Copy)]
 pub struct MonotonicClock {
-    coarse_lag_ms: u64,
+    /// 32 bits (at most 8 s) keep the clock as small as before the clock id
+    /// came, and so the breaker's layout.
+    coarse_lag_ms: u32,
+    /// The clock the cheap reading asks.
+    #[cfg(target_os = "linux")]
+    coarse_id: libc::clockid_t,
     #[cfg(not(target_os = "linux"))]
     origin: std::time::Instant,
 }
@@ -53,10 +59,36 @@ impl Default for MonotonicClock {
 impl MonotonicClock {
     /// A clock on the system's monotonic timeline.
     pub fn new() -> Self {
+        #[cfg(target_os = "linux")]
+        return Self::with_coarse_clock(libc::CLOCK_MONOTONIC_COARSE);
+        #[cfg(not(target_os = "linux"))]
         Self {
             coarse_lag_ms: coarse_lag_bound_ms(coarse_resolution_ms()),
-            #[cfg(not(target_os = "linux"))]
             origin: std::time::Instant::now(),
+        }
+    }
+
+    /// The coarse clock was refused after it first answered: a precise
+    /// reading never lags.
+    #[cold]
+    #[inline(never)]
+    fn coarse_refused(&self) -> u64 {
+        self.now_ms()
+    }
+
+    /// Reads cheaply from `coarse_id`, unless the system refuses it: then
+    /// from the precise clock, with no lag.
+    #[cfg(target_os = "linux")]
+    fn with_coarse_clock(coarse_id: libc::clockid_t) -> Self {
+        match read_ms(coarse_id) {
+            Some(_) => Self {
+                coarse_lag_ms: coarse_lag_bound_ms(coarse_resolution_ms()),
+                coarse_id,
+            },
+            None => Self {
+                coarse_lag_ms: 0,
+                coarse_id: libc::CLOCK_MONOTONIC,
+            },
         }
     }
 }
@@ -65,24 +97,29 @@ impl MonotonicClock {
 /// tick, but on tickless kernels it trails by several ticks after an idle
 /// spell (seen: up to 18 ms with 4 ms ticks), so the bound is generous: within
 /// it of the reset deadline, every rejection reads the precise clock.
-fn coarse_lag_bound_ms(resolution_ms: u64) -> u64 {
+fn coarse_lag_bound_ms(resolution_ms: u64) -> u32 {
     const FLOOR_MS: u64 = 50;
-    resolution_ms.saturating_mul(8).max(FLOOR_MS)
+    // A resolution is at most the 1 s `coarse_resolution_ms` assumes when it
+    // cannot ask; a larger one reported is taken as that.
+    resolution_ms.min(1000).saturating_mul(8).max(FLOOR_MS) as u32
 }
 
+/// Milliseconds on `clock_id`, or `None` if the system refuses the clock.
 #[cfg(target_os = "linux")]
 #[inline]
-fn read_ms(clock_id: libc::clockid_t) -> u64 {
+fn read_ms(clock_id: libc::clockid_t) -> Option<u64> {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: `ts` is a valid, writable timespec; the clock ids used here
-    // exist on every Linux this crate supports, so the call cannot fail.
-    unsafe { libc::clock_gettime(clock_id, &mut ts) };
-    (ts.tv_sec as u64)
-        .saturating_mul(1000)
-        .saturating_add(ts.tv_nsec as u64 / 1_000_000)
+    // SAFETY: `ts` is a valid, writable timespec; a clock the system
+    // refuses is reported in the return code, which is checked.
+    let rc = unsafe { libc::clock_gettime(clock_id, &mut ts) };
+    (rc == 0).then(|| {
+        (ts.tv_sec as u64)
+            .saturating_mul(1000)
+            .saturating_add(ts.tv_nsec as u64 / 1_000_000)
+    })
 }
 
 #[cfg(all(target_os = "linux", not(miri)))]
@@ -118,7 +155,9 @@ impl Clock for MonotonicClock {
     #[cfg(target_os = "linux")]
     #[inline]
     fn now_ms(&self) -> u64 {
-        read_ms(libc::CLOCK_MONOTONIC)
+        // `std::time::Instant` itself panics if this clock is refused; here
+        // time stands still instead.
+        read_ms(libc::CLOCK_MONOTONIC).unwrap_or(0)
     }
 
     #[cfg(not(target_os = "linux"))]
@@ -129,12 +168,15 @@ impl Clock for MonotonicClock {
     #[cfg(target_os = "linux")]
     #[inline]
     fn coarse_now_ms(&self) -> u64 {
-        read_ms(libc::CLOCK_MONOTONIC_COARSE)
+        match read_ms(self.coarse_id) {
+            Some(ms) => ms,
+            None => self.coarse_refused(),
+        }
     }
 
     #[inline]
     fn coarse_lag_ms(&self) -> u64 {
-        self.coarse_lag_ms
+        u64::from(self.coarse_lag_ms)
     }
 }
 
@@ -227,13 +269,24 @@ pub(crate) struct LazyNow<'a> {
     cached: Option<u64>,
 }
 
+impl LazyNow<'_> {
+    /// Near the deadline: the precise reading decides.
+    #[inline(never)]
+    fn precisely_reached(&mut self, deadline_ms: u64) -> bool {
+        use crate::state::Now;
+        self.now_ms() >= deadline_ms
+    }
+}
+
 impl crate::state::Now for LazyNow<'_> {
     #[inline]
     fn now_ms(&mut self) -> u64 {
         *self.cached.get_or_insert_with(|| self.clock.now_ms())
     }
 
-    #[inline]
+    // Always inlined: every rejection comes through here, and out of line it
+    // cost about twice the instructions.
+    #[inline(always)]
     fn reached(&mut self, deadline_ms: u64) -> bool {
         if let Some(now) = self.cached {
             return now >= deadline_ms;
@@ -243,6 +296,43 @@ impl crate::state::Now for LazyNow<'_> {
             // The precise time is at most `lag` ahead: still before the deadline.
             return false;
         }
-        self.now_ms() >= deadline_ms
+        self.precisely_reached(deadline_ms)
+    }
+}
+
+#[cfg(all(test, target_os = "linux", not(miri)))]
+mod tests {
+    use super::*;
+    use crate::state::Now;
+
+    /// A clock id no kernel knows, standing in for a coarse clock that a
+    /// sandbox or seccomp profile refuses.
+    const REFUSED: libc::clockid_t = 0x7fff;
+
+    #[test]
+    fn a_refused_coarse_clock_falls_back_to_the_precise_one() {
+        let clock = MonotonicClock {
+            coarse_id: REFUSED,
+            ..MonotonicClock::new()
+        };
+        let before = clock.now_ms();
+        let coarse = clock.coarse_now_ms();
+        assert!(
+            coarse >= before && coarse <= clock.now_ms(),
+            "coarse {coarse} ms, precise {before} ms: the fallback reads the precise clock"
+        );
+        let deadline = clock.now_ms();
+        assert!(
+            ClockSource::Monotonic(clock).lazy().reached(deadline),
+            "a deadline that has passed is reached"
+        );
+    }
+
+    #[test]
+    fn a_coarse_clock_refused_from_the_start_is_never_asked() {
+        let clock = MonotonicClock::with_coarse_clock(REFUSED);
+        assert_eq!((clock.coarse_id, clock.coarse_lag_ms), (libc::CLOCK_MONOTONIC, 0));
+        let before = clock.now_ms();
+        assert!(clock.coarse_now_ms() >= before);
     }
 }

@@ -13,7 +13,8 @@
 //! half-open probe's slot is freed at once instead of waiting out its lease.
 //! [`CallAsync::on_cancel`] picks another outcome, such as
 //! [`Outcome::Failure`] when a timeout should count against the dependency.
-//! A protected future that panics counts as a failure, as in the sync `call`.
+//! A protected future that panics, or a `make` that panics while building
+//! it, counts as a failure, as in the sync `call`.
 //!
 //! Nothing here depends on a runtime: the futures are plain
 //! [`core::future::Future`]s.
@@ -216,12 +217,22 @@ where
 
         if let Some(breaker) = this.breaker.take() {
             match TicketGuard::acquire(breaker, this.on_cancel) {
-                Ok(guard) => {
-                    this.guard = Some(guard);
+                Ok(mut guard) => {
                     let make = this.make.take().expect("the call is built once, on admission");
+                    // A panic in `make` is the call failing, as one in the
+                    // future is (see `TicketGuard::poll_call`).
+                    let built = match catch_unwind(AssertUnwindSafe(make)) {
+                        Ok(built) => built,
+                        Err(panic) => {
+                            this.done = true;
+                            let _ = guard.finish(Outcome::Failure);
+                            resume_unwind(panic)
+                        }
+                    };
+                    this.guard = Some(guard);
                     // SAFETY: see above; `fut` is pinned in place from here on.
                     let mut fut = unsafe { Pin::new_unchecked(&mut this.fut) };
-                    fut.set(Some(make()));
+                    fut.set(Some(built));
                 }
                 Err(rejected) => {
                     this.done = true;

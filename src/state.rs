@@ -10,8 +10,9 @@
 //! |---------|------------|-----------------------------|-----------------------|--------------------------------------------|
 //! | 0..2    | state      | `00`                        | `01`                  | `10` (`11` is never written)               |
 //! | 2..22   | generation | episode tag                 | episode tag           | episode tag                                |
-//! | 22..54  | payload    | consecutive failures (u32)  | opened-at, ms (42 bits, 22..64) | probes in flight (u16, 22..38), successes (u16, 38..54) |
-//! | 54..64  | payload    | zero                        | (opened-at, cont.)    | zero                                       |
+//! | 22..54  | payload    | consecutive failures (u32)  | opened-at, ms (42 bits, 22..64) | probes in flight (22..38), successes (u16, 38..54) |
+//! | 54..59  | payload    | zero                        | (opened-at, cont.)    | next probe slot (0..=16; 31: `COUNTED`)    |
+//! | 59..64  | payload    | zero                        | (opened-at, cont.)    | slots taken (0..=16)                       |
 //!
 //! * **generation** advances on every transition, when a probe lease is
 //!   reclaimed, and when the last probe in flight is recorded. A [`Ticket`]
@@ -25,6 +26,16 @@
 //!   would then stay open until forced).
 //! * **in flight** and **successes** never exceed `half_open_max_calls` and
 //!   `success_threshold`, both capped at 65,535 by the configuration.
+//! * **probe slots**: a half-open episode starts with in flight as a bitmap
+//!   of 16 slots, one per probe, each used once in the episode (the next
+//!   slot says which comes next), beside a count of the slots taken, so a
+//!   rejection compares a count and never counts bits. A probe ticket names
+//!   its slot, so recording it twice finds the slot empty and is stale. The
+//!   17th probe admitted in one episode (only possible with
+//!   `half_open_max_calls` above one and probes overlapping) turns the
+//!   bitmap into a plain count (next slot `COUNTED`), under which a probe
+//!   recorded twice frees another probe's slot. The episode ends when no
+//!   probe is left in flight, and the next starts with the bitmap again.
 //!
 //! Beside the word, `probe_admitted_at` holds the time of the latest probe
 //! admission (a `fetch_max`, written before the admitting CAS). It only decides
@@ -67,6 +78,16 @@ const IN_FLIGHT_SHIFT: u32 = PAYLOAD_SHIFT;
 const IN_FLIGHT_MASK: u64 = (u16::MAX as u64) << IN_FLIGHT_SHIFT;
 const SUCCESSES_SHIFT: u32 = PAYLOAD_SHIFT + 16;
 const SUCCESSES_MASK: u64 = (u16::MAX as u64) << SUCCESSES_SHIFT;
+
+/// Probes told apart by slot in one half-open episode.
+const PROBE_SLOTS: u32 = 16;
+const NEXT_SLOT_SHIFT: u32 = PAYLOAD_SHIFT + 32;
+const NEXT_SLOT_MASK: u64 = 0b1_1111 << NEXT_SLOT_SHIFT;
+/// The next slot once slots are no longer told apart: the in-flight field
+/// is then a count, not a bitmap.
+const COUNTED: u32 = 0b1_1111;
+const TAKEN_SHIFT: u32 = NEXT_SLOT_SHIFT + 5;
+const TAKEN_MASK: u64 = 0b1_1111 << TAKEN_SHIFT;
 
 /// Largest value a half-open counter (probes in flight, successes) can hold.
 pub(crate) const MAX_HALF_OPEN_COUNT: u32 = u16::MAX as u32;
@@ -161,9 +182,42 @@ impl Snapshot {
 
     pub(crate) fn in_flight(self) -> u32 {
         if self.0 & STATE_MASK == HALF_OPEN {
-            ((self.0 & IN_FLIGHT_MASK) >> IN_FLIGHT_SHIFT) as u32
+            self.probes()
         } else {
             0
+        }
+    }
+
+    /// Probes in flight, for a snapshot known to be half-open.
+    #[inline]
+    fn probes(self) -> u32 {
+        if self.is_counted() {
+            self.in_flight_field()
+        } else {
+            ((self.0 & TAKEN_MASK) >> TAKEN_SHIFT) as u32
+        }
+    }
+
+    fn is_counted(self) -> bool {
+        self.next_slot() == COUNTED
+    }
+
+    /// The in-flight field as stored: a count, or a bitmap of slots.
+    fn in_flight_field(self) -> u32 {
+        ((self.0 & IN_FLIGHT_MASK) >> IN_FLIGHT_SHIFT) as u32
+    }
+
+    fn next_slot(self) -> u32 {
+        ((self.0 & NEXT_SLOT_MASK) >> NEXT_SLOT_SHIFT) as u32
+    }
+
+    /// Whether the probe admitted into `slot` is still in flight: its slot
+    /// is taken, or (once slots are no longer told apart) any probe is.
+    fn holds_probe(self, slot: u32) -> bool {
+        if self.is_counted() {
+            self.in_flight_field() > 0
+        } else {
+            self.in_flight_field() & (1 << slot) != 0
         }
     }
 
@@ -188,33 +242,88 @@ impl Snapshot {
         Snapshot::new(OPEN, self.next_generation(), at << PAYLOAD_SHIFT)
     }
 
-    fn with_half_open(self, in_flight: u32, successes: u32) -> Snapshot {
-        Snapshot::new(HALF_OPEN, self.next_generation(), 0).with_half_open_counts(in_flight, successes)
+    /// A new half-open episode with no probe in flight and every slot free.
+    fn with_half_open(self, successes: u32) -> Snapshot {
+        let successes = u64::from(successes.min(MAX_HALF_OPEN_COUNT));
+        Snapshot::new(HALF_OPEN, self.next_generation(), successes << SUCCESSES_SHIFT)
+    }
+
+    /// One more probe in flight (the caller checked the limit) and the slot
+    /// it holds.
+    fn with_probe_admitted(self) -> (Snapshot, u32) {
+        let next = self.next_slot();
+        let (field, next, taken, slot) = if next == COUNTED {
+            (
+                (self.in_flight_field() + 1).min(MAX_HALF_OPEN_COUNT),
+                COUNTED,
+                0,
+                0,
+            )
+        } else if next < PROBE_SLOTS {
+            (
+                self.in_flight_field() | 1 << next,
+                next + 1,
+                self.probes() + 1,
+                next,
+            )
+        } else {
+            // Every slot was used once this episode: count from here on.
+            (self.probes() + 1, COUNTED, 0, 0)
+        };
+        (self.with_probe_fields(field, next, taken), slot)
+    }
+
+    /// The probe in `slot` leaves, with `successes` counted. When none stays
+    /// in flight the episode ends: the generation advances and the slots
+    /// start afresh.
+    fn with_probe_released(self, slot: u32, successes: u32) -> Snapshot {
+        let in_flight = self.probes().saturating_sub(1);
+        if in_flight == 0 {
+            return self.with_half_open(successes);
+        }
+        let successes = u64::from(successes.min(MAX_HALF_OPEN_COUNT));
+        let released = if self.is_counted() {
+            self.with_probe_fields(in_flight, COUNTED, 0)
+        } else {
+            self.with_probe_fields(self.in_flight_field() & !(1 << slot), self.next_slot(), in_flight)
+        };
+        Snapshot((released.0 & !SUCCESSES_MASK) | successes << SUCCESSES_SHIFT)
+    }
+
+    fn with_probe_fields(self, field: u32, next: u32, taken: u32) -> Snapshot {
+        let cleared = self.0 & !(IN_FLIGHT_MASK | NEXT_SLOT_MASK | TAKEN_MASK);
+        Snapshot(
+            cleared
+                | u64::from(field) << IN_FLIGHT_SHIFT
+                | u64::from(next) << NEXT_SLOT_SHIFT
+                | u64::from(taken) << TAKEN_SHIFT,
+        )
     }
 
     fn with_failures(self, failures: u32) -> Snapshot {
         Snapshot((self.0 & !FAILURES_MASK) | (u64::from(failures) << PAYLOAD_SHIFT))
     }
 
-    fn with_half_open_counts(self, in_flight: u32, successes: u32) -> Snapshot {
+    /// Half-open with `in_flight` probes that are not told apart by slot
+    /// (a fleet's counts), in this snapshot's generation.
+    #[cfg(any(test, feature = "redis"))]
+    fn with_counted_probes(self, in_flight: u32, successes: u32) -> Snapshot {
         let in_flight = u64::from(in_flight.min(MAX_HALF_OPEN_COUNT));
         let successes = u64::from(successes.min(MAX_HALF_OPEN_COUNT));
         Snapshot(
-            (self.0 & !(IN_FLIGHT_MASK | SUCCESSES_MASK))
+            (self.0 & (STATE_MASK | GENERATION_MASK))
                 | (in_flight << IN_FLIGHT_SHIFT)
-                | (successes << SUCCESSES_SHIFT),
-        )
-    }
-
-    /// The same counts under the next generation: tickets issued so far go stale.
-    fn with_next_generation(self) -> Snapshot {
-        Snapshot(
-            (self.0 & !GENERATION_MASK) | ((self.next_generation() << GENERATION_SHIFT) & GENERATION_MASK),
+                | (successes << SUCCESSES_SHIFT)
+                | u64::from(COUNTED) << NEXT_SLOT_SHIFT,
         )
     }
 
     fn ticket(self, kind: u64) -> Ticket {
         Ticket(kind | (self.0 & GENERATION_MASK))
+    }
+
+    fn probe_ticket(self, slot: u32) -> Ticket {
+        Ticket(TICKET_PROBE | (self.0 & GENERATION_MASK) | u64::from(slot) << TICKET_SLOT_SHIFT)
     }
 
     fn transition_to(self, next: Snapshot) -> Option<Transition> {
@@ -242,11 +351,15 @@ impl fmt::Debug for Snapshot {
 }
 
 // Ticket layout: bits 0..2 kind, bits 2..22 generation (same place as in the
-// word), bits 22..32 zero, bits 32..64 the issuing breaker's tag.
+// word), bits 22..26 a probe's slot (ignored in a closed-state ticket, so the
+// validity check stays one mask), bits 26..32 zero, bits 32..64 the issuing
+// breaker's tag.
 const TICKET_KIND_MASK: u64 = 0b11;
 const TICKET_CLOSED: u64 = 0b01;
 const TICKET_PROBE: u64 = 0b10;
-const TICKET_RESERVED_MASK: u64 = !(TICKET_KIND_MASK | GENERATION_MASK | TICKET_TAG_MASK);
+const TICKET_SLOT_SHIFT: u32 = GENERATION_SHIFT + GENERATION_BITS;
+const TICKET_SLOT_MASK: u64 = 0b1111 << TICKET_SLOT_SHIFT;
+const TICKET_RESERVED_MASK: u64 = !(TICKET_KIND_MASK | GENERATION_MASK | TICKET_SLOT_MASK | TICKET_TAG_MASK);
 const TICKET_TAG_SHIFT: u32 = 32;
 const TICKET_TAG_MASK: u64 = (u32::MAX as u64) << TICKET_TAG_SHIFT;
 
@@ -279,6 +392,10 @@ impl Ticket {
         self.0 & TICKET_KIND_MASK == TICKET_PROBE
     }
 
+    fn slot(self) -> u32 {
+        ((self.0 & TICKET_SLOT_MASK) >> TICKET_SLOT_SHIFT) as u32
+    }
+
     pub(crate) fn with_tag(self, tag: u32) -> Ticket {
         Ticket((self.0 & !TICKET_TAG_MASK) | (u64::from(tag) << TICKET_TAG_SHIFT))
     }
@@ -308,7 +425,7 @@ impl Ticket {
             return true;
         }
         match self.0 & TICKET_KIND_MASK {
-            TICKET_PROBE => current.state() != State::HalfOpen || current.in_flight() == 0,
+            TICKET_PROBE => current.state() != State::HalfOpen || !current.holds_probe(self.slot()),
             _ => !current.is_closed(),
         }
     }
@@ -382,6 +499,21 @@ pub(crate) enum Acquire {
     Rejected(State),
 }
 
+/// What a call's ask comes to (see [`StateCell::acquire`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ask {
+    /// Closed: admit, changing nothing.
+    Closed,
+    /// Reject, in this state.
+    Reject(State),
+    /// Open past its reset timeout: half-open, and this call is the first probe.
+    FirstProbe,
+    /// Half-open with a slot free: one more probe.
+    Probe,
+    /// Half-open, full, every lease run out: a new episode with this probe.
+    Reclaim,
+}
+
 /// What recording an outcome did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Recorded {
@@ -389,7 +521,12 @@ pub enum Recorded {
     Counted,
     /// Counted, and this record moved the breaker (tripped, closed or re-opened it).
     Transitioned(Transition),
-    /// The ticket's episode had ended (or it was already recorded): nothing changed.
+    /// The ticket's episode had ended, or it was a probe already recorded:
+    /// nothing changed. A probe recorded twice is caught among the first 16
+    /// probes admitted in its half-open episode; an episode that admits more
+    /// (only with `half_open_max_calls` above one and probes overlapping)
+    /// counts its probes instead, and then a probe recorded twice frees
+    /// another's slot.
     Stale,
 }
 
@@ -468,9 +605,10 @@ impl StateCell {
         self.probe_admitted_at_ms.fetch_max(now_ms, Ordering::AcqRel);
     }
 
-    fn probe_lease_expired(&self, limits: &impl LimitSource, now: &mut impl Now) -> bool {
+    /// When the lease of the latest probe admitted runs out.
+    fn probe_lease_end_ms(&self, limits: &impl LimitSource) -> u64 {
         let admitted_at = self.probe_admitted_at_ms.load(Ordering::Acquire);
-        now.reached(admitted_at.saturating_add(limits.probe_lease_ms()))
+        admitted_at.saturating_add(limits.probe_lease_ms())
     }
 
     /// The read-only fast path: a closed breaker admits with one load.
@@ -487,36 +625,48 @@ impl StateCell {
         ticket.success_is_noop(self.load())
     }
 
-    /// Whether a call must be rejected as things stand: open before its
-    /// deadline, or half-open with every slot taken and the lease not over.
-    /// The one rule for rejecting, used by the CAS loop and the fast path.
+    /// What a call's ask comes to as things stand: the one rule for admitting
+    /// and rejecting, used by the CAS loop and the fast path. Reads each
+    /// limit at most once, so a setter racing it is seen wholly or not at
+    /// all (reading `half_open_max_calls` twice once let a lowered limit
+    /// reclaim a live probe's slot), and the clock only when not closed.
+    ///
+    /// Open and full half-open both come down to one deadline (the reset
+    /// timeout, the probe lease) and one clock reading against it, so a
+    /// rejection in either state costs the same.
     #[inline]
-    fn rejection(&self, s: Snapshot, limits: &impl LimitSource, now: &mut impl Now) -> Option<State> {
-        let rejected = match s.state() {
-            State::Closed => false,
-            State::Open => !now.reached(s.opened_at_ms().saturating_add(limits.reset_timeout_ms())),
-            State::HalfOpen => {
-                s.in_flight() >= limits.half_open_max_calls() && !self.probe_lease_expired(limits, now)
-            }
+    fn ask(&self, s: Snapshot, limits: &impl LimitSource, now: &mut impl Now) -> Ask {
+        let (deadline_ms, passed) = match s.state() {
+            State::Closed => return Ask::Closed,
+            State::Open => (
+                s.opened_at_ms().saturating_add(limits.reset_timeout_ms()),
+                Ask::FirstProbe,
+            ),
+            State::HalfOpen if s.probes() < limits.half_open_max_calls() => return Ask::Probe,
+            State::HalfOpen => (self.probe_lease_end_ms(limits), Ask::Reclaim),
         };
-        rejected.then(|| s.state())
+        if now.reached(deadline_ms) {
+            passed
+        } else {
+            Ask::Reject(s.state())
+        }
     }
 
     /// The read-only fast path for a breaker that is not closed: one load and
     /// the rejection [`StateCell::acquire`] would decide. `None`: ask `acquire`.
     #[inline]
     pub(crate) fn rejects(&self, limits: &impl LimitSource, now: &mut impl Now) -> Option<State> {
-        self.rejection(self.load(), limits, now)
+        match self.ask(self.load(), limits, now) {
+            Ask::Reject(state) => Some(state),
+            _ => None,
+        }
     }
 
     /// Asks to run a call.
     pub(crate) fn acquire(&self, limits: &impl LimitSource, now: &mut impl Now) -> Acquire {
         self.fetch_update_action(|s| {
-            if let Some(state) = self.rejection(s, limits, now) {
-                return (Acquire::Rejected(state), None);
-            }
-            let next = match s.state() {
-                State::Closed => {
+            let (next, slot) = match self.ask(s, limits, now) {
+                Ask::Closed => {
                     let ticket = s.ticket(TICKET_CLOSED);
                     return (
                         Acquire::Admitted {
@@ -526,16 +676,19 @@ impl StateCell {
                         None,
                     );
                 }
-                State::Open => s.with_half_open(1, 0),
-                State::HalfOpen if s.in_flight() < limits.half_open_max_calls() => {
-                    s.with_half_open_counts(s.in_flight() + 1, s.successes())
-                }
+                Ask::Reject(state) => return (Acquire::Rejected(state), None),
+                Ask::FirstProbe => s.with_half_open(0).with_probe_admitted(),
+                Ask::Probe => s.with_probe_admitted(),
                 // Every probe in flight outlived its lease: reclaim them all
-                // (their tickets go stale) and admit this call.
-                State::HalfOpen => s.with_next_generation().with_half_open_counts(1, s.successes()),
+                // (a new episode, so their tickets go stale) and admit this call.
+                Ask::Reclaim => s.with_half_open(s.successes()).with_probe_admitted(),
             };
             self.note_probe_admission(now.now_ms());
-            (admit_probe(s, next), Some(next))
+            let admitted = Acquire::Admitted {
+                ticket: next.probe_ticket(slot),
+                transition: s.transition_to(next),
+            };
+            (admitted, Some(next))
         })
     }
 
@@ -569,10 +722,10 @@ impl StateCell {
                     if successes >= limits.success_threshold() {
                         s.with_closed()
                     } else {
-                        release_probe(s, successes)
+                        s.with_probe_released(ticket.slot(), successes)
                     }
                 }
-                (_, Outcome::Ignored) => release_probe(s, s.successes()),
+                (_, Outcome::Ignored) => s.with_probe_released(ticket.slot(), s.successes()),
             };
             (recorded(s, next), Some(next))
         })
@@ -588,7 +741,7 @@ impl StateCell {
                 (State::Open, State::Open) | (State::HalfOpen, State::HalfOpen) => return (None, None),
                 (_, State::Closed) => s.with_closed(),
                 (_, State::Open) => s.with_open(now.now_ms()),
-                (_, State::HalfOpen) => s.with_half_open(0, 0),
+                (_, State::HalfOpen) => s.with_half_open(0),
             };
             (s.transition_to(next), Some(next))
         })
@@ -664,7 +817,7 @@ mod fleet {
                     Snapshot::new(OPEN, self.generation % GENERATION_MODULUS, at << PAYLOAD_SHIFT)
                 }
                 State::HalfOpen => Snapshot::new(HALF_OPEN, self.generation % GENERATION_MODULUS, 0)
-                    .with_half_open_counts(self.in_flight, self.successes),
+                    .with_counted_probes(self.in_flight, self.successes),
             }
         }
 
@@ -708,9 +861,9 @@ mod fleet {
             let s = self.load();
             match s.state() {
                 State::Closed => Gate::Admit(s.ticket(TICKET_CLOSED)),
-                State::Open | State::HalfOpen => match self.rejection(s, limits, now) {
-                    Some(state) => Gate::Reject(state),
-                    None => Gate::AskFleet,
+                State::Open | State::HalfOpen => match self.ask(s, limits, now) {
+                    Ask::Reject(state) => Gate::Reject(state),
+                    _ => Gate::AskFleet,
                 },
             }
         }
@@ -719,25 +872,6 @@ mod fleet {
 
 #[cfg(feature = "redis")]
 pub(crate) use fleet::{FleetView, Gate, GENERATION_MODULUS};
-
-fn admit_probe(before: Snapshot, after: Snapshot) -> Acquire {
-    Acquire::Admitted {
-        ticket: after.ticket(TICKET_PROBE),
-        transition: before.transition_to(after),
-    }
-}
-
-/// Frees one probe slot. When none stays in flight the generation advances,
-/// so recording the same probe twice is caught as stale.
-fn release_probe(s: Snapshot, successes: u32) -> Snapshot {
-    let in_flight = s.in_flight().saturating_sub(1);
-    let next = s.with_half_open_counts(in_flight, successes);
-    if in_flight == 0 {
-        next.with_next_generation()
-    } else {
-        next
-    }
-}
 
 fn recorded(before: Snapshot, after: Snapshot) -> Recorded {
     match before.transition_to(after) {
@@ -787,7 +921,9 @@ mod tests {
             "saturates"
         );
 
-        let h = o.with_half_open(MAX_HALF_OPEN_COUNT, MAX_HALF_OPEN_COUNT);
+        let h = o
+            .with_half_open(0)
+            .with_counted_probes(MAX_HALF_OPEN_COUNT, MAX_HALF_OPEN_COUNT);
         assert_eq!(h.in_flight(), MAX_HALF_OPEN_COUNT);
         assert_eq!(h.successes(), MAX_HALF_OPEN_COUNT);
         assert_eq!(h.state(), State::HalfOpen);
@@ -804,7 +940,7 @@ mod tests {
             "failures to reset"
         );
         assert!(
-            !ticket.success_is_noop(closed.with_next_generation()),
+            !ticket.success_is_noop(closed.with_open(5).with_closed()),
             "another episode"
         );
         assert!(!ticket.success_is_noop(closed.with_open(5)), "not closed");
@@ -814,10 +950,10 @@ mod tests {
 
     #[test]
     fn generation_wraps_without_touching_other_fields() {
-        let mut s = Snapshot::new(HALF_OPEN, (1 << GENERATION_BITS) - 1, 0).with_half_open_counts(3, 4);
-        s = s.with_next_generation();
+        let s = Snapshot::new(HALF_OPEN, (1 << GENERATION_BITS) - 1, 0).with_counted_probes(3, 4);
+        let s = s.with_half_open(s.successes());
         assert_eq!(s.generation(), 0);
-        assert_eq!((s.state(), s.in_flight(), s.successes()), (State::HalfOpen, 3, 4));
+        assert_eq!((s.state(), s.in_flight(), s.successes()), (State::HalfOpen, 0, 4));
     }
 
     #[test]
@@ -825,7 +961,9 @@ mod tests {
         let t = Snapshot::initial().ticket(TICKET_CLOSED).with_tag(0xdead_beef);
         assert!(t.is_valid_for(0xdead_beef));
         assert!(!t.is_valid_for(1));
-        assert!(!Ticket::from_bits(t.to_bits() | 1 << 25).is_valid_for(0xdead_beef));
+        assert!(!Ticket::from_bits(t.to_bits() | 1 << 27).is_valid_for(0xdead_beef));
+        let probe = Snapshot::initial().probe_ticket(15).with_tag(0xdead_beef);
+        assert!(probe.is_valid_for(0xdead_beef) && probe.slot() == 15);
         assert!(!Ticket::from_bits(t.to_bits() | 0b11).is_valid_for(0xdead_beef));
         assert!(!Ticket::from_bits(t.to_bits() & !0b11).is_valid_for(0xdead_beef));
     }
@@ -871,6 +1009,33 @@ mod tests {
         let probe = half.ticket(true);
         assert!(probe.is_probe() && !probe.is_stale(cell.load()));
         assert_eq!(cell.load().in_flight(), 1);
+    }
+
+    #[test]
+    fn probes_hold_distinct_slots_until_the_seventeenth_turns_them_into_a_count() {
+        let cell = StateCell::new();
+        let l = Limits {
+            half_open_max_calls: 20,
+            success_threshold: 100,
+            ..limits()
+        };
+        assert!(cell.force(State::HalfOpen, &mut FixedNow(0)).is_some());
+        let admit = || match cell.acquire(&l, &mut FixedNow(0)) {
+            Acquire::Admitted { ticket, .. } => ticket,
+            other => panic!("a slot is free: {other:?}"),
+        };
+        let first: Vec<Ticket> = (0..PROBE_SLOTS).map(|_| admit()).collect();
+        let slots: Vec<u32> = first.iter().map(|t| t.slot()).collect();
+        assert_eq!(slots, (0..PROBE_SLOTS).collect::<Vec<_>>());
+        assert_eq!((cell.load().in_flight(), cell.load().is_counted()), (16, false));
+        let record = |t: Ticket| cell.record(t, Outcome::Ignored, &l, &mut FixedNow(0));
+        assert_eq!(record(first[3]), Recorded::Counted);
+        assert_eq!(record(first[3]), Recorded::Stale, "its slot is empty");
+        let seventeenth = admit();
+        assert_eq!((cell.load().in_flight(), cell.load().is_counted()), (16, true));
+        assert_eq!(record(seventeenth), Recorded::Counted);
+        assert_eq!(record(first[0]), Recorded::Counted);
+        assert_eq!(cell.load().in_flight(), 14, "counted from here on");
     }
 
     #[test]

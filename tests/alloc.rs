@@ -1,5 +1,6 @@
-//! Once a breaker is built, no call allocates: every path is counted by a
-//! global allocator that tallies the allocations of the current thread.
+//! Once an in-memory breaker is built, no call allocates: every path is
+//! counted by a global allocator that tallies the allocations of the current
+//! thread. (A Redis-shared breaker allocates on the calls that reach Redis.)
 //!
 //! The tally is per thread, so the tests of this binary may run in parallel
 //! without seeing each other's allocations.

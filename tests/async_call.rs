@@ -273,6 +273,26 @@ async fn a_panicking_future_counts_as_a_failure() {
     assert_eq!(b.state(), State::Open, "a panic is a failure, not a cancellation");
 }
 
+/// `make()` itself panics, before any future exists: the executor catches
+/// the panic and drops the call later, when the thread is no longer
+/// panicking. That is a failure, not a cancellation.
+#[test]
+fn a_panic_building_the_future_counts_as_a_failure() {
+    let clock = ManualClock::new();
+    let b = breaker(&clock, 1);
+    let mut call =
+        Box::pin(b.call_async(|| -> std::future::Ready<Result<(), Boom>> {
+            panic!("the client could not be built")
+        }));
+    let waker = Waker::from(Arc::new(NoopWaker));
+    let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        call.as_mut().poll(&mut Context::from_waker(&waker))
+    }));
+    assert!(polled.is_err(), "the panic reaches the executor");
+    drop(call);
+    assert_eq!(b.state(), State::Open, "a panic is a failure, not a cancellation");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokio_tasks_race_for_the_single_half_open_probe() {
     const TASKS: usize = 16;

@@ -1,5 +1,6 @@
 //! One test (at least) per rule of the breaker's behaviour. Time is driven
-//! by a `ManualClock`; nothing sleeps.
+//! by a `ManualClock`; nothing sleeps but the one test of the system clock
+//! itself (`system_clock_half_opens_on_time_after_idle_spells`).
 
 use breakerbox::clock::ManualClock;
 use breakerbox::{
@@ -390,6 +391,38 @@ fn probe_recorded_twice_is_stale_the_second_time() {
     drop(next);
 }
 
+/// With room for several probes, a second record of one must not free
+/// another probe's slot, whether or not that slot was taken again since.
+#[test]
+fn a_probe_recorded_twice_frees_no_other_probes_slot() {
+    let clock = ManualClock::new();
+    let b = ready_to_probe(&clock, |b| b.half_open_max_calls(2).success_threshold(3));
+    let p1 = b.try_acquire().unwrap().into_ticket();
+    let p2 = b.try_acquire().unwrap().into_ticket();
+    assert_eq!(b.record(p1, Outcome::Success), Ok(Recorded::Counted));
+    assert_eq!(b.record(p1, Outcome::Success), Ok(Recorded::Stale), "p1 again");
+    assert_eq!(
+        (b.success_counter(), b.probes_in_flight()),
+        (1, 1),
+        "p2 still holds its slot"
+    );
+    let p3 = b.try_acquire().unwrap().into_ticket();
+    assert!(b.try_acquire().is_err(), "two probes in flight: p2 and p3");
+    assert_eq!(
+        b.record(p1, Outcome::Ignored),
+        Ok(Recorded::Stale),
+        "p1 a third time"
+    );
+    assert_eq!(b.probes_in_flight(), 2);
+    assert!(b.try_acquire().is_err(), "still no third probe");
+    assert_eq!(b.record(p2, Outcome::Success), Ok(Recorded::Counted));
+    assert_eq!(b.record(p2, Outcome::Success), Ok(Recorded::Stale), "p2 again");
+    assert_eq!(
+        b.record(p3, Outcome::Success),
+        Ok(Recorded::Transitioned(transition(State::HalfOpen, State::Closed)))
+    );
+}
+
 #[test]
 fn foreign_or_forged_tickets_are_invalid() {
     let a = CircuitBreaker::default();
@@ -695,6 +728,33 @@ fn a_panicking_listener_does_not_corrupt_the_breaker() {
         b.try_acquire().unwrap().success(),
         Recorded::Counted,
         "still works"
+    );
+}
+
+/// A listener that panics when told of an outcome.
+struct PanicsOnOutcome;
+impl Listener for PanicsOnOutcome {
+    fn failure(&self, _: &CircuitBreaker) {
+        panic!("listener bug");
+    }
+}
+
+#[test]
+fn a_panicking_outcome_listener_does_not_hide_the_transition() {
+    let rec = Arc::new(Recorder::default());
+    let b = CircuitBreaker::builder()
+        .fail_max(1)
+        .listener(PanicsOnOutcome)
+        .shared_listener(rec.clone())
+        .build()
+        .unwrap();
+    let tripped = catch_unwind(AssertUnwindSafe(|| fail(&b)));
+    assert!(tripped.is_err(), "the listener's panic reaches the caller");
+    assert_eq!(b.state(), State::Open);
+    assert_eq!(
+        rec.take(),
+        ["before", "failure", ":closed->open (sees open)"],
+        "every listener hears of the outcome, then of the transition, once each"
     );
 }
 

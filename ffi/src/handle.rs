@@ -10,7 +10,8 @@ use std::time::Duration;
 /// A circuit breaker. Opaque: made by `cb_new` (or `cb_builder_build`),
 /// released by `cb_free`.
 ///
-/// Every function taking a `const cb_breaker *` is thread-safe and lock-free.
+/// Every function taking a `const cb_breaker *` is thread-safe; lock-free for
+/// `cb_new` handles.
 pub struct cb_breaker {
     _private: [u8; 0],
 }

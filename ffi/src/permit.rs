@@ -96,11 +96,12 @@ pub unsafe extern "C" fn cb_try_acquire(breaker: *const cb_breaker, out_permit: 
 /// `CB_STATUS_INVALID_ARGUMENT` for a NULL breaker, an outcome outside
 /// `cb_outcome`, or bits this breaker never issued.
 ///
-/// Recording twice is caught as far as one atomic word allows: a probe permit
-/// recorded twice is stale whenever no other probe is in flight (always so
-/// with `half_open_max_calls` 1); a closed-state permit recorded twice is
-/// stale only if the state changed in between (a second success changes
-/// nothing anyway; a second failure counts again). Record each permit once.
+/// A probe permit recorded twice is stale (each probe holds its own slot),
+/// among the first 16 probes admitted in its half-open episode; after that a
+/// second record may free another probe's slot. A closed-state permit
+/// recorded twice is stale only if the state changed in between (a second
+/// success changes nothing anyway; a second failure counts again). Record
+/// each permit once.
 ///
 /// # Safety
 ///

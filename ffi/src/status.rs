@@ -41,7 +41,9 @@ pub enum cb_status {
     /// The breaker refused the call (open, or half-open with every probe slot
     /// taken): do not run it; serve a fallback.
     Rejected = 1,
-    /// The permit's episode has ended, or it was already recorded: nothing changed.
+    /// The permit's episode has ended, or it is a probe permit already
+    /// recorded (caught among the first 16 probes of a half-open episode):
+    /// nothing changed.
     StalePermit = 2,
     /// A NULL pointer, an out-of-range value, an invalid UTF-8 name, or permit
     /// bits this breaker never issued (forged or edited). Nothing changed.

@@ -198,12 +198,27 @@ pub fn breaker(configure: impl FnOnce(Builder) -> Builder) -> (Racer, ManualCloc
         .probe_lease(LEASE)
         .clock(clock.clone())
         .listener(events.clone());
-    let breaker = configure(builder).build().expect("valid configuration");
-    let racer = Racer {
-        breaker: loom::sync::Arc::new(breaker),
+    (racer(configure(builder)), clock, events)
+}
+
+/// Like [`breaker`], without a listener: the listener-free fast paths (a
+/// clean success that writes nothing, the read-only rejection) are the ones
+/// taken.
+pub fn quiet_breaker(configure: impl FnOnce(Builder) -> Builder) -> (Racer, ManualClock) {
+    let clock = ManualClock::new();
+    let builder = CircuitBreaker::builder()
+        .name("loom")
+        .reset_timeout(RESET)
+        .probe_lease(LEASE)
+        .clock(clock.clone());
+    (racer(configure(builder)), clock)
+}
+
+fn racer(builder: Builder) -> Racer {
+    Racer {
+        breaker: loom::sync::Arc::new(builder.build().expect("valid configuration")),
         baton: loom::sync::Arc::new(loom::sync::atomic::AtomicUsize::new(0)),
-    };
-    (racer, clock, events)
+    }
 }
 
 /// A breaker forced half-open before any thread starts, its own

@@ -11,7 +11,7 @@
 
 use breakerbox::{CircuitBreaker, Outcome, Recorded, State, Ticket, Transition};
 use breakerbox_loom_tests::{
-    breaker, half_open_breaker, main_or_thread, model, t, Events, Racer, Seen, LEASE, RESET,
+    breaker, half_open_breaker, main_or_thread, model, quiet_breaker, t, Events, Racer, Seen, LEASE, RESET,
 };
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;
@@ -658,5 +658,180 @@ fn m8_set_fail_max_racing_one_failure() {
         let failed = h.join().unwrap();
 
         assert_tripped_once(seen, &b, &events, &[failed], set);
+    });
+}
+
+// ---------------------------------------------------------------------------
+// 9. Setters racing decisions: each decision reads each limit once.
+// ---------------------------------------------------------------------------
+
+/// Two probe slots, one probe held with a fresh lease; `half_open_max_calls`
+/// is lowered to 1 while another call asks. The ask sees one limit: before
+/// the change it takes the second slot, after it is rejected. It never
+/// reclaims the live probe's slot (whose record would then be stale).
+#[test]
+fn m9_set_half_open_max_calls_racing_an_ask() {
+    model(&["ask before the change", "ask after the change"], |seen| {
+        let (b, _clock, events) = half_open_breaker(|c| c.half_open_max_calls(2).success_threshold(3));
+        let held = hold(&b).expect("the first probe");
+        let h = b.spawn(hold);
+        b.step(|b| b.set_half_open_max_calls(1)).expect("valid");
+        match h.join().unwrap() {
+            Ok(second) => {
+                assert!(second.is_probe());
+                assert_counters(&b, 0, 2, 0);
+                assert_eq!(b.record(second, Outcome::Ignored), Ok(Recorded::Counted));
+                seen.hit("ask before the change");
+            }
+            Err(state) => {
+                assert_eq!(state, HalfOpen);
+                assert_counters(&b, 0, 1, 0);
+                seen.hit("ask after the change");
+            }
+        }
+        assert_eq!(
+            b.record(held, Outcome::Success),
+            Ok(Recorded::Counted),
+            "the live probe counts"
+        );
+        assert_eq!(events.take(), []);
+    });
+}
+
+/// One probe success counted of three needed, a second probe in flight;
+/// `success_threshold` is lowered to 2 while that probe records success.
+/// Either order closes the breaker exactly once, reported by the record or
+/// by the setter.
+#[test]
+fn m9_set_success_threshold_racing_a_probe_success() {
+    model(&["the record closed", "the setter closed"], |seen| {
+        let (b, _clock, events) = half_open_breaker(|c| c.half_open_max_calls(2).success_threshold(3));
+        let first = hold(&b).expect("a probe");
+        let second = hold(&b).expect("a second probe");
+        assert_eq!(b.record(first, Outcome::Success), Ok(Recorded::Counted));
+        let h = b.spawn(move |r| r.step(|b| b.record(second, Outcome::Success)));
+        let set = b.step(|b| b.set_success_threshold(2)).expect("valid");
+        let recorded = h.join().unwrap().expect("our ticket");
+
+        let closed = Some(t(HalfOpen, Closed));
+        match (recorded.transition(), set) {
+            (Some(_), None) => seen.hit("the record closed"),
+            (None, Some(_)) => {
+                assert_eq!(recorded, Recorded::Counted);
+                seen.hit("the setter closed")
+            }
+            other => panic!("one close expected: {other:?}"),
+        }
+        assert!(recorded.transition() == closed || set == closed);
+        assert_eq!(b.state(), Closed);
+        assert_counters(&b, 0, 0, 0);
+        assert_eq!(events.take(), [t(HalfOpen, Closed)]);
+    });
+}
+
+// ---------------------------------------------------------------------------
+// 10. No listener: the listener-free fast paths.
+// ---------------------------------------------------------------------------
+
+/// Closed with no failures and no listener, so a success is one load and no
+/// write; another call's failure trips the breaker (`fail_max` 1) meanwhile.
+/// The success counts only if it lands before the trip, and never undoes it.
+#[test]
+fn m10_quiet_success_racing_a_trip() {
+    model(&["success counted", "success stale", "rejected open"], |seen| {
+        let (b, _clock) = quiet_breaker(|c| c.fail_max(1));
+        let h = b.spawn(|r| call(r, Outcome::Failure));
+        let mine = call(&b, Outcome::Success);
+        assert_eq!(
+            h.join().unwrap(),
+            Call::Closed(Recorded::Transitioned(t(Closed, Open)))
+        );
+        seen.hit(match mine {
+            Call::Closed(Recorded::Counted) => "success counted",
+            Call::Closed(Recorded::Stale) => "success stale",
+            Call::Rejected(Open) => "rejected open",
+            other => panic!("unexpected {other:?}"),
+        });
+        assert_eq!(b.state(), Open);
+        assert_counters(&b, 0, 0, 0);
+    });
+}
+
+/// Open with no listener, the clock moved past the reset timeout by the
+/// main thread while another thread asks: its read-only rejection happens
+/// only before the clock moved, and exactly one of the two asks becomes the
+/// probe.
+#[test]
+fn m10_quiet_rejection_racing_the_reset_deadline() {
+    model(
+        &[
+            "thread rejected open",
+            "thread got the probe",
+            "main got the probe",
+        ],
+        |seen| {
+            let (b, clock) = quiet_breaker(|c| c.fail_max(1));
+            assert!(b.open().is_some());
+            let h = b.spawn(hold);
+            b.pass();
+            clock.advance(RESET);
+            let mine = hold(&b);
+            let theirs = h.join().unwrap();
+            match (mine, theirs) {
+                (Ok(p), Err(Open)) => {
+                    assert!(p.is_probe());
+                    seen.hit("thread rejected open")
+                }
+                (Err(HalfOpen), Ok(p)) => {
+                    assert!(p.is_probe());
+                    seen.hit("thread got the probe")
+                }
+                (Ok(p), Err(HalfOpen)) => {
+                    assert!(p.is_probe());
+                    seen.hit("main got the probe")
+                }
+                other => panic!("exactly one probe expected: {other:?}"),
+            }
+            assert_eq!(b.state(), HalfOpen);
+            assert_counters(&b, 0, 1, 0);
+        },
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 11. Time advances during the race: a lease runs out against a late record.
+// ---------------------------------------------------------------------------
+
+/// A probe is held; one thread records it (late or not) while the main
+/// thread moves the clock to the end of the lease and asks. The slot is
+/// freed once: by the record (the ask takes it) or by the reclaim (the
+/// record is stale). Never both, never neither.
+#[test]
+fn m11_lease_running_out_during_a_late_record() {
+    model(&["record first", "reclaim first"], |seen| {
+        let (b, clock) = quiet_breaker(|c| c.half_open_max_calls(1).success_threshold(2));
+        assert!(b.half_open().is_some());
+        let held = hold(&b).expect("the probe");
+        let h = b.spawn(move |r| r.step(|b| b.record(held, Outcome::Ignored)));
+        b.pass();
+        clock.advance(LEASE);
+        let asked = hold(&b);
+        let late = h.join().unwrap().expect("our ticket");
+        match (late, asked) {
+            (Recorded::Counted, Ok(p)) => {
+                assert!(p.is_probe());
+                seen.hit("record first")
+            }
+            (Recorded::Stale, Ok(p)) => {
+                assert!(p.is_probe());
+                seen.hit("reclaim first")
+            }
+            // The record freed the slot only after the ask found it taken
+            // with the lease not yet run out: impossible, the clock moved first.
+            other => panic!("the slot must be freed exactly once: {other:?}"),
+        }
+        assert_eq!(b.state(), HalfOpen);
+        assert_counters(&b, 0, 1, 0);
+        assert_eq!(b.record(held, Outcome::Ignored), Ok(Recorded::Stale));
     });
 }
