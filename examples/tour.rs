@@ -131,7 +131,7 @@ fn main() {
     db.up.store(false, Ordering::Relaxed);
     for attempt in 1.. {
         match breaker.call(|| db.query()) {
-            Err(Error::Failed { error, tripped }) => {
+            Err(Error::Failed { error, tripped, .. }) => {
                 println!(
                     "    call {attempt}: failed: {error}; failures counted: {}",
                     breaker.fail_counter()

@@ -128,10 +128,12 @@ impl CircuitBreaker {
                 Ok(value)
             }
             Err(error) => {
-                let recorded = permit.record(self.classify(&error));
+                let outcome = self.classify(&error);
+                let recorded = permit.record(outcome);
                 Err(Error::Failed {
                     error,
                     tripped: recorded.tripped(),
+                    outcome,
                 })
             }
         }

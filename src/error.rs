@@ -1,6 +1,6 @@
 //! Errors: a rejection, a call's own error, and bad configuration.
 
-use crate::state::State;
+use crate::state::{Outcome, State};
 use std::fmt;
 
 /// The breaker refused a call without running it.
@@ -25,11 +25,19 @@ pub enum Error<E> {
     /// The breaker rejected the call; the operation did not run.
     Rejected(Rejected),
     /// The operation ran and returned its own error, which is kept whole.
+    ///
+    /// Not every such error was a failure: `outcome` says how the breaker
+    /// counted it, so an excluded error (the dependency answered) or an
+    /// ignored one is not logged as a failed dependency.
     Failed {
         /// The operation's error.
         error: E,
-        /// Whether recording this failure tripped the breaker open.
+        /// Whether recording this call tripped the breaker open.
         tripped: bool,
+        /// How the builder's predicates classified `error`:
+        /// [`Outcome::Failure`], [`Outcome::Success`] (excluded) or
+        /// [`Outcome::Ignored`].
+        outcome: Outcome,
     },
 }
 
@@ -37,6 +45,26 @@ impl<E> Error<E> {
     /// Whether the breaker rejected the call without running it.
     pub fn is_rejected(&self) -> bool {
         matches!(self, Error::Rejected(_))
+    }
+
+    /// Whether the operation ran and its error was counted as a failure
+    /// (neither excluded nor ignored).
+    pub fn is_failure(&self) -> bool {
+        matches!(
+            self,
+            Error::Failed {
+                outcome: Outcome::Failure,
+                ..
+            }
+        )
+    }
+
+    /// How the breaker counted the operation's error, if it ran.
+    pub fn outcome(&self) -> Option<Outcome> {
+        match self {
+            Error::Failed { outcome, .. } => Some(*outcome),
+            Error::Rejected(_) => None,
+        }
     }
 
     /// Whether this call's failure tripped the breaker open.
@@ -58,10 +86,9 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
         match self {
             Error::Rejected(r) => r.fmt(f),
             Error::Failed {
-                error,
-                tripped: false,
-            } => error.fmt(f),
-            Error::Failed { error, tripped: true } => write!(f, "{error} (this failure tripped the breaker)"),
+                error, tripped: true, ..
+            } => write!(f, "{error} (this failure tripped the breaker)"),
+            Error::Failed { error, .. } => error.fmt(f),
         }
     }
 }

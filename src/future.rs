@@ -84,10 +84,11 @@ impl<B: Borrow<CircuitBreaker>> TicketGuard<B> {
         }
     }
 
-    /// Records a call that ended in `error`, classified by the breaker.
-    pub(crate) fn finish_with_error<E: 'static>(&mut self, error: &E) -> Recorded {
+    /// Records a call that ended in `error`, classified by the breaker;
+    /// returns how it was classified and what recording it did.
+    pub(crate) fn finish_with_error<E: 'static>(&mut self, error: &E) -> (Outcome, Recorded) {
         let outcome = self.breaker().classify(error);
-        self.finish(outcome)
+        (outcome, self.finish(outcome))
     }
 }
 
@@ -241,10 +242,11 @@ where
                 Ok(value)
             }
             Err(error) => {
-                let recorded = guard.finish_with_error(&error);
+                let (outcome, recorded) = guard.finish_with_error(&error);
                 Err(Error::Failed {
                     error,
                     tripped: recorded.tripped(),
+                    outcome,
                 })
             }
         })

@@ -141,10 +141,12 @@ fn rate_limits_trip_it_and_rejections_name_the_provider_without_calling_it() {
                 source,
                 kind,
                 retryable,
+                outcome,
             } => {
                 assert_eq!(&*provider, "fakeai");
                 assert_eq!(kind, ErrorKind::RateLimited);
                 assert!(retryable);
+                assert_eq!(outcome, Outcome::Failure);
                 assert_eq!(
                     source.downcast_ref::<FakeError>(),
                     Some(&FakeError(ErrorKind::RateLimited))
@@ -208,10 +210,17 @@ fn the_default_classifier() {
         if let LlmError::Call {
             kind: ErrorKind::Status(s),
             retryable,
+            outcome,
             ..
         } = err
         {
             assert_eq!(retryable, s >= 500, "{s}");
+            let counted = if s >= 500 {
+                Outcome::Failure
+            } else {
+                Outcome::Success
+            };
+            assert_eq!(outcome, counted, "{s}");
         } else {
             panic!("expected a call error, got {err:?}");
         }

@@ -456,7 +456,16 @@ fn excluded_errors_count_as_success_and_are_returned_whole() {
     let _ = b.call(|| Err::<(), _>(DbError::Timeout));
     assert_eq!(b.fail_counter(), 1);
     match b.call(|| Err::<(), _>(DbError::NotFound)) {
-        Err(Error::Failed { error, tripped }) => assert_eq!((error, tripped), (DbError::NotFound, false)),
+        Err(Error::Failed {
+            error,
+            tripped,
+            outcome,
+        }) => {
+            assert_eq!(
+                (error, tripped, outcome),
+                (DbError::NotFound, false, Outcome::Success)
+            )
+        }
         other => panic!("unexpected {other:?}"),
     }
     assert_eq!(b.fail_counter(), 0, "the dependency answered: a success");
@@ -476,6 +485,27 @@ fn ignored_errors_count_as_neither() {
     let err = b.call(|| Err::<(), _>(DbError::Cancelled)).unwrap_err();
     assert_eq!(err.into_inner(), Some(DbError::Cancelled));
     assert_eq!(b.fail_counter(), 1);
+}
+
+#[test]
+fn failed_says_how_its_error_was_counted() {
+    let clock = ManualClock::new();
+    let b = classifying_breaker(&clock);
+    let counted = |e: DbError| b.call(|| Err::<(), _>(e)).unwrap_err();
+    let excluded = counted(DbError::NotFound);
+    assert_eq!(excluded.outcome(), Some(Outcome::Success));
+    assert!(!excluded.is_failure(), "an excluded error is no failure");
+    let ignored = counted(DbError::Cancelled);
+    assert_eq!(ignored.outcome(), Some(Outcome::Ignored));
+    assert!(!ignored.is_failure());
+    let failed = counted(DbError::Timeout);
+    assert_eq!(failed.outcome(), Some(Outcome::Failure));
+    assert!(failed.is_failure());
+    assert_eq!(b.fail_counter(), 1);
+    b.open();
+    let rejected = b.call(|| Ok::<_, DbError>(())).unwrap_err();
+    assert_eq!(rejected.outcome(), None);
+    assert!(!rejected.is_failure());
 }
 
 #[test]
