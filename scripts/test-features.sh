@@ -5,7 +5,7 @@
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
-features=(tower metrics tracing llm)
+features=(tower metrics tracing llm anyhow)
 # The redis feature builds here too when the crate has it; its tests need a
 # server and run in their own suite.
 if sed -n '/^\[features\]/,/^\[/p' Cargo.toml | grep -q '^redis *='; then
@@ -25,6 +25,7 @@ for file in tests/{async,tower,metrics,tracing,registry,llm}_*.rs; do
     [ -e "$file" ] && tests+=(--test "$(basename "$file" .rs)")
 done
 step "integration tests ($ours)" cargo test --features "$ours" "${tests[@]}"
+step "classification through anyhow errors" cargo test --features anyhow --test classify
 # The doc examples of the integration modules (the core suite runs the rest).
 step "doc tests ($ours)" cargo test --features "$ours" --doc -- \
     src/future.rs src/registry.rs src/tower.rs src/metrics.rs src/tracing.rs src/llm.rs

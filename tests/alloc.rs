@@ -216,6 +216,14 @@ fn ticket_round_trip() {
 #[derive(Debug, PartialEq)]
 struct Refused(u32);
 
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+
+impl std::error::Error for Refused {}
+
 #[test]
 fn call_wrapper_on_every_outcome() {
     let clock = ManualClock::new();

@@ -33,6 +33,14 @@ fn ready_for_probe(b: &CircuitBreaker, clock: &ManualClock) {
 #[derive(Debug, PartialEq)]
 struct Boom(&'static str);
 
+impl std::fmt::Display for Boom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+
+impl std::error::Error for Boom {}
+
 /// A future that counts its polls and resolves on its first one.
 struct CountingPolls<'a> {
     polls: &'a AtomicUsize,

@@ -60,7 +60,7 @@ fn counts_every_event_per_breaker_with_a_state_gauge() {
             .fail_max(2)
             .reset_timeout(Duration::from_secs(5))
             .clock(clock.clone())
-            .ignore(|e: &&str| *e == "cancelled")
+            .ignore_exact(|e: &&str| *e == "cancelled")
             .listener(MetricsListener::new())
             .build()
             .unwrap();

@@ -439,6 +439,14 @@ enum DbError {
     Cancelled,
 }
 
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+
+impl std::error::Error for DbError {}
+
 fn classifying_breaker(clock: &ManualClock) -> CircuitBreaker {
     CircuitBreaker::builder()
         .fail_max(2)
