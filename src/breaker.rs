@@ -378,9 +378,12 @@ impl CircuitBreaker {
         Ok(())
     }
 
-    /// Sets the reset timeout; an open breaker measures it from when it opened.
-    pub fn set_reset_timeout(&self, reset_timeout: Duration) {
+    /// Sets the reset timeout; an open breaker measures it from when it
+    /// opened. Every duration is valid (see [`Builder::reset_timeout`]), so
+    /// this returns `Ok` today; it returns a `Result` like every setter.
+    pub fn set_reset_timeout(&self, reset_timeout: Duration) -> Result<(), ConfigError> {
         self.settings.set_reset_timeout_ms(duration_to_ms(reset_timeout));
+        Ok(())
     }
 
     /// Sets the probe lease (see [`Builder::probe_lease`]).

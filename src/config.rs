@@ -37,7 +37,10 @@ pub(crate) fn check_half_open_max_calls(value: u32) -> Result<u32, ConfigError> 
 
 pub(crate) fn check_probe_lease(value: Duration) -> Result<u64, ConfigError> {
     match duration_to_ms(value) {
-        0 => Err(ConfigError::Zero { field: "probe_lease" }),
+        0 => Err(ConfigError::TooShort {
+            field: "probe_lease",
+            min: Duration::from_millis(1),
+        }),
         ms => Ok(ms),
     }
 }
@@ -234,7 +237,14 @@ impl Builder {
     }
 
     /// How long the breaker stays open before it admits a probe (default 60 s).
-    /// Kept in whole milliseconds.
+    /// Kept in whole milliseconds, rounded down.
+    ///
+    /// Every duration is valid. Zero (or below a millisecond) lets the first
+    /// call after the breaker opens be the probe: one probe at a time still
+    /// decides, so a zero timeout limits a failing dependency to one call in
+    /// flight rather than cutting it off. `Duration::MAX` never half-opens by
+    /// itself; only [`CircuitBreaker::half_open`] or
+    /// [`CircuitBreaker::close`] end the open state.
     pub fn reset_timeout(mut self, reset_timeout: Duration) -> Self {
         self.reset_timeout = reset_timeout;
         self
@@ -254,7 +264,8 @@ impl Builder {
 
     /// How long a probe may stay unrecorded before its slot is reclaimed for
     /// another probe (its ticket then goes stale). Defaults to the reset
-    /// timeout, and at least one second.
+    /// timeout, and at least one second. At least 1 ms (kept in whole
+    /// milliseconds, rounded down), else a [`ConfigError::TooShort`].
     pub fn probe_lease(mut self, lease: Duration) -> Self {
         self.probe_lease = Some(lease);
         self

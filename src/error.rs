@@ -2,6 +2,7 @@
 
 use crate::state::{Outcome, State};
 use std::fmt;
+use std::time::Duration;
 
 /// The breaker refused a call without running it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +104,16 @@ impl<E: std::error::Error + 'static> std::error::Error for Error<E> {
 }
 
 /// A configuration value out of range. Nothing was changed.
+///
+/// ```
+/// use breakerbox::{CircuitBreaker, ConfigError};
+/// use std::time::Duration;
+///
+/// let err = CircuitBreaker::builder().probe_lease(Duration::ZERO).build().unwrap_err();
+/// assert_eq!(err.to_string(), "probe_lease must be at least 1 ms");
+/// let err = CircuitBreaker::builder().fail_max(0).build().unwrap_err();
+/// assert_eq!(err, ConfigError::Zero { field: "fail_max" });
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfigError {
     /// The named field must be at least 1.
@@ -117,6 +128,14 @@ pub enum ConfigError {
         /// The largest accepted value.
         max: u64,
     },
+    /// The named duration is below the shortest accepted (durations are
+    /// kept in whole milliseconds, rounded down).
+    TooShort {
+        /// The field, as the builder method names it.
+        field: &'static str,
+        /// The shortest accepted duration.
+        min: Duration,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -124,6 +143,9 @@ impl fmt::Display for ConfigError {
         match self {
             ConfigError::Zero { field } => write!(f, "{field} must be at least 1"),
             ConfigError::TooLarge { field, max } => write!(f, "{field} must be at most {max}"),
+            ConfigError::TooShort { field, min } => {
+                write!(f, "{field} must be at least {} ms", min.as_millis())
+            }
         }
     }
 }

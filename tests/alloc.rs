@@ -276,7 +276,7 @@ fn forcing_and_setters() {
         breaker.set_success_threshold(2).unwrap();
         breaker.set_half_open_max_calls(2).unwrap();
         breaker.set_probe_lease(Duration::from_secs(1)).unwrap();
-        breaker.set_reset_timeout(Duration::from_secs(1));
+        breaker.set_reset_timeout(Duration::from_secs(1)).unwrap();
         assert!(breaker.set_fail_max(0).is_err());
     });
     assert_no_alloc("getters", 100, || {

@@ -132,7 +132,10 @@ fn build_rejects_zero_and_oversized_thresholds_naming_the_field() {
     );
     assert_eq!(
         zero(|b| b.probe_lease(Duration::ZERO)),
-        ConfigError::Zero { field: "probe_lease" }
+        ConfigError::TooShort {
+            field: "probe_lease",
+            min: Duration::from_millis(1)
+        }
     );
     assert_eq!(
         zero(|b| b.half_open_max_calls(70_000)),
@@ -154,6 +157,72 @@ fn build_rejects_zero_and_oversized_thresholds_naming_the_field() {
         .half_open_max_calls(65_535)
         .build()
         .is_ok());
+}
+
+#[test]
+fn duration_errors_give_their_unit() {
+    let err = CircuitBreaker::builder()
+        .probe_lease(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.to_string(), "probe_lease must be at least 1 ms");
+    // Kept in whole milliseconds: below one rounds down to zero, refused alike.
+    let sub_ms = CircuitBreaker::builder()
+        .probe_lease(Duration::from_nanos(1))
+        .build()
+        .unwrap_err();
+    assert_eq!(sub_ms, err);
+    let b = CircuitBreaker::builder().build().unwrap();
+    assert_eq!(b.set_probe_lease(Duration::from_micros(999)), Err(err));
+    assert_eq!(b.probe_lease(), breakerbox::DEFAULT_RESET_TIMEOUT, "unchanged");
+}
+
+#[test]
+fn every_setter_returns_a_result() {
+    let b = CircuitBreaker::builder().build().unwrap();
+    assert_eq!(b.set_reset_timeout(Duration::from_secs(5)), Ok(()));
+    assert_eq!(b.reset_timeout(), Duration::from_secs(5));
+    assert_eq!(b.set_probe_lease(Duration::from_secs(2)), Ok(()));
+    assert_eq!(b.set_half_open_max_calls(2), Ok(()));
+    assert_eq!(b.set_fail_max(3), Ok(None));
+    assert_eq!(b.set_success_threshold(2), Ok(None));
+}
+
+#[test]
+fn a_zero_reset_timeout_lets_the_next_call_probe() {
+    let clock = ManualClock::new();
+    let b = CircuitBreaker::builder()
+        .fail_max(1)
+        .reset_timeout(Duration::ZERO)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let _ = b.try_acquire().unwrap().failure();
+    assert_eq!(b.state(), State::Open);
+    let probe = b.try_acquire().expect("no wait: the next call is the probe");
+    assert!(probe.is_probe());
+    assert!(b.try_acquire().is_err(), "still one probe at a time");
+    let _ = probe.success();
+    assert_eq!(b.state(), State::Closed);
+    assert_eq!(b.probe_lease(), breakerbox::MIN_DEFAULT_PROBE_LEASE);
+    // Below a millisecond is kept as zero.
+    b.set_reset_timeout(Duration::from_micros(900)).unwrap();
+    assert_eq!(b.reset_timeout(), Duration::ZERO);
+}
+
+#[test]
+fn the_longest_reset_timeout_waits_for_a_forced_half_open() {
+    let clock = ManualClock::new();
+    let b = CircuitBreaker::builder()
+        .reset_timeout(Duration::MAX)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    b.open();
+    clock.advance(Duration::from_secs(100 * 365 * 24 * 3600));
+    assert!(b.try_acquire().is_err(), "a century later, still open");
+    b.half_open();
+    assert!(b.try_acquire().unwrap().is_probe());
 }
 
 #[test]
@@ -600,7 +669,7 @@ fn setters_take_effect_on_the_next_decision() {
     let b = breaker(&clock);
     b.set_fail_max(1).unwrap();
     assert!(fail(&b).tripped());
-    b.set_reset_timeout(Duration::from_secs(1));
+    b.set_reset_timeout(Duration::from_secs(1)).unwrap();
     clock.advance(Duration::from_secs(1));
     b.set_success_threshold(2).unwrap();
     b.set_half_open_max_calls(2).unwrap();
