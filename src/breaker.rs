@@ -4,6 +4,7 @@ use crate::clock::{duration_to_ms, ClockSource};
 use crate::config::{self, Builder, Classifier, Settings};
 use crate::error::{ConfigError, Error, Rejected};
 use crate::listener::Listeners;
+use crate::name::Name;
 use crate::state::{Acquire, LimitSource, Outcome, Recorded, State, StateCell, Ticket, Transition};
 use std::any::Any;
 use std::collections::hash_map::RandomState;
@@ -40,7 +41,8 @@ pub struct CircuitBreaker {
     clock: ClockSource,
     listeners: Listeners,
     classifier: Classifier,
-    name: Box<str>,
+    /// Interned: every rejection carries it.
+    name: &'static Name,
     /// Marks this breaker's tickets, so foreign or forged ones are refused.
     tag: u32,
     /// The fleet this breaker's state is shared with; `state` is then its
@@ -95,7 +97,7 @@ impl CircuitBreaker {
             clock,
             listeners,
             classifier,
-            name: name.into_boxed_str(),
+            name: Name::intern(name),
             tag: random_tag(),
             #[cfg(feature = "redis")]
             shared: None,
@@ -187,7 +189,7 @@ impl CircuitBreaker {
         if !self.listeners.is_empty() {
             self.notify_rejected(state);
         }
-        Err(Rejected { state })
+        Err(Rejected::new(state, self.name))
     }
 
     #[cold]
@@ -426,7 +428,12 @@ impl CircuitBreaker {
 
     /// The breaker's name ("" when unnamed).
     pub fn name(&self) -> &str {
-        &self.name
+        self.name.as_str()
+    }
+
+    /// The name as messages show it: the name, or `<unnamed>`.
+    pub fn display_name(&self) -> &str {
+        self.name.display()
     }
 
     /// The current `fail_max`.

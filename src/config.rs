@@ -224,7 +224,15 @@ impl Default for Builder {
 }
 
 impl Builder {
-    /// The breaker's name, reported to listeners and in metrics.
+    /// The breaker's name, reported to listeners, in rejections and in
+    /// metrics. Without one (the default), [`CircuitBreaker::name`] is ""
+    /// and messages and listener lines read `<unnamed>`
+    /// ([`CircuitBreaker::display_name`]).
+    ///
+    /// Names are interned for the life of the process, so that a rejection
+    /// can carry one without allocating: each distinct name is stored once,
+    /// however many breakers share it. Build breakers from a bounded set of
+    /// names (one per dependency), not from per-request data.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self
@@ -403,7 +411,9 @@ impl Builder {
         self
     }
 
-    /// Calls `f(name, from, to)` on every transition.
+    /// Calls `f(name, from, to)` on every transition; `name` is the
+    /// breaker's [`display_name`](CircuitBreaker::display_name) (`<unnamed>`
+    /// for a breaker without a name).
     pub fn on_state_change(self, f: impl Fn(&str, State, State) + Send + Sync + 'static) -> Self {
         self.listener(StateChangeFn(f))
     }

@@ -1,20 +1,55 @@
 //! Errors: a rejection, a call's own error, and bad configuration.
 
+use crate::name::{Name, UNNAMED};
 use crate::state::{Outcome, State};
 use std::fmt;
 use std::time::Duration;
 
 /// The breaker refused a call without running it.
+///
+/// Its text names the breaker, so a log with many breakers tells them
+/// apart: `circuit breaker 'orders-db' is open: call rejected` (an unnamed
+/// one reads `circuit breaker <unnamed> is open: call rejected`). A
+/// rejection carries a pointer to its breaker's interned name: no
+/// allocation and no shared write.
+///
+/// ```
+/// use breakerbox::{CircuitBreaker, State};
+///
+/// let breaker = CircuitBreaker::builder().name("orders-db").build()?;
+/// breaker.open();
+/// let rejected = breaker.try_acquire().unwrap_err();
+/// assert_eq!((rejected.breaker(), rejected.state), ("orders-db", State::Open));
+/// assert_eq!(rejected.to_string(), "circuit breaker 'orders-db' is open: call rejected");
+/// # Ok::<(), breakerbox::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Rejected {
     /// The state that refused: [`State::Open`], or [`State::HalfOpen`] with
     /// every probe slot taken.
     pub state: State,
+    breaker: &'static Name,
+}
+
+impl Rejected {
+    pub(crate) fn new(state: State, breaker: &'static Name) -> Self {
+        Rejected { state, breaker }
+    }
+
+    /// The name of the breaker that refused ("" when it has none).
+    pub fn breaker(&self) -> &'static str {
+        self.breaker.as_str()
+    }
 }
 
 impl fmt::Display for Rejected {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "circuit breaker is {}: call rejected", self.state)
+        match self.breaker() {
+            "" => write!(f, "circuit breaker {UNNAMED}")?,
+            named => write!(f, "circuit breaker '{named}'")?,
+        }
+        write!(f, " is {}: call rejected", self.state)
     }
 }
 
@@ -136,6 +171,9 @@ pub enum ConfigError {
         /// The shortest accepted duration.
         min: Duration,
     },
+    /// A [`Registry`](crate::Registry) keeps named breakers only; the name
+    /// asked for was empty.
+    Unnamed,
 }
 
 impl fmt::Display for ConfigError {
@@ -146,6 +184,7 @@ impl fmt::Display for ConfigError {
             ConfigError::TooShort { field, min } => {
                 write!(f, "{field} must be at least {} ms", min.as_millis())
             }
+            ConfigError::Unnamed => f.write_str("a registered breaker needs a name: got \"\""),
         }
     }
 }

@@ -31,6 +31,7 @@ mod listener;
 pub mod llm;
 #[cfg(feature = "metrics")]
 pub mod metrics;
+mod name;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod registry;

@@ -41,7 +41,7 @@ where
     F: Fn(&str, State, State) + Send + Sync + 'static,
 {
     fn state_change(&self, breaker: &CircuitBreaker, from: State, to: State) {
-        (self.0)(breaker.name(), from, to)
+        (self.0)(breaker.display_name(), from, to)
     }
 }
 

@@ -125,6 +125,7 @@ fn closed_success_and_failure() {
 #[test]
 fn open_rejection_on_the_system_clock() {
     let breaker = CircuitBreaker::builder()
+        .name("orders-db")
         .reset_timeout(Duration::from_secs(3600))
         .build()
         .unwrap();
@@ -132,6 +133,7 @@ fn open_rejection_on_the_system_clock() {
     assert_no_alloc("open rejection", 1000, || {
         let rejected = breaker.try_acquire().unwrap_err();
         assert_eq!(rejected.state, State::Open);
+        assert_eq!(rejected.breaker(), "orders-db", "the rejection names its breaker");
     });
     assert_no_alloc("open rejection (ticket)", 1000, || {
         assert!(breaker.acquire_ticket().is_err());
