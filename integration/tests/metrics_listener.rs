@@ -1,6 +1,5 @@
 //! The metrics listener against the `metrics` debugging recorder, installed
 //! locally (per thread), so this binary never touches the global recorder.
-#![cfg(feature = "metrics")]
 
 use breakerbox::clock::ManualClock;
 use breakerbox::metrics::{

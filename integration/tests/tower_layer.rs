@@ -1,5 +1,4 @@
 //! The tower layer in a real `tower::ServiceBuilder` stack.
-#![cfg(feature = "tower")]
 
 use axum::http::{Response, StatusCode};
 use breakerbox::clock::ManualClock;

@@ -1,5 +1,4 @@
 //! The LLM adapter against a fake provider that misbehaves on cue.
-#![cfg(feature = "llm")]
 
 use breakerbox::clock::ManualClock;
 use breakerbox::llm::{
@@ -381,7 +380,6 @@ async fn concurrent_async_requests_send_one_probe_to_a_recovering_provider() {
     assert_eq!(llm.breaker().state(), State::Closed);
 }
 
-#[cfg(feature = "metrics")]
 #[test]
 fn metrics_carry_the_provider_name() {
     use breakerbox::metrics::{MetricsListener, FAILURES, REJECTIONS};
