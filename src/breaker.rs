@@ -120,8 +120,16 @@ impl CircuitBreaker {
     ///
     /// An error is classified by the builder's `ignore` and `exclude`
     /// predicates, else counts as a failure; it is returned whole in
-    /// [`Error::Failed`], which also says whether this call tripped the
-    /// breaker. A panic in `op` counts as a failure and keeps unwinding.
+    /// [`Error::Failed`], which also says how it was counted and whether
+    /// this call tripped the breaker. A panic in `op` counts as a failure and
+    /// keeps unwinding.
+    ///
+    /// `E: 'static` because the predicates find an error by its type, through
+    /// [`std::any::Any`], which Rust offers only for types that borrow
+    /// nothing. An error that borrows (a `&str` sliced from a local
+    /// `String`) fails to compile with E0597 ("borrowed value does not live
+    /// long enough") pointing at the borrow: return an owned error instead
+    /// (`.map_err(|e| e.to_string())`), or a `&'static str`.
     pub fn call<T, E: 'static>(&self, op: impl FnOnce() -> Result<T, E>) -> Result<T, Error<E>> {
         let permit = self.try_acquire().map_err(Error::Rejected)?;
         match op() {
@@ -503,6 +511,24 @@ impl fmt::Debug for CircuitBreaker {
 ///
 /// **Dropping a permit unrecorded counts as a failure**: a call that
 /// panicked or returned early did not succeed.
+///
+/// ```
+/// use breakerbox::{CircuitBreaker, Recorded, State};
+///
+/// let breaker = CircuitBreaker::builder().fail_max(2).build()?;
+/// let permit = breaker.try_acquire().expect("closed: admitted");
+/// assert_eq!(permit.failure(), Recorded::Counted);
+///
+/// // Asked for and dropped (an early return, a panic): the second failure.
+/// drop(breaker.try_acquire().unwrap());
+/// assert_eq!(breaker.state(), State::Open);
+///
+/// // Across a boundary that cannot hold a borrow, as a raw ticket:
+/// breaker.close();
+/// let ticket = breaker.try_acquire().unwrap().into_ticket();
+/// assert_eq!(breaker.record(ticket, breakerbox::Outcome::Success), Ok(Recorded::Counted));
+/// # Ok::<(), breakerbox::ConfigError>(())
+/// ```
 #[must_use = "record the call with success(), failure() or ignore(); dropping a permit records a failure"]
 pub struct Permit<'a> {
     breaker: &'a CircuitBreaker,

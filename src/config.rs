@@ -432,6 +432,7 @@ impl Builder {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub fn shared(mut self, state: crate::redis::RedisState) -> Self {
         self.shared = Some(state);
         self

@@ -56,6 +56,32 @@ impl fmt::Display for Rejected {
 impl std::error::Error for Rejected {}
 
 /// What [`CircuitBreaker::call`](crate::CircuitBreaker::call) returns on error.
+///
+/// ```
+/// use breakerbox::{CircuitBreaker, Error, Outcome};
+/// use std::io;
+///
+/// let breaker = CircuitBreaker::builder()
+///     .name("search")
+///     .fail_max(1)
+///     .exclude(|e: &io::Error| e.kind() == io::ErrorKind::NotFound)
+///     .build()?;
+///
+/// // Excluded: the dependency answered. Not a failure, though it is an error.
+/// let err = breaker.call(|| Err::<(), _>(io::Error::from(io::ErrorKind::NotFound))).unwrap_err();
+/// assert!(matches!(err, Error::Failed { outcome: Outcome::Success, tripped: false, .. }));
+///
+/// // A failure, which trips this breaker (fail_max 1); the error is kept whole.
+/// let err = breaker.call(|| Err::<(), _>(io::Error::from(io::ErrorKind::TimedOut))).unwrap_err();
+/// assert!(err.is_failure() && err.tripped());
+/// assert_eq!(err.into_inner().map(|e| e.kind()), Some(io::ErrorKind::TimedOut));
+///
+/// // Rejected: the operation did not run.
+/// let err = breaker.call(|| Ok::<_, io::Error>(())).unwrap_err();
+/// assert!(err.is_rejected());
+/// assert_eq!(err.to_string(), "circuit breaker 'search' is open: call rejected");
+/// # Ok::<(), breakerbox::ConfigError>(())
+/// ```
 #[derive(Debug)]
 pub enum Error<E> {
     /// The breaker rejected the call; the operation did not run.

@@ -17,6 +17,34 @@
 //!
 //! Nothing here depends on a runtime: the futures are plain
 //! [`core::future::Future`]s.
+//!
+//! ```
+//! use breakerbox::{CircuitBreaker, State};
+//! use std::future::Future;
+//! use std::sync::Arc;
+//! use std::task::{Context, Poll, Wake};
+//!
+//! struct NoWake;
+//! impl Wake for NoWake {
+//!     fn wake(self: Arc<Self>) {}
+//! }
+//!
+//! let breaker = CircuitBreaker::builder().name("db").fail_max(1).build()?;
+//! let waker = Arc::new(NoWake).into();
+//! let mut cx = Context::from_waker(&waker);
+//!
+//! // Cancelled: polled once (admitted), then dropped before it finished.
+//! let mut slow = Box::pin(breaker.call_async(std::future::pending::<Result<(), std::io::Error>>));
+//! assert!(slow.as_mut().poll(&mut cx).is_pending());
+//! drop(slow);
+//! assert_eq!((breaker.state(), breaker.fail_counter()), (State::Closed, 0), "ignored");
+//!
+//! // A failure that finishes counts, and trips this breaker.
+//! let mut failing = Box::pin(breaker.call_async(|| async { Err::<(), _>(std::io::Error::other("down")) }));
+//! assert!(matches!(failing.as_mut().poll(&mut cx), Poll::Ready(Err(e)) if e.tripped()));
+//! assert_eq!(breaker.state(), State::Open);
+//! # Ok::<(), breakerbox::ConfigError>(())
+//! ```
 
 use crate::breaker::CircuitBreaker;
 use crate::error::{Error, Rejected};

@@ -34,6 +34,20 @@ use std::sync::{Arc, PoisonError, RwLock};
 type Configure = Box<dyn Fn(Builder) -> Builder + Send + Sync>;
 
 /// Named breakers created on demand from one shared configuration.
+///
+/// ```
+/// use breakerbox::{ConfigError, Registry};
+/// use std::time::Duration;
+///
+/// let registry = Registry::new(|b| b.fail_max(3).reset_timeout(Duration::from_secs(30)));
+/// let payments = registry.get_or_create("payments")?; // keep the Arc; call through it
+/// let _ = payments.call(|| Err::<(), _>("timeout"));
+/// for status in registry.statuses() {
+///     println!("{}: {} ({} failures)", status.name, status.state, status.fail_counter);
+/// }
+/// assert_eq!(registry.get_or_create("").unwrap_err(), ConfigError::Unnamed);
+/// # Ok::<(), ConfigError>(())
+/// ```
 pub struct Registry {
     configure: Configure,
     breakers: RwLock<BTreeMap<String, Arc<CircuitBreaker>>>,
