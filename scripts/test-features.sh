@@ -28,6 +28,7 @@ done
 step "integration tests ($ours)" cargo test -p breakerbox-integration "${tests[@]}"
 step "registry tests ($ours)" cargo test --features "$ours" --test registry_named
 step "classification through anyhow errors" cargo test --features anyhow --test classify
+step "doc tests (anyhow)" cargo test --features anyhow --doc -- Builder::exclude
 # The doc examples of the integration modules (the core suite runs the rest).
 step "doc tests ($ours)" cargo test --features "$ours" --doc -- \
     src/future.rs src/registry.rs src/tower.rs src/metrics.rs src/tracing.rs src/llm.rs
