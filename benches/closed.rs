@@ -4,12 +4,11 @@
 mod common;
 
 use breakerbox::{CircuitBreaker, Outcome};
-use common::{
-    config, failsafe_consecutive, failsafe_default, failsafe_default_never_trips, MutexBreaker, LONG,
-};
+use common::{config, MutexBreaker, LONG};
 use criterion::measurement::WallTime;
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use failsafe::CircuitBreaker as _;
+use peers::{failsafe_consecutive, failsafe_default, failsafe_default_never_trips};
 use recloser::Recloser;
 use std::time::Instant;
 

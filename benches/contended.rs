@@ -14,8 +14,9 @@
 mod common;
 
 use breakerbox::CircuitBreaker;
-use common::{config, failsafe_consecutive, failsafe_default, MutexBreaker, LONG};
+use common::{config, MutexBreaker, LONG};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use peers::{failsafe_consecutive, failsafe_default};
 use recloser::Recloser;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};

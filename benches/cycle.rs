@@ -12,8 +12,9 @@ mod common;
 
 use breakerbox::clock::ManualClock;
 use breakerbox::{CircuitBreaker, State};
-use common::{config, failsafe_consecutive, MutexBreaker, MutexState};
+use common::{config, MutexBreaker, MutexState};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use peers::failsafe_consecutive;
 use recloser::Recloser;
 use std::time::Duration;
 

@@ -4,10 +4,11 @@
 mod common;
 
 use breakerbox::{CircuitBreaker, Outcome};
-use common::{config, failsafe_consecutive, MutexBreaker, LONG};
+use common::{config, MutexBreaker, LONG};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use failsafe::backoff;
 use failsafe::failure_policy::{self, FailurePolicy};
+use peers::failsafe_consecutive;
 use recloser::Recloser;
 use std::time::Duration;
 

@@ -22,12 +22,12 @@ struct FlakyDependency {
 }
 
 impl FlakyDependency {
-    fn query(&self) -> Result<&'static str, String> {
-        let n = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
+    fn query(&self) -> Result<&'static str, &'static str> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
         if self.up.load(Ordering::Relaxed) {
             Ok("row")
         } else {
-            Err(format!("connection refused (attempt {n})"))
+            Err("connection refused")
         }
     }
 }
@@ -67,14 +67,16 @@ fn race_for_the_probe(breaker: &Arc<CircuitBreaker>, db: &Arc<FlakyDependency>) 
                         admitted.fetch_add(1, Ordering::SeqCst);
                         println!("    thread {i}: admitted as the probe");
                         thread::sleep(Duration::from_millis(20));
+                        // Said before recording, because recording is what
+                        // moves the breaker (and prints the transition).
                         match db.query() {
                             Ok(_) => {
-                                let _ = permit.success();
                                 println!("    thread {i}: probe succeeded");
+                                let _ = permit.success();
                             }
                             Err(e) => {
-                                let _ = permit.failure();
                                 println!("    thread {i}: probe failed: {e}");
+                                let _ = permit.failure();
                             }
                         }
                     }
@@ -129,17 +131,27 @@ fn main() {
 
     section("2. The dependency goes down");
     db.up.store(false, Ordering::Relaxed);
-    for attempt in 1.. {
+    for call in 1.. {
         match breaker.call(|| db.query()) {
-            Err(Error::Failed { error, tripped }) => {
+            Err(Error::Failed {
+                error,
+                tripped: false,
+                ..
+            }) => println!(
+                "    call {call}: failed: {error}; consecutive failures: {} of {}",
+                breaker.fail_counter(),
+                breaker.fail_max()
+            ),
+            Err(Error::Failed {
+                error, tripped: true, ..
+            }) => {
+                // Open now: the count restarts from zero when the breaker closes.
                 println!(
-                    "    call {attempt}: failed: {error}; failures counted: {}",
-                    breaker.fail_counter()
+                    "    call {call}: failed: {error}; failure {call} of {} in a row tripped the breaker",
+                    breaker.fail_max()
                 );
-                if tripped {
-                    println!("    call {attempt} tripped the breaker, and its own error was kept");
-                    break;
-                }
+                println!("    (the call still got its own error back, whole)");
+                break;
             }
             other => panic!("unexpected result while the dependency is down: {other:?}"),
         }

@@ -141,7 +141,7 @@ def chart(results, png):
 
     rows = bars(results)
     if not rows:
-        sys.exit("no breakerbox results to chart: run `cargo bench` first")
+        sys.exit("no breakerbox results to chart: run `cargo bench -p breakerbox-benches` first")
     colors = {
         "breakerbox": "#1b7837",
         "failsafe_default": "#c2a5cf",
@@ -181,7 +181,7 @@ def main():
 
     base = criterion_dir(args.criterion)
     if not base.is_dir():
-        sys.exit(f"no criterion results in {base}: run `cargo bench` first")
+        sys.exit(f"no criterion results in {base}: run `cargo bench -p breakerbox-benches` first")
     results = load(base)
 
     print(main_table(results))

@@ -4,7 +4,7 @@
 #
 #   bash scripts/callgrind.sh [calls]     (default 100000)
 #
-# Each case of benches/instructions.rs runs `calls` and 2 x `calls` times
+# Each case of benches/instructions.rs (crate breakerbox-benches) runs `calls` and 2 x `calls` times
 # under `valgrind --tool=callgrind`; the difference of the two totals divided
 # by `calls` is the cost of one call, free of start-up and set-up. The loop's
 # own cost (the `empty` case) is reported beside it. Clock reads through the
@@ -26,7 +26,7 @@ if [ "$calls" -lt 1000 ]; then
 fi
 
 # Build the loops and find the executable cargo made.
-bin="$(cargo bench --no-run --bench instructions --message-format=json 2>/dev/null |
+bin="$(cargo bench -p breakerbox-benches --no-run --bench instructions --message-format=json 2>/dev/null |
     python3 -c '
 import json, sys
 for line in sys.stdin:

@@ -6,6 +6,8 @@ cd "$ROOT"
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test (core)" cargo test -p breakerbox
+# The core tests that need proptest or an async runtime live in integration/.
+step "cargo test (model, async calls)" cargo test -p breakerbox-integration --test model --test async_call
 step "cargo doc (-D warnings)" env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features
 
 if ! cargo +nightly miri --version >/dev/null 2>&1; then

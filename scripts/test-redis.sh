@@ -67,7 +67,7 @@ step "redis: the cost model (script runs per failure)" cargo test --features red
 step "redis: eight processes" cargo test --features redis --test redis_fleet
 step "redis: faults" cargo test --features redis --test redis_faults
 step "bench: closed success with Redis state vs one round trip" \
-    cargo bench --features redis --bench redis -- --warm-up-time 0.3 --measurement-time 1 --noplot
+    cargo bench -p breakerbox-benches --features redis --bench redis -- --warm-up-time 0.3 --measurement-time 1 --noplot
 
 # The C ABI: cb_new_redis from a C program linked to the static library.
 c_abi() {

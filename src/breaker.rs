@@ -6,6 +6,7 @@ use crate::config::{Builder, Classifier};
 use crate::error::{ConfigError, Error, Rejected};
 use crate::events::Events;
 use crate::listener::Listeners;
+use crate::name::Name;
 use crate::settings::{self, Settings};
 use crate::state::{Acquire, LimitSource, Outcome, Recorded, State, StateCell, Ticket, Transition};
 use std::any::Any;
@@ -48,7 +49,8 @@ pub struct CircuitBreaker {
     clock: ClockSource,
     listeners: Listeners,
     classifier: Classifier,
-    name: Box<str>,
+    /// Interned: every rejection carries it.
+    name: &'static Name,
     /// Marks this breaker's tickets, so foreign or forged ones are refused.
     tag: u32,
     /// Where the state lives (for a shared breaker, `state` is its local
@@ -105,12 +107,12 @@ impl CircuitBreaker {
             clock,
             listeners,
             classifier,
-            name: name.into_boxed_str(),
+            name: Name::intern(name),
             tag: random_tag(),
             backend: Backend::Local,
         };
         let mut events = Events::default();
-        breaker.backend = plan.start(&breaker.name, breaker.core(), &mut events)?;
+        breaker.backend = plan.start(breaker.name.as_str(), breaker.core(), &mut events)?;
         breaker.report(events);
         Ok(breaker)
     }
@@ -141,8 +143,16 @@ impl CircuitBreaker {
     ///
     /// An error is classified by the builder's `ignore` and `exclude`
     /// predicates, else counts as a failure; it is returned whole in
-    /// [`Error::Failed`], which also says whether this call tripped the
-    /// breaker. A panic in `op` counts as a failure and keeps unwinding.
+    /// [`Error::Failed`], which also says how it was counted and whether
+    /// this call tripped the breaker. A panic in `op` counts as a failure and
+    /// keeps unwinding.
+    ///
+    /// `E: 'static` because the predicates find an error by its type, through
+    /// [`std::any::Any`], which Rust offers only for types that borrow
+    /// nothing. An error that borrows (a `&str` sliced from a local
+    /// `String`) fails to compile with E0597 ("borrowed value does not live
+    /// long enough") pointing at the borrow: return an owned error instead
+    /// (`.map_err(|e| e.to_string())`), or a `&'static str`.
     pub fn call<T, E: 'static>(&self, op: impl FnOnce() -> Result<T, E>) -> Result<T, Error<E>> {
         let permit = self.try_acquire().map_err(Error::Rejected)?;
         match op() {
@@ -151,10 +161,12 @@ impl CircuitBreaker {
                 Ok(value)
             }
             Err(error) => {
-                let recorded = permit.record(self.classify(&error));
+                let outcome = self.classify(&error);
+                let recorded = permit.record(outcome);
                 Err(Error::Failed {
                     error,
                     tripped: recorded.tripped(),
+                    outcome,
                 })
             }
         }
@@ -207,10 +219,7 @@ impl CircuitBreaker {
         if !self.listeners.is_empty() {
             self.notify_rejected(state);
         }
-        Err(Rejected {
-            state,
-            by_fault_policy: self.backend.fails_closed(),
-        })
+        Err(Rejected::new(state, self.name, self.backend.fails_closed()))
     }
 
     /// Applies what a shared breaker's fleet announced.
@@ -364,9 +373,12 @@ impl CircuitBreaker {
         Ok(())
     }
 
-    /// Sets the reset timeout; an open breaker measures it from when it opened.
-    pub fn set_reset_timeout(&self, reset_timeout: Duration) {
+    /// Sets the reset timeout; an open breaker measures it from when it
+    /// opened. Every duration is valid (see [`Builder::reset_timeout`]), so
+    /// this returns `Ok` today; it returns a `Result` like every setter.
+    pub fn set_reset_timeout(&self, reset_timeout: Duration) -> Result<(), ConfigError> {
         self.settings.set_reset_timeout_ms(duration_to_ms(reset_timeout));
+        Ok(())
     }
 
     /// Sets the probe lease (see [`Builder::probe_lease`]).
@@ -412,7 +424,12 @@ impl CircuitBreaker {
 
     /// The breaker's name ("" when unnamed).
     pub fn name(&self) -> &str {
-        &self.name
+        self.name.as_str()
+    }
+
+    /// The name as messages show it: the name, or `<unnamed>`.
+    pub fn display_name(&self) -> &str {
+        self.name.display()
     }
 
     /// The current `fail_max`.
@@ -456,6 +473,24 @@ impl fmt::Debug for CircuitBreaker {
 ///
 /// **Dropping a permit unrecorded counts as a failure**: a call that
 /// panicked or returned early did not succeed.
+///
+/// ```
+/// use breakerbox::{CircuitBreaker, Recorded, State};
+///
+/// let breaker = CircuitBreaker::builder().fail_max(2).build()?;
+/// let permit = breaker.try_acquire().expect("closed: admitted");
+/// assert_eq!(permit.failure(), Recorded::Counted);
+///
+/// // Asked for and dropped (an early return, a panic): the second failure.
+/// drop(breaker.try_acquire().unwrap());
+/// assert_eq!(breaker.state(), State::Open);
+///
+/// // Across a boundary that cannot hold a borrow, as a raw ticket:
+/// breaker.close();
+/// let ticket = breaker.try_acquire().unwrap().into_ticket();
+/// assert_eq!(breaker.record(ticket, breakerbox::Outcome::Success), Ok(Recorded::Counted));
+/// # Ok::<(), breakerbox::ConfigError>(())
+/// ```
 #[must_use = "record the call with success(), failure() or ignore(); dropping a permit records a failure"]
 pub struct Permit<'a> {
     breaker: &'a CircuitBreaker,

@@ -3,6 +3,27 @@
 //! The breaker keeps time as whole milliseconds on a monotonic timeline.
 //! Tests inject a [`ManualClock`] and advance it explicitly instead of
 //! sleeping; the closed-state path never reads the clock at all.
+//!
+//! ```
+//! use breakerbox::clock::ManualClock;
+//! use breakerbox::{CircuitBreaker, State};
+//! use std::time::Duration;
+//!
+//! let clock = ManualClock::new();
+//! let breaker = CircuitBreaker::builder()
+//!     .reset_timeout(Duration::from_secs(30))
+//!     .clock(clock.clone())
+//!     .build()?;
+//! breaker.open();
+//! clock.advance(Duration::from_secs(29));
+//! assert!(breaker.try_acquire().is_err(), "still open");
+//! clock.advance(Duration::from_secs(1));
+//! let probe = breaker.try_acquire().expect("30 s later: the probe");
+//! assert_eq!(breaker.state(), State::HalfOpen);
+//! let _ = probe.success();
+//! assert_eq!(breaker.state(), State::Closed);
+//! # Ok::<(), breakerbox::ConfigError>(())
+//! ```
 
 use crate::sync::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -11,6 +11,7 @@ use crate::settings::{
 };
 use crate::state::{Outcome, State};
 use std::any::Any;
+use std::error::Error as StdError;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,8 +37,41 @@ impl Classifier {
     }
 }
 
-fn predicate<E: 'static>(f: impl Fn(&E) -> bool + Send + Sync + 'static) -> Predicate {
+fn exact<E: 'static>(f: impl Fn(&E) -> bool + Send + Sync + 'static) -> Predicate {
     Box::new(move |error: &dyn Any| error.downcast_ref::<E>().is_some_and(&f))
+}
+
+/// Matches an `E`, or an `E` anywhere in the chain of a boxed error.
+fn in_chain<E: StdError + 'static>(f: impl Fn(&E) -> bool + Send + Sync + 'static) -> Predicate {
+    Box::new(move |error: &dyn Any| match error.downcast_ref::<E>() {
+        Some(e) => f(e),
+        None => dyn_error(error).is_some_and(|top| chain(top).any(|e| e.downcast_ref::<E>().is_some_and(&f))),
+    })
+}
+
+/// The error inside the type-erased wrappers a predicate looks through.
+fn dyn_error(error: &dyn Any) -> Option<&(dyn StdError + 'static)> {
+    if let Some(e) = error.downcast_ref::<Box<dyn StdError + Send + Sync>>() {
+        return Some(&**e);
+    }
+    if let Some(e) = error.downcast_ref::<Box<dyn StdError + Send>>() {
+        return Some(&**e);
+    }
+    if let Some(e) = error.downcast_ref::<Box<dyn StdError>>() {
+        return Some(&**e);
+    }
+    #[cfg(feature = "anyhow")]
+    if let Some(e) = error.downcast_ref::<anyhow::Error>() {
+        return Some(e.as_ref());
+    }
+    None
+}
+
+/// Longest `source()` chain searched: a chain that loops must not hang a call.
+const MAX_CHAIN: usize = 32;
+
+fn chain<'a>(top: &'a (dyn StdError + 'static)) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
+    std::iter::successors(Some(top), |&e| e.source()).take(MAX_CHAIN)
 }
 
 /// Builds a [`CircuitBreaker`]; see [`CircuitBreaker::builder`].
@@ -73,7 +107,15 @@ impl Default for Builder {
 }
 
 impl Builder {
-    /// The breaker's name, reported to listeners and in metrics.
+    /// The breaker's name, reported to listeners, in rejections and in
+    /// metrics. Without one (the default), [`CircuitBreaker::name`] is ""
+    /// and messages and listener lines read `<unnamed>`
+    /// ([`CircuitBreaker::display_name`]).
+    ///
+    /// Names are interned for the life of the process, so that a rejection
+    /// can carry one without allocating: each distinct name is stored once,
+    /// however many breakers share it. Build breakers from a bounded set of
+    /// names (one per dependency), not from per-request data.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self
@@ -86,7 +128,14 @@ impl Builder {
     }
 
     /// How long the breaker stays open before it admits a probe (default 60 s).
-    /// Kept in whole milliseconds.
+    /// Kept in whole milliseconds, rounded down.
+    ///
+    /// Every duration is valid. Zero (or below a millisecond) lets the first
+    /// call after the breaker opens be the probe: one probe at a time still
+    /// decides, so a zero timeout limits a failing dependency to one call in
+    /// flight rather than cutting it off. `Duration::MAX` never half-opens by
+    /// itself; only [`CircuitBreaker::half_open`] or
+    /// [`CircuitBreaker::close`] end the open state.
     pub fn reset_timeout(mut self, reset_timeout: Duration) -> Self {
         self.reset_timeout = reset_timeout;
         self
@@ -106,7 +155,8 @@ impl Builder {
 
     /// How long a probe may stay unrecorded before its slot is reclaimed for
     /// another probe (its ticket then goes stale). Defaults to the reset
-    /// timeout, and at least one second.
+    /// timeout, and at least one second. At least 1 ms (kept in whole
+    /// milliseconds, rounded down), else a [`ConfigError::TooShort`].
     pub fn probe_lease(mut self, lease: Duration) -> Self {
         self.probe_lease = Some(lease);
         self
@@ -120,16 +170,115 @@ impl Builder {
 
     /// Errors of type `E` for which `predicate` holds count as successes:
     /// the dependency answered (pybreaker's `exclude`).
-    pub fn exclude<E: 'static>(mut self, predicate_fn: impl Fn(&E) -> bool + Send + Sync + 'static) -> Self {
-        self.classifier.exclude.push(predicate(predicate_fn));
+    ///
+    /// The predicate sees an `E` returned by the call itself, and an `E`
+    /// inside a `Box<dyn Error>` (plain, `+ Send`, or `+ Send + Sync`) or,
+    /// with the `anyhow` feature, an `anyhow::Error`: the boxed error or any
+    /// error along its [`source()`](std::error::Error::source) chain (the
+    /// first 32 links). A concrete wrapper of your own (`enum
+    /// ServiceError { Db(DbError) }`) is not looked through, as the breaker
+    /// cannot see it as a `dyn Error`: give it a predicate of its own, or
+    /// return it boxed. For error types that are not `std::error::Error`
+    /// (a `String`, a `&'static str`) use [`Builder::exclude_exact`].
+    ///
+    /// ```
+    /// use breakerbox::{CircuitBreaker, Outcome};
+    /// # #[derive(Debug)] enum DbError { NotFound, Timeout }
+    /// # impl std::fmt::Display for DbError {
+    /// #     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { write!(f, "{self:?}") }
+    /// # }
+    /// # impl std::error::Error for DbError {}
+    /// type BoxError = Box<dyn std::error::Error + Send + Sync>;
+    ///
+    /// let breaker = CircuitBreaker::builder()
+    ///     .exclude(|e: &DbError| matches!(e, DbError::NotFound))
+    ///     .build()?;
+    /// assert_eq!(breaker.classify(&DbError::NotFound), Outcome::Success);
+    ///
+    /// // The same error, boxed by a service that returns `BoxError`:
+    /// let boxed: BoxError = Box::new(DbError::NotFound);
+    /// assert_eq!(breaker.classify(&boxed), Outcome::Success);
+    /// let boxed: BoxError = Box::new(DbError::Timeout);
+    /// assert_eq!(breaker.classify(&boxed), Outcome::Failure);
+    /// # Ok::<(), breakerbox::ConfigError>(())
+    /// ```
+    ///
+    /// With the `anyhow` feature, through any context added on the way:
+    ///
+    /// ```
+    /// # #[cfg(feature = "anyhow")] {
+    /// use anyhow::Context;
+    /// use breakerbox::{CircuitBreaker, Outcome};
+    /// # #[derive(Debug)] struct NotFound;
+    /// # impl std::fmt::Display for NotFound {
+    /// #     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str("not found") }
+    /// # }
+    /// # impl std::error::Error for NotFound {}
+    ///
+    /// let breaker = CircuitBreaker::builder().exclude(|_: &NotFound| true).build().unwrap();
+    /// let error = Err::<(), _>(NotFound).context("loading order 7").unwrap_err();
+    /// assert_eq!(breaker.classify(&error), Outcome::Success);
+    /// # }
+    /// ```
+    pub fn exclude<E: StdError + 'static>(
+        mut self,
+        predicate: impl Fn(&E) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.classifier.exclude.push(in_chain(predicate));
         self
     }
 
     /// Errors of type `E` for which `predicate` holds count as neither
     /// success nor failure (resilience4j's `ignoreExceptions`). Checked
-    /// before [`Builder::exclude`].
-    pub fn ignore<E: 'static>(mut self, predicate_fn: impl Fn(&E) -> bool + Send + Sync + 'static) -> Self {
-        self.classifier.ignore.push(predicate(predicate_fn));
+    /// before [`Builder::exclude`]; matches what `exclude` matches (the
+    /// error, boxed, or along a boxed error's chain).
+    ///
+    /// ```
+    /// use breakerbox::{CircuitBreaker, Error, Outcome};
+    /// # #[derive(Debug)] struct Cancelled;
+    /// # impl std::fmt::Display for Cancelled {
+    /// #     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str("cancelled") }
+    /// # }
+    /// # impl std::error::Error for Cancelled {}
+    ///
+    /// let breaker = CircuitBreaker::builder().ignore(|_: &Cancelled| true).build()?;
+    /// let err = breaker.call(|| Err::<(), _>(Cancelled)).unwrap_err();
+    /// assert_eq!(err.outcome(), Some(Outcome::Ignored));
+    /// assert_eq!(breaker.fail_counter(), 0);
+    /// # Ok::<(), breakerbox::ConfigError>(())
+    /// ```
+    pub fn ignore<E: StdError + 'static>(
+        mut self,
+        predicate: impl Fn(&E) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.classifier.ignore.push(in_chain(predicate));
+        self
+    }
+
+    /// Like [`Builder::exclude`] for any error type, matching only an
+    /// error of exactly type `E` (nothing boxed, no chain).
+    ///
+    /// ```
+    /// # use breakerbox::{CircuitBreaker, Outcome};
+    /// let breaker = CircuitBreaker::builder().exclude_exact(|e: &&str| *e == "not found").build()?;
+    /// assert_eq!(breaker.classify(&"not found"), Outcome::Success);
+    /// # Ok::<(), breakerbox::ConfigError>(())
+    /// ```
+    pub fn exclude_exact<E: 'static>(
+        mut self,
+        predicate: impl Fn(&E) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.classifier.exclude.push(exact(predicate));
+        self
+    }
+
+    /// Like [`Builder::ignore`] for any error type, matching only an error
+    /// of exactly type `E` (nothing boxed, no chain).
+    pub fn ignore_exact<E: 'static>(
+        mut self,
+        predicate: impl Fn(&E) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.classifier.ignore.push(exact(predicate));
         self
     }
 
@@ -145,7 +294,9 @@ impl Builder {
         self
     }
 
-    /// Calls `f(name, from, to)` on every transition.
+    /// Calls `f(name, from, to)` on every transition; `name` is the
+    /// breaker's [`display_name`](CircuitBreaker::display_name) (`<unnamed>`
+    /// for a breaker without a name).
     pub fn on_state_change(self, f: impl Fn(&str, State, State) + Send + Sync + 'static) -> Self {
         self.listener(StateChangeFn(f))
     }
@@ -164,6 +315,7 @@ impl Builder {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub fn shared(mut self, state: crate::redis::RedisState) -> Self {
         self.plan = Plan::Shared(Box::new(state));
         self

@@ -1,20 +1,54 @@
 //! Errors: a rejection, a call's own error, and bad configuration.
 
-use crate::state::State;
+use crate::name::{Name, UNNAMED};
+use crate::state::{Outcome, State};
 use std::fmt;
+use std::time::Duration;
 
 /// The breaker refused a call without running it.
+///
+/// Its text names the breaker, so a log with many breakers tells them
+/// apart: `circuit breaker 'orders-db' is open: call rejected` (an unnamed
+/// one reads `circuit breaker <unnamed> is open: call rejected`). A
+/// rejection carries a pointer to its breaker's interned name: no
+/// allocation and no shared write.
+///
+/// ```
+/// use breakerbox::{CircuitBreaker, State};
+///
+/// let breaker = CircuitBreaker::builder().name("orders-db").build()?;
+/// breaker.open();
+/// let rejected = breaker.try_acquire().unwrap_err();
+/// assert_eq!((rejected.breaker(), rejected.state), ("orders-db", State::Open));
+/// assert_eq!(rejected.to_string(), "circuit breaker 'orders-db' is open: call rejected");
+/// # Ok::<(), breakerbox::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Rejected {
     /// The state that refused: [`State::Open`], or [`State::HalfOpen`] with
     /// every probe slot taken.
     pub state: State,
     /// Refused by a shared breaker's `FailClosed` fault policy while its
     /// store is unreachable, not by the fleet's state.
-    pub(crate) by_fault_policy: bool,
+    by_fault_policy: bool,
+    breaker: &'static Name,
 }
 
 impl Rejected {
+    pub(crate) fn new(state: State, breaker: &'static Name, by_fault_policy: bool) -> Self {
+        Rejected {
+            state,
+            by_fault_policy,
+            breaker,
+        }
+    }
+
+    /// The name of the breaker that refused ("" when it has none).
+    pub fn breaker(&self) -> &'static str {
+        self.breaker.as_str()
+    }
+
     /// Whether the fault policy refused the call (a shared breaker under
     /// `FailClosed` whose store is unreachable), not the breaker's state.
     pub fn is_fault_policy(&self) -> bool {
@@ -24,28 +58,64 @@ impl Rejected {
 
 impl fmt::Display for Rejected {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.by_fault_policy {
-            return f.write_str(
-                "circuit breaker's shared state is unreachable: call rejected by the FailClosed fault policy",
-            );
+        match self.breaker() {
+            "" => write!(f, "circuit breaker {UNNAMED}")?,
+            named => write!(f, "circuit breaker '{named}'")?,
         }
-        write!(f, "circuit breaker is {}: call rejected", self.state)
+        if self.by_fault_policy {
+            return f.write_str(": shared state unreachable, call rejected by the FailClosed fault policy");
+        }
+        write!(f, " is {}: call rejected", self.state)
     }
 }
 
 impl std::error::Error for Rejected {}
 
 /// What [`CircuitBreaker::call`](crate::CircuitBreaker::call) returns on error.
+///
+/// ```
+/// use breakerbox::{CircuitBreaker, Error, Outcome};
+/// use std::io;
+///
+/// let breaker = CircuitBreaker::builder()
+///     .name("search")
+///     .fail_max(1)
+///     .exclude(|e: &io::Error| e.kind() == io::ErrorKind::NotFound)
+///     .build()?;
+///
+/// // Excluded: the dependency answered. Not a failure, though it is an error.
+/// let err = breaker.call(|| Err::<(), _>(io::Error::from(io::ErrorKind::NotFound))).unwrap_err();
+/// assert!(matches!(err, Error::Failed { outcome: Outcome::Success, tripped: false, .. }));
+///
+/// // A failure, which trips this breaker (fail_max 1); the error is kept whole.
+/// let err = breaker.call(|| Err::<(), _>(io::Error::from(io::ErrorKind::TimedOut))).unwrap_err();
+/// assert!(err.is_failure() && err.tripped());
+/// assert_eq!(err.into_inner().map(|e| e.kind()), Some(io::ErrorKind::TimedOut));
+///
+/// // Rejected: the operation did not run.
+/// let err = breaker.call(|| Ok::<_, io::Error>(())).unwrap_err();
+/// assert!(err.is_rejected());
+/// assert_eq!(err.to_string(), "circuit breaker 'search' is open: call rejected");
+/// # Ok::<(), breakerbox::ConfigError>(())
+/// ```
 #[derive(Debug)]
 pub enum Error<E> {
     /// The breaker rejected the call; the operation did not run.
     Rejected(Rejected),
     /// The operation ran and returned its own error, which is kept whole.
+    ///
+    /// Not every such error was a failure: `outcome` says how the breaker
+    /// counted it, so an excluded error (the dependency answered) or an
+    /// ignored one is not logged as a failed dependency.
     Failed {
         /// The operation's error.
         error: E,
-        /// Whether recording this failure tripped the breaker open.
+        /// Whether recording this call tripped the breaker open.
         tripped: bool,
+        /// How the builder's predicates classified `error`:
+        /// [`Outcome::Failure`], [`Outcome::Success`] (excluded) or
+        /// [`Outcome::Ignored`].
+        outcome: Outcome,
     },
 }
 
@@ -53,6 +123,26 @@ impl<E> Error<E> {
     /// Whether the breaker rejected the call without running it.
     pub fn is_rejected(&self) -> bool {
         matches!(self, Error::Rejected(_))
+    }
+
+    /// Whether the operation ran and its error was counted as a failure
+    /// (neither excluded nor ignored).
+    pub fn is_failure(&self) -> bool {
+        matches!(
+            self,
+            Error::Failed {
+                outcome: Outcome::Failure,
+                ..
+            }
+        )
+    }
+
+    /// How the breaker counted the operation's error, if it ran.
+    pub fn outcome(&self) -> Option<Outcome> {
+        match self {
+            Error::Failed { outcome, .. } => Some(*outcome),
+            Error::Rejected(_) => None,
+        }
     }
 
     /// Whether this call's failure tripped the breaker open.
@@ -74,10 +164,9 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
         match self {
             Error::Rejected(r) => r.fmt(f),
             Error::Failed {
-                error,
-                tripped: false,
-            } => error.fmt(f),
-            Error::Failed { error, tripped: true } => write!(f, "{error} (this failure tripped the breaker)"),
+                error, tripped: true, ..
+            } => write!(f, "{error} (this failure tripped the breaker)"),
+            Error::Failed { error, .. } => error.fmt(f),
         }
     }
 }
@@ -92,6 +181,16 @@ impl<E: std::error::Error + 'static> std::error::Error for Error<E> {
 }
 
 /// A configuration value out of range. Nothing was changed.
+///
+/// ```
+/// use breakerbox::{CircuitBreaker, ConfigError};
+/// use std::time::Duration;
+///
+/// let err = CircuitBreaker::builder().probe_lease(Duration::ZERO).build().unwrap_err();
+/// assert_eq!(err.to_string(), "probe_lease must be at least 1 ms");
+/// let err = CircuitBreaker::builder().fail_max(0).build().unwrap_err();
+/// assert_eq!(err, ConfigError::Zero { field: "fail_max" });
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfigError {
     /// The named field must be at least 1.
@@ -113,6 +212,17 @@ pub enum ConfigError {
         /// What kind of fault the first sync met.
         kind: crate::redis::StorageErrorKind,
     },
+    /// The named duration is below the shortest accepted (durations are
+    /// kept in whole milliseconds, rounded down).
+    TooShort {
+        /// The field, as the builder method names it.
+        field: &'static str,
+        /// The shortest accepted duration.
+        min: Duration,
+    },
+    /// A [`Registry`](crate::Registry) keeps named breakers only; the name
+    /// asked for was empty.
+    Unnamed,
 }
 
 impl fmt::Display for ConfigError {
@@ -125,6 +235,10 @@ impl fmt::Display for ConfigError {
                 f,
                 "shared: the first sync with Redis failed ({kind:?}) and require_reachable() was set"
             ),
+            ConfigError::TooShort { field, min } => {
+                write!(f, "{field} must be at least {} ms", min.as_millis())
+            }
+            ConfigError::Unnamed => f.write_str("a registered breaker needs a name: got \"\""),
         }
     }
 }

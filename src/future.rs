@@ -18,6 +18,34 @@
 //!
 //! Nothing here depends on a runtime: the futures are plain
 //! [`core::future::Future`]s.
+//!
+//! ```
+//! use breakerbox::{CircuitBreaker, State};
+//! use std::future::Future;
+//! use std::sync::Arc;
+//! use std::task::{Context, Poll, Wake};
+//!
+//! struct NoWake;
+//! impl Wake for NoWake {
+//!     fn wake(self: Arc<Self>) {}
+//! }
+//!
+//! let breaker = CircuitBreaker::builder().name("db").fail_max(1).build()?;
+//! let waker = Arc::new(NoWake).into();
+//! let mut cx = Context::from_waker(&waker);
+//!
+//! // Cancelled: polled once (admitted), then dropped before it finished.
+//! let mut slow = Box::pin(breaker.call_async(std::future::pending::<Result<(), std::io::Error>>));
+//! assert!(slow.as_mut().poll(&mut cx).is_pending());
+//! drop(slow);
+//! assert_eq!((breaker.state(), breaker.fail_counter()), (State::Closed, 0), "ignored");
+//!
+//! // A failure that finishes counts, and trips this breaker.
+//! let mut failing = Box::pin(breaker.call_async(|| async { Err::<(), _>(std::io::Error::other("down")) }));
+//! assert!(matches!(failing.as_mut().poll(&mut cx), Poll::Ready(Err(e)) if e.tripped()));
+//! assert_eq!(breaker.state(), State::Open);
+//! # Ok::<(), breakerbox::ConfigError>(())
+//! ```
 
 use crate::breaker::CircuitBreaker;
 use crate::error::{Error, Rejected};
@@ -85,10 +113,11 @@ impl<B: Borrow<CircuitBreaker>> TicketGuard<B> {
         }
     }
 
-    /// Records a call that ended in `error`, classified by the breaker.
-    pub(crate) fn finish_with_error<E: 'static>(&mut self, error: &E) -> Recorded {
+    /// Records a call that ended in `error`, classified by the breaker;
+    /// returns how it was classified and what recording it did.
+    pub(crate) fn finish_with_error<E: 'static>(&mut self, error: &E) -> (Outcome, Recorded) {
         let outcome = self.breaker().classify(error);
-        self.finish(outcome)
+        (outcome, self.finish(outcome))
     }
 }
 
@@ -252,10 +281,11 @@ where
                 Ok(value)
             }
             Err(error) => {
-                let recorded = guard.finish_with_error(&error);
+                let (outcome, recorded) = guard.finish_with_error(&error);
                 Err(Error::Failed {
                     error,
                     tripped: recorded.tripped(),
+                    outcome,
                 })
             }
         })

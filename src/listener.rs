@@ -14,6 +14,33 @@ use std::sync::Arc;
 /// A listener that panics cannot corrupt the breaker: the state change it
 /// reports is already done. The remaining listeners still run, then the
 /// panic resumes on the calling thread.
+///
+/// ```
+/// use breakerbox::{CircuitBreaker, Listener, State};
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::sync::Arc;
+///
+/// /// Counts the rejections of every breaker it is attached to.
+/// #[derive(Default)]
+/// struct Rejections(AtomicUsize);
+///
+/// impl Listener for Rejections {
+///     fn rejected(&self, breaker: &CircuitBreaker, state: State) {
+///         self.0.fetch_add(1, Ordering::Relaxed);
+///         eprintln!("{} rejected a call ({state})", breaker.display_name());
+///     }
+/// }
+///
+/// let rejections = Arc::new(Rejections::default());
+/// let breaker = CircuitBreaker::builder()
+///     .name("payments")
+///     .shared_listener(rejections.clone())
+///     .build()?;
+/// breaker.open();
+/// assert!(breaker.try_acquire().is_err());
+/// assert_eq!(rejections.0.load(Ordering::Relaxed), 1);
+/// # Ok::<(), breakerbox::ConfigError>(())
+/// ```
 pub trait Listener: Send + Sync + 'static {
     /// A call is about to ask for a permit.
     fn before_call(&self, _breaker: &CircuitBreaker) {}
@@ -41,7 +68,7 @@ where
     F: Fn(&str, State, State) + Send + Sync + 'static,
 {
     fn state_change(&self, breaker: &CircuitBreaker, from: State, to: State) {
-        (self.0)(breaker.name(), from, to)
+        (self.0)(breaker.display_name(), from, to)
     }
 }
 

@@ -252,6 +252,10 @@ pub enum LlmError {
         kind: ErrorKind,
         /// Whether the failure is transient ([`ErrorKind::is_retryable`]).
         retryable: bool,
+        /// How the breaker counted the call: [`Outcome::Failure`], or
+        /// [`Outcome::Success`] for a request error that says nothing of
+        /// the provider's health (a 400), or [`Outcome::Ignored`].
+        outcome: Outcome,
     },
 }
 
@@ -383,13 +387,17 @@ impl<C> BreakerChatClient<C> {
         }
     }
 
-    fn call_error<E: ProviderError>(&self, error: E) -> LlmError {
+    /// Records the call that ended in `error` and names the provider.
+    fn call_error<E: ProviderError>(&self, error: E, record: impl FnOnce(Outcome)) -> LlmError {
+        let outcome = self.outcome(&error);
+        record(outcome);
         let kind = error.kind();
         LlmError::Call {
             provider: Arc::clone(&self.provider),
             source: Box::new(error),
             kind,
             retryable: kind.is_retryable(),
+            outcome,
         }
     }
 }
@@ -412,10 +420,9 @@ impl<C: ChatClient> ChatClient for BreakerChatClient<C> {
                 let _ = permit.success();
                 Ok(reply)
             }
-            Err(error) => {
-                let _ = permit.record(self.outcome(&error));
-                Err(self.call_error(error))
-            }
+            Err(error) => Err(self.call_error(error, |outcome| {
+                let _ = permit.record(outcome);
+            })),
         }
     }
 }
@@ -434,10 +441,9 @@ where
                 let _ = guard.finish(Outcome::Success);
                 Ok(reply)
             }
-            Err(error) => {
-                let _ = guard.finish(self.outcome(&error));
-                Err(self.call_error(error))
-            }
+            Err(error) => Err(self.call_error(error, |outcome| {
+                let _ = guard.finish(outcome);
+            })),
         }
     }
 }

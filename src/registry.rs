@@ -34,6 +34,20 @@ use std::sync::{Arc, PoisonError, RwLock};
 type Configure = Box<dyn Fn(Builder) -> Builder + Send + Sync>;
 
 /// Named breakers created on demand from one shared configuration.
+///
+/// ```
+/// use breakerbox::{ConfigError, Registry};
+/// use std::time::Duration;
+///
+/// let registry = Registry::new(|b| b.fail_max(3).reset_timeout(Duration::from_secs(30)));
+/// let payments = registry.get_or_create("payments")?; // keep the Arc; call through it
+/// let _ = payments.call(|| Err::<(), _>("timeout"));
+/// for status in registry.statuses() {
+///     println!("{}: {} ({} failures)", status.name, status.state, status.fail_counter);
+/// }
+/// assert_eq!(registry.get_or_create("").unwrap_err(), ConfigError::Unnamed);
+/// # Ok::<(), ConfigError>(())
+/// ```
 pub struct Registry {
     configure: Configure,
     breakers: RwLock<BTreeMap<String, Arc<CircuitBreaker>>>,
@@ -54,20 +68,30 @@ pub struct BreakerStatus {
     pub probes_in_flight: u32,
 }
 
-/// [`Registry::insert`] found a breaker already registered under that name.
+/// Why [`Registry::insert`] refused a breaker. Nothing was registered.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AlreadyRegistered {
-    /// The name in use.
-    pub name: String,
+pub enum InsertError {
+    /// A breaker is already registered under that name.
+    AlreadyRegistered {
+        /// The name in use.
+        name: String,
+    },
+    /// The breaker has no name; a registry keeps named breakers only.
+    Unnamed,
 }
 
-impl fmt::Display for AlreadyRegistered {
+impl fmt::Display for InsertError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "a circuit breaker named {:?} is already registered", self.name)
+        match self {
+            InsertError::AlreadyRegistered { name } => {
+                write!(f, "a circuit breaker named {name:?} is already registered")
+            }
+            InsertError::Unnamed => f.write_str("a registered breaker needs a name: got \"\""),
+        }
     }
 }
 
-impl std::error::Error for AlreadyRegistered {}
+impl std::error::Error for InsertError {}
 
 impl Default for Registry {
     /// A registry whose breakers use the builder's defaults.
@@ -92,8 +116,13 @@ impl Registry {
 
     /// The breaker named `name`, created from the shared configuration if
     /// there is none yet. Every caller gets the same breaker, even when two
-    /// race to create it. Fails only if the configuration is invalid.
+    /// race to create it. Fails if the configuration is invalid, or with
+    /// [`ConfigError::Unnamed`] for an empty name: a registry lists its
+    /// breakers by name, and "" names nothing.
     pub fn get_or_create(&self, name: &str) -> Result<Arc<CircuitBreaker>, ConfigError> {
+        if name.is_empty() {
+            return Err(ConfigError::Unnamed);
+        }
         if let Some(breaker) = self.get(name) {
             return Ok(breaker);
         }
@@ -109,12 +138,15 @@ impl Registry {
     }
 
     /// Registers a breaker built elsewhere (with its own configuration),
-    /// under its own name.
-    pub fn insert(&self, breaker: CircuitBreaker) -> Result<Arc<CircuitBreaker>, AlreadyRegistered> {
+    /// under its own name, which must not be empty.
+    pub fn insert(&self, breaker: CircuitBreaker) -> Result<Arc<CircuitBreaker>, InsertError> {
         let name = breaker.name().to_owned();
+        if name.is_empty() {
+            return Err(InsertError::Unnamed);
+        }
         let mut breakers = self.breakers.write().unwrap_or_else(PoisonError::into_inner);
         if breakers.contains_key(&name) {
-            return Err(AlreadyRegistered { name });
+            return Err(InsertError::AlreadyRegistered { name });
         }
         let breaker = Arc::new(breaker);
         breakers.insert(name, Arc::clone(&breaker));

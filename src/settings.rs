@@ -32,7 +32,10 @@ pub(crate) fn check_half_open_max_calls(value: u32) -> Result<u32, ConfigError> 
 
 pub(crate) fn check_probe_lease(value: Duration) -> Result<u64, ConfigError> {
     match duration_to_ms(value) {
-        0 => Err(ConfigError::Zero { field: "probe_lease" }),
+        0 => Err(ConfigError::TooShort {
+            field: "probe_lease",
+            min: Duration::from_millis(1),
+        }),
         ms => Ok(ms),
     }
 }

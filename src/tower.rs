@@ -11,7 +11,10 @@
 //! * A response is classified by the layer's predicate (every response
 //!   counts as a success by default — pass one that makes HTTP 5xx a
 //!   failure); an inner error by the breaker's `exclude`/`ignore`
-//!   predicates, else as a failure.
+//!   predicates, else as a failure. [`ServiceError::Inner`] carries the
+//!   error alone (it also carries `poll_ready` errors, which are not
+//!   counted); `breaker.classify(&error)` says how a response error was
+//!   counted, as `Error::Failed`'s `outcome` does for `call`.
 //! * A response future dropped before it finishes records the call as
 //!   [`Outcome::Ignored`] (see [`CircuitBreakerLayer::on_cancel`]).
 //!

@@ -80,7 +80,7 @@ impl Listener for TracingListener {
         };
         event_at!(
             level,
-            breaker = breaker.name(),
+            breaker = breaker.display_name(),
             from = %from,
             to = %to,
             "circuit breaker changed state"
@@ -90,7 +90,7 @@ impl Listener for TracingListener {
     fn rejected(&self, breaker: &CircuitBreaker, state: State) {
         event_at!(
             self.rejection_level,
-            breaker = breaker.name(),
+            breaker = breaker.display_name(),
             state = %state,
             "circuit breaker rejected a call"
         );

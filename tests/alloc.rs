@@ -126,6 +126,7 @@ fn closed_success_and_failure() {
 #[test]
 fn open_rejection_on_the_system_clock() {
     let breaker = CircuitBreaker::builder()
+        .name("orders-db")
         .reset_timeout(Duration::from_secs(3600))
         .build()
         .unwrap();
@@ -133,6 +134,7 @@ fn open_rejection_on_the_system_clock() {
     assert_no_alloc("open rejection", 1000, || {
         let rejected = breaker.try_acquire().unwrap_err();
         assert_eq!(rejected.state, State::Open);
+        assert_eq!(rejected.breaker(), "orders-db", "the rejection names its breaker");
     });
     assert_no_alloc("open rejection (ticket)", 1000, || {
         assert!(breaker.acquire_ticket().is_err());
@@ -217,6 +219,14 @@ fn ticket_round_trip() {
 #[derive(Debug, PartialEq)]
 struct Refused(u32);
 
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+
+impl std::error::Error for Refused {}
+
 #[test]
 fn call_wrapper_on_every_outcome() {
     let clock = ManualClock::new();
@@ -269,7 +279,7 @@ fn forcing_and_setters() {
         breaker.set_success_threshold(2).unwrap();
         breaker.set_half_open_max_calls(2).unwrap();
         breaker.set_probe_lease(Duration::from_secs(1)).unwrap();
-        breaker.set_reset_timeout(Duration::from_secs(1));
+        breaker.set_reset_timeout(Duration::from_secs(1)).unwrap();
         assert!(breaker.set_fail_max(0).is_err());
     });
     assert_no_alloc("getters", 100, || {

@@ -330,7 +330,7 @@ fn run_sequence(rng: &mut Rng, lua: &mut Lua<'_>, log: &mut Vec<String>) -> Resu
             }
             Op::SetResetTimeout(ms) => {
                 limits.reset_timeout_ms = ms;
-                b.set_reset_timeout(Duration::from_millis(ms));
+                b.set_reset_timeout(Duration::from_millis(ms)).unwrap();
                 (lua.run("sync", &limits, [0; 3]), Ok(()))
             }
             Op::Advance(ms) => {

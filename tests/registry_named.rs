@@ -1,6 +1,6 @@
 //! The registry: one breaker per name, from a shared configuration.
 
-use breakerbox::registry::{AlreadyRegistered, BreakerStatus};
+use breakerbox::registry::{BreakerStatus, InsertError};
 use breakerbox::{CircuitBreaker, ConfigError, Registry, State};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, OnceLock, Weak};
@@ -93,7 +93,7 @@ fn insert_and_remove() {
     let twin = CircuitBreaker::builder().name("legacy").build().unwrap();
     assert_eq!(
         registry.insert(twin).unwrap_err(),
-        AlreadyRegistered {
+        InsertError::AlreadyRegistered {
             name: "legacy".to_owned()
         }
     );

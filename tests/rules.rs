@@ -133,7 +133,10 @@ fn build_rejects_zero_and_oversized_thresholds_naming_the_field() {
     );
     assert_eq!(
         zero(|b| b.probe_lease(Duration::ZERO)),
-        ConfigError::Zero { field: "probe_lease" }
+        ConfigError::TooShort {
+            field: "probe_lease",
+            min: Duration::from_millis(1)
+        }
     );
     assert_eq!(
         zero(|b| b.half_open_max_calls(70_000)),
@@ -155,6 +158,72 @@ fn build_rejects_zero_and_oversized_thresholds_naming_the_field() {
         .half_open_max_calls(65_535)
         .build()
         .is_ok());
+}
+
+#[test]
+fn duration_errors_give_their_unit() {
+    let err = CircuitBreaker::builder()
+        .probe_lease(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.to_string(), "probe_lease must be at least 1 ms");
+    // Kept in whole milliseconds: below one rounds down to zero, refused alike.
+    let sub_ms = CircuitBreaker::builder()
+        .probe_lease(Duration::from_nanos(1))
+        .build()
+        .unwrap_err();
+    assert_eq!(sub_ms, err);
+    let b = CircuitBreaker::builder().build().unwrap();
+    assert_eq!(b.set_probe_lease(Duration::from_micros(999)), Err(err));
+    assert_eq!(b.probe_lease(), breakerbox::DEFAULT_RESET_TIMEOUT, "unchanged");
+}
+
+#[test]
+fn every_setter_returns_a_result() {
+    let b = CircuitBreaker::builder().build().unwrap();
+    assert_eq!(b.set_reset_timeout(Duration::from_secs(5)), Ok(()));
+    assert_eq!(b.reset_timeout(), Duration::from_secs(5));
+    assert_eq!(b.set_probe_lease(Duration::from_secs(2)), Ok(()));
+    assert_eq!(b.set_half_open_max_calls(2), Ok(()));
+    assert_eq!(b.set_fail_max(3), Ok(None));
+    assert_eq!(b.set_success_threshold(2), Ok(None));
+}
+
+#[test]
+fn a_zero_reset_timeout_lets_the_next_call_probe() {
+    let clock = ManualClock::new();
+    let b = CircuitBreaker::builder()
+        .fail_max(1)
+        .reset_timeout(Duration::ZERO)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let _ = b.try_acquire().unwrap().failure();
+    assert_eq!(b.state(), State::Open);
+    let probe = b.try_acquire().expect("no wait: the next call is the probe");
+    assert!(probe.is_probe());
+    assert!(b.try_acquire().is_err(), "still one probe at a time");
+    let _ = probe.success();
+    assert_eq!(b.state(), State::Closed);
+    assert_eq!(b.probe_lease(), breakerbox::MIN_DEFAULT_PROBE_LEASE);
+    // Below a millisecond is kept as zero.
+    b.set_reset_timeout(Duration::from_micros(900)).unwrap();
+    assert_eq!(b.reset_timeout(), Duration::ZERO);
+}
+
+#[test]
+fn the_longest_reset_timeout_waits_for_a_forced_half_open() {
+    let clock = ManualClock::new();
+    let b = CircuitBreaker::builder()
+        .reset_timeout(Duration::MAX)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    b.open();
+    clock.advance(Duration::from_secs(100 * 365 * 24 * 3600));
+    assert!(b.try_acquire().is_err(), "a century later, still open");
+    b.half_open();
+    assert!(b.try_acquire().unwrap().is_probe());
 }
 
 #[test]
@@ -472,6 +541,14 @@ enum DbError {
     Cancelled,
 }
 
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+
+impl std::error::Error for DbError {}
+
 fn classifying_breaker(clock: &ManualClock) -> CircuitBreaker {
     CircuitBreaker::builder()
         .fail_max(2)
@@ -489,7 +566,16 @@ fn excluded_errors_count_as_success_and_are_returned_whole() {
     let _ = b.call(|| Err::<(), _>(DbError::Timeout));
     assert_eq!(b.fail_counter(), 1);
     match b.call(|| Err::<(), _>(DbError::NotFound)) {
-        Err(Error::Failed { error, tripped }) => assert_eq!((error, tripped), (DbError::NotFound, false)),
+        Err(Error::Failed {
+            error,
+            tripped,
+            outcome,
+        }) => {
+            assert_eq!(
+                (error, tripped, outcome),
+                (DbError::NotFound, false, Outcome::Success)
+            )
+        }
         other => panic!("unexpected {other:?}"),
     }
     assert_eq!(b.fail_counter(), 0, "the dependency answered: a success");
@@ -509,6 +595,27 @@ fn ignored_errors_count_as_neither() {
     let err = b.call(|| Err::<(), _>(DbError::Cancelled)).unwrap_err();
     assert_eq!(err.into_inner(), Some(DbError::Cancelled));
     assert_eq!(b.fail_counter(), 1);
+}
+
+#[test]
+fn failed_says_how_its_error_was_counted() {
+    let clock = ManualClock::new();
+    let b = classifying_breaker(&clock);
+    let counted = |e: DbError| b.call(|| Err::<(), _>(e)).unwrap_err();
+    let excluded = counted(DbError::NotFound);
+    assert_eq!(excluded.outcome(), Some(Outcome::Success));
+    assert!(!excluded.is_failure(), "an excluded error is no failure");
+    let ignored = counted(DbError::Cancelled);
+    assert_eq!(ignored.outcome(), Some(Outcome::Ignored));
+    assert!(!ignored.is_failure());
+    let failed = counted(DbError::Timeout);
+    assert_eq!(failed.outcome(), Some(Outcome::Failure));
+    assert!(failed.is_failure());
+    assert_eq!(b.fail_counter(), 1);
+    b.open();
+    let rejected = b.call(|| Ok::<_, DbError>(())).unwrap_err();
+    assert_eq!(rejected.outcome(), None);
+    assert!(!rejected.is_failure());
 }
 
 #[test]
@@ -595,7 +702,7 @@ fn setters_take_effect_on_the_next_decision() {
     let b = breaker(&clock);
     b.set_fail_max(1).unwrap();
     assert!(fail(&b).tripped());
-    b.set_reset_timeout(Duration::from_secs(1));
+    b.set_reset_timeout(Duration::from_secs(1)).unwrap();
     clock.advance(Duration::from_secs(1));
     b.set_success_threshold(2).unwrap();
     b.set_half_open_max_calls(2).unwrap();

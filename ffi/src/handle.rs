@@ -169,10 +169,13 @@ pub unsafe extern "C" fn cb_set_reset_timeout_ms(
     reset_timeout_ms: u64,
 ) -> cb_status {
     ffi_panic_boundary! {
-        try_ref_from_ptr!(breaker)
+        match try_ref_from_ptr!(breaker)
             .breaker
-            .set_reset_timeout(Duration::from_millis(reset_timeout_ms));
-        cb_status::Ok
+            .set_reset_timeout(Duration::from_millis(reset_timeout_ms))
+        {
+            Ok(()) => cb_status::Ok,
+            Err(error) => error.into(),
+        }
     }
 }
 

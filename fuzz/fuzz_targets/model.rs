@@ -7,7 +7,7 @@
 use breakerbox::{Outcome, State};
 use libfuzzer_sys::fuzz_target;
 
-#[path = "../../tests/spec/mod.rs"]
+#[path = "../../integration/tests/spec/mod.rs"]
 mod spec;
 
 use spec::{check, Config, Op};

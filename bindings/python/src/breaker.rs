@@ -850,8 +850,7 @@ impl BreakerBase {
     #[setter]
     fn set_reset_timeout(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let d = args::seconds("reset_timeout", value, false)?;
-        self.core()?.breaker.set_reset_timeout(d);
-        Ok(())
+        self.core()?.breaker.set_reset_timeout(d).map_err(config_error)
     }
 
     /// Seconds a probe may stay unrecorded before its slot is reclaimed.

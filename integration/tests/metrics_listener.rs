@@ -1,6 +1,5 @@
 //! The metrics listener against the `metrics` debugging recorder, installed
 //! locally (per thread), so this binary never touches the global recorder.
-#![cfg(feature = "metrics")]
 
 use breakerbox::clock::ManualClock;
 use breakerbox::metrics::{
@@ -60,7 +59,7 @@ fn counts_every_event_per_breaker_with_a_state_gauge() {
             .fail_max(2)
             .reset_timeout(Duration::from_secs(5))
             .clock(clock.clone())
-            .ignore(|e: &&str| *e == "cancelled")
+            .ignore_exact(|e: &&str| *e == "cancelled")
             .listener(MetricsListener::new())
             .build()
             .unwrap();

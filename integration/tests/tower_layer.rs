@@ -1,5 +1,4 @@
 //! The tower layer in a real `tower::ServiceBuilder` stack.
-#![cfg(feature = "tower")]
 
 use axum::http::{Response, StatusCode};
 use breakerbox::clock::ManualClock;
@@ -209,7 +208,7 @@ async fn inner_errors_use_the_breakers_predicates_and_stay_distinguishable() {
     let e = svc.ready().await.unwrap().call(()).await.unwrap_err();
     let e = e.downcast::<ServiceError<UpstreamError>>().unwrap();
     assert!(e.is_rejected());
-    assert_eq!(e.to_string(), "circuit breaker is open: call rejected");
+    assert_eq!(e.to_string(), "circuit breaker 'grpc' is open: call rejected");
 }
 
 #[tokio::test]

@@ -330,7 +330,7 @@ pub fn check(config: Config, ops: impl IntoIterator<Item = Op>) -> Result<(), St
                 model.limits.half_open_max_calls = v;
             }
             Op::SetResetTimeout(ms) => {
-                breaker.set_reset_timeout(Duration::from_millis(ms));
+                breaker.set_reset_timeout(Duration::from_millis(ms)).unwrap();
                 model.limits.reset_ms = ms;
             }
             Op::SetProbeLease(ms) => {

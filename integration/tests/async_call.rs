@@ -33,6 +33,14 @@ fn ready_for_probe(b: &CircuitBreaker, clock: &ManualClock) {
 #[derive(Debug, PartialEq)]
 struct Boom(&'static str);
 
+impl std::fmt::Display for Boom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+
+impl std::error::Error for Boom {}
+
 /// A future that counts its polls and resolves on its first one.
 struct CountingPolls<'a> {
     polls: &'a AtomicUsize,
@@ -159,19 +167,22 @@ async fn errors_are_classified_like_the_sync_call() {
         e,
         Error::Failed {
             error: Boom("timeout"),
-            tripped: false
+            tripped: false,
+            outcome: Outcome::Failure,
         }
     ));
     assert_eq!(b.fail_counter(), 1);
 
     // Excluded: the dependency answered, counts as success and resets the count.
     let e = failed("not found").await.unwrap_err();
+    assert_eq!(e.outcome(), Some(Outcome::Success));
     assert_eq!(e.into_inner(), Some(Boom("not found")));
     assert_eq!(b.fail_counter(), 0);
 
     failed("timeout").await.unwrap_err();
     // Ignored: neither resets nor counts.
-    failed("cancelled by user").await.unwrap_err();
+    let e = failed("cancelled by user").await.unwrap_err();
+    assert_eq!(e.outcome(), Some(Outcome::Ignored));
     assert_eq!(b.fail_counter(), 1);
 
     let e = failed("timeout").await.unwrap_err();

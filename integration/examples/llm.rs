@@ -13,7 +13,7 @@ use breakerbox::llm::{
     AsyncChatClient, BreakerChatClient, ChatClient, ChatOptions, ErrorKind, LlmError, Message, Provider,
     ProviderError, Reply,
 };
-use breakerbox::State;
+use breakerbox::{Outcome, State};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -134,12 +134,18 @@ async fn main() -> Result<(), LlmError> {
         ask(&primary, &secondary, "what is a circuit breaker?")?.content
     );
 
-    println!("2. A malformed request is the caller's fault (400): reported, not counted:");
+    println!("2. A malformed request is the caller's fault (400): the provider answered, so it counts as a success:");
     let err = primary
         .chat(&[Message::user("")], &ChatOptions::default())
         .expect_err("an empty message is refused");
-    println!("   {err} (retryable: {})", err.is_retryable());
-    assert!(!err.is_retryable());
+    let LlmError::Call {
+        outcome, retryable, ..
+    } = &err
+    else {
+        panic!("the provider was called: {err}");
+    };
+    println!("   {err} (retryable: {retryable}, counted as: {outcome:?})");
+    assert_eq!((*outcome, *retryable), (Outcome::Success, false));
     assert_eq!(primary.breaker().fail_counter(), 0);
 
     println!("3. The primary starts rate limiting (429):");

@@ -1,6 +1,5 @@
 //! A real Prometheus scrape over loopback. The exporter installs the global
 //! recorder, which a process can do once: this binary holds this one test.
-#![cfg(feature = "metrics")]
 
 use breakerbox::clock::ManualClock;
 use breakerbox::metrics::MetricsListener;

@@ -1,5 +1,4 @@
 //! The LLM adapter against a fake provider that misbehaves on cue.
-#![cfg(feature = "llm")]
 
 use breakerbox::clock::ManualClock;
 use breakerbox::llm::{
@@ -141,10 +140,12 @@ fn rate_limits_trip_it_and_rejections_name_the_provider_without_calling_it() {
                 source,
                 kind,
                 retryable,
+                outcome,
             } => {
                 assert_eq!(&*provider, "fakeai");
                 assert_eq!(kind, ErrorKind::RateLimited);
                 assert!(retryable);
+                assert_eq!(outcome, Outcome::Failure);
                 assert_eq!(
                     source.downcast_ref::<FakeError>(),
                     Some(&FakeError(ErrorKind::RateLimited))
@@ -208,10 +209,17 @@ fn the_default_classifier() {
         if let LlmError::Call {
             kind: ErrorKind::Status(s),
             retryable,
+            outcome,
             ..
         } = err
         {
             assert_eq!(retryable, s >= 500, "{s}");
+            let counted = if s >= 500 {
+                Outcome::Failure
+            } else {
+                Outcome::Success
+            };
+            assert_eq!(outcome, counted, "{s}");
         } else {
             panic!("expected a call error, got {err:?}");
         }
@@ -372,7 +380,6 @@ async fn concurrent_async_requests_send_one_probe_to_a_recovering_provider() {
     assert_eq!(llm.breaker().state(), State::Closed);
 }
 
-#[cfg(feature = "metrics")]
 #[test]
 fn metrics_carry_the_provider_name() {
     use breakerbox::metrics::{MetricsListener, FAILURES, REJECTIONS};

@@ -1,12 +1,15 @@
 //! Breaker metrics served to Prometheus at `/metrics`.
 //!
 //! ```sh
-//! cargo run --example metrics_prometheus --features metrics                 # scrape once, print, exit
-//! cargo run --example metrics_prometheus --features metrics -- 127.0.0.1:9000 --serve
+//! cargo run -p breakerbox-integration --example metrics_prometheus                  # 127.0.0.1:9000, until Ctrl-C
+//! cargo run -p breakerbox-integration --example metrics_prometheus -- 127.0.0.1:9100
+//! cargo run -p breakerbox-integration --example metrics_prometheus -- --once        # the test run
 //! ```
 //!
-//! With `--serve` it keeps serving (and keeps a flaky dependency busy) until
-//! stopped, so `curl http://127.0.0.1:9000/metrics` shows the series move.
+//! It serves until interrupted, keeping a flaky dependency busy, so
+//! `curl http://127.0.0.1:9000/metrics` shows the series move. With `--once`
+//! (on a free loopback port unless one is given) it makes one round of
+//! calls, scrapes itself once, checks the series and exits.
 
 use breakerbox::metrics::MetricsListener;
 use breakerbox::Registry;
@@ -17,11 +20,17 @@ use std::time::Duration;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let serve = args.iter().any(|a| a == "--serve");
+    let once = args.iter().any(|a| a == "--once");
+    if let Some(unknown) = args.iter().find(|a| a.starts_with("--") && *a != "--once") {
+        return Err(format!("unknown option {unknown}: the options are [ADDR] [--once]").into());
+    }
     let addr: SocketAddr = match args.iter().find(|a| !a.starts_with("--")) {
-        Some(addr) => addr.parse()?,
-        // A free loopback port.
-        None => TcpListener::bind("127.0.0.1:0")?.local_addr()?,
+        Some(addr) => addr
+            .parse()
+            .map_err(|e| format!("ADDR {addr:?} is not host:port: {e}"))?,
+        // A free loopback port, so test runs never collide.
+        None if once => TcpListener::bind("127.0.0.1:0")?.local_addr()?,
+        None => SocketAddr::from(([127, 0, 0, 1], 9000)),
     };
 
     PrometheusBuilder::new().with_http_listener(addr).install()?;
@@ -36,18 +45,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let payments = registry.get_or_create("payments")?;
     let inventory = registry.get_or_create("inventory")?;
 
-    loop {
+    let round = || {
         for i in 0..10 {
             // Payments mostly times out (and trips); inventory is healthy.
             let _ = payments.call(|| if i % 5 == 4 { Ok(()) } else { Err("timeout") });
             let _ = inventory.call(|| Ok::<_, &str>(()));
         }
-        if !serve {
-            break;
+    };
+    round();
+    if !once {
+        println!("serving http://{addr}/metrics until interrupted (Ctrl-C)");
+        loop {
+            std::thread::sleep(Duration::from_millis(100));
+            round();
         }
-        std::thread::sleep(Duration::from_millis(100));
     }
 
+    // --once: one scrape, checked.
     for status in registry.statuses() {
         println!("{}: {}", status.name, status.state);
     }
@@ -56,16 +70,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for line in body.lines().filter(|l| l.contains("breakerbox_")) {
         println!("  {line}");
     }
-    if !serve {
-        for expected in [
-            r#"breakerbox_successes_total{breaker="inventory",service="checkout"} 10"#,
-            r#"breakerbox_failures_total{breaker="payments",service="checkout"} 3"#,
-            r#"breakerbox_rejections_total{breaker="payments",service="checkout"} 7"#,
-            r#"breakerbox_state{breaker="payments",service="checkout"} 1"#,
-        ] {
-            if !body.lines().any(|l| l == expected) {
-                return Err(format!("{expected:?} missing from the scrape:\n{body}").into());
-            }
+    for expected in [
+        r#"breakerbox_successes_total{breaker="inventory",service="checkout"} 10"#,
+        r#"breakerbox_failures_total{breaker="payments",service="checkout"} 3"#,
+        r#"breakerbox_rejections_total{breaker="payments",service="checkout"} 7"#,
+        r#"breakerbox_state{breaker="payments",service="checkout"} 1"#,
+    ] {
+        if !body.lines().any(|l| l == expected) {
+            return Err(format!("{expected:?} missing from the scrape:\n{body}").into());
         }
     }
     Ok(())

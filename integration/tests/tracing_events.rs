@@ -1,5 +1,4 @@
 //! The tracing listener against a capturing subscriber.
-#![cfg(feature = "tracing")]
 
 use breakerbox::clock::ManualClock;
 use breakerbox::tracing::{TracingListener, TARGET};
