@@ -147,8 +147,10 @@ enum cb_status
     CB_STATUS_REJECTED = 1,
     /**
      * The permit's episode has ended, or it is a probe permit already
-     * recorded (caught among the first 16 probes of a half-open episode):
-     * nothing changed.
+     * recorded (caught among the first 16 probes of a half-open episode of
+     * a `cb_new` handle; a `cb_new_redis` handle's fleet counts probes, so
+     * there a second record frees another probe's slot while one is in
+     * flight): nothing changed.
      */
     CB_STATUS_STALE_PERMIT = 2,
     /**

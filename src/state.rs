@@ -526,7 +526,9 @@ pub enum Recorded {
     /// probes admitted in its half-open episode; an episode that admits more
     /// (only with `half_open_max_calls` above one and probes overlapping)
     /// counts its probes instead, and then a probe recorded twice frees
-    /// another's slot.
+    /// another's slot. A breaker shared through Redis always counts its
+    /// probes (the fleet's script has no slots): there a probe recorded twice
+    /// while another is in flight frees that one's slot fleet-wide.
     Stale,
 }
 

@@ -42,8 +42,10 @@ pub enum cb_status {
     /// taken): do not run it; serve a fallback.
     Rejected = 1,
     /// The permit's episode has ended, or it is a probe permit already
-    /// recorded (caught among the first 16 probes of a half-open episode):
-    /// nothing changed.
+    /// recorded (caught among the first 16 probes of a half-open episode of
+    /// a `cb_new` handle; a `cb_new_redis` handle's fleet counts probes, so
+    /// there a second record frees another probe's slot while one is in
+    /// flight): nothing changed.
     StalePermit = 2,
     /// A NULL pointer, an out-of-range value, an invalid UTF-8 name, or permit
     /// bits this breaker never issued (forged or edited). Nothing changed.
