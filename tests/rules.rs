@@ -418,6 +418,41 @@ fn lost_probe_slot_is_reclaimed_after_the_lease_and_its_late_record_is_stale() {
 }
 
 #[test]
+fn a_lease_changed_while_a_probe_is_in_flight_applies_to_it() {
+    let clock = ManualClock::new();
+    let b = CircuitBreaker::builder()
+        .reset_timeout(Duration::from_secs(10))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    b.half_open();
+    let _lost = b.try_acquire().unwrap().into_ticket();
+    assert!(b.try_acquire().is_err(), "the one slot is taken");
+    b.set_probe_lease(Duration::from_secs(2)).unwrap();
+    clock.advance(Duration::from_secs(2) - Duration::from_millis(1));
+    assert!(b.try_acquire().is_err(), "the shortened lease has not run out");
+    clock.advance(Duration::from_millis(1));
+    let _second = b
+        .try_acquire()
+        .expect("the shortened lease ran out")
+        .into_ticket();
+
+    // A lease that follows the reset timeout follows a change of it too.
+    let b = CircuitBreaker::builder()
+        .reset_timeout(Duration::from_secs(10))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    b.half_open();
+    let _lost = b.try_acquire().unwrap().into_ticket();
+    b.set_reset_timeout(Duration::from_secs(3)).unwrap();
+    clock.advance(Duration::from_secs(3) - Duration::from_millis(1));
+    assert!(b.try_acquire().is_err(), "the followed lease has not run out");
+    clock.advance(Duration::from_millis(1));
+    assert!(b.try_acquire().is_ok(), "the followed lease ran out");
+}
+
+#[test]
 fn probe_lease_defaults_to_reset_timeout_with_a_floor() {
     let b = CircuitBreaker::builder()
         .reset_timeout(Duration::from_secs(90))
