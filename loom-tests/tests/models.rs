@@ -864,3 +864,35 @@ fn m12_lease_shortened_racing_a_probe_admission() {
         seen.hit("reclaimed after the shorter lease");
     });
 }
+
+/// A probe held past its lease; two calls ask at once, with no listener, so
+/// each may be rejected read-only against the published lease end. Exactly
+/// one reclaims the slot; the other is rejected, by the CAS loop or against
+/// the deadline the reclaim published.
+#[test]
+fn m12_quiet_rejection_racing_a_reclaim() {
+    model(&["main reclaimed", "thread reclaimed"], |seen| {
+        let (b, clock) = quiet_breaker(|c| c.half_open_max_calls(1).success_threshold(2));
+        assert!(b.half_open().is_some());
+        let lost = hold(&b).expect("the one probe");
+        clock.advance(LEASE);
+        let h = b.spawn(hold);
+        let mine = hold(&b);
+        let theirs = h.join().unwrap();
+        let fresh = match (mine, theirs) {
+            (Ok(p), Err(HalfOpen)) => {
+                seen.hit("main reclaimed");
+                p
+            }
+            (Err(HalfOpen), Ok(p)) => {
+                seen.hit("thread reclaimed");
+                p
+            }
+            other => panic!("exactly one reclaim expected: {other:?}"),
+        };
+        assert!(fresh.is_probe());
+        assert_eq!(hold(&b), Err(HalfOpen), "the new lease has not run out");
+        assert_eq!(b.record(lost, Outcome::Ignored), Ok(Recorded::Stale));
+        assert_counters(&b, 0, 1, 0);
+    });
+}
