@@ -714,20 +714,16 @@ impl StateCell {
         now: &mut impl Now,
         lease_end: impl FnOnce() -> u64,
     ) -> Ask {
-        let (deadline_ms, passed, rejected) = match s.state() {
-            State::Closed => return Ask::Closed,
-            State::Open => (
-                s.opened_at_ms().saturating_add(limits.reset_timeout_ms()),
-                Ask::FirstProbe,
-                Ask::Reject(State::Open),
-            ),
-            State::HalfOpen if !s.probes_reached(limits.probe_limit()) => return Ask::Probe,
-            State::HalfOpen => (lease_end(), Ask::Reclaim, Ask::Reject(State::HalfOpen)),
-        };
-        if now.reached(deadline_ms) {
-            passed
-        } else {
-            rejected
+        // Each state asks the clock in its own arm: the state rejected in is
+        // then a constant there, not a value kept across the clock reading.
+        match s.state() {
+            State::Closed => Ask::Closed,
+            State::Open => {
+                let deadline_ms = s.opened_at_ms().saturating_add(limits.reset_timeout_ms());
+                by_deadline(now, deadline_ms, Ask::FirstProbe, State::Open)
+            }
+            State::HalfOpen if !s.probes_reached(limits.probe_limit()) => Ask::Probe,
+            State::HalfOpen => by_deadline(now, lease_end(), Ask::Reclaim, State::HalfOpen),
         }
     }
 
@@ -958,6 +954,16 @@ mod fleet {
 
 #[cfg(feature = "redis")]
 pub(crate) use fleet::{FleetView, Gate, GENERATION_MODULUS};
+
+/// `passed` once `deadline_ms` is reached, else a rejection in `state`.
+#[inline(always)]
+fn by_deadline(now: &mut impl Now, deadline_ms: u64, passed: Ask, state: State) -> Ask {
+    if now.reached(deadline_ms) {
+        passed
+    } else {
+        Ask::Reject(state)
+    }
+}
 
 fn recorded(before: Snapshot, after: Snapshot) -> Recorded {
     match before.transition_to(after) {
