@@ -378,6 +378,7 @@ impl CircuitBreaker {
     /// this returns `Ok` today; it returns a `Result` like every setter.
     pub fn set_reset_timeout(&self, reset_timeout: Duration) -> Result<(), ConfigError> {
         self.settings.set_reset_timeout_ms(duration_to_ms(reset_timeout));
+        self.state.lease_changed();
         Ok(())
     }
 
@@ -385,6 +386,7 @@ impl CircuitBreaker {
     pub fn set_probe_lease(&self, lease: Duration) -> Result<(), ConfigError> {
         let ms = settings::check_probe_lease(lease)?;
         self.settings.set_probe_lease_ms(ms);
+        self.state.lease_changed();
         Ok(())
     }
 

@@ -3,7 +3,7 @@
 
 use crate::clock::duration_to_ms;
 use crate::error::ConfigError;
-use crate::state::{LimitSource, Limits, MAX_HALF_OPEN_COUNT};
+use crate::state::{LimitSource, Limits, ProbeLimit, MAX_HALF_OPEN_COUNT};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -55,7 +55,8 @@ fn check_count(field: &'static str, value: u32, max: u32) -> Result<u32, ConfigE
 pub(crate) struct Settings {
     fail_max: AtomicU32,
     success_threshold: AtomicU32,
-    half_open_max_calls: AtomicU32,
+    /// A [`ProbeLimit`]'s bits: one load gives the limit both ways.
+    half_open_max_calls: AtomicU64,
     reset_timeout_ms: AtomicU64,
     /// Zero: follow the reset timeout (at least [`MIN_DEFAULT_PROBE_LEASE`]).
     probe_lease_ms: AtomicU64,
@@ -74,7 +75,12 @@ impl LimitSource for Settings {
 
     #[inline]
     fn half_open_max_calls(&self) -> u32 {
-        self.half_open_max_calls.load(Ordering::Acquire)
+        self.probe_limit().count()
+    }
+
+    #[inline]
+    fn probe_limit(&self) -> ProbeLimit {
+        ProbeLimit::from_bits(self.half_open_max_calls.load(Ordering::Acquire))
     }
 
     #[inline]
@@ -105,7 +111,9 @@ impl Settings {
         Ok(Settings {
             fail_max: AtomicU32::new(check_fail_max(fail_max)?),
             success_threshold: AtomicU32::new(check_success_threshold(success_threshold)?),
-            half_open_max_calls: AtomicU32::new(check_half_open_max_calls(half_open_max_calls)?),
+            half_open_max_calls: AtomicU64::new(
+                ProbeLimit::new(check_half_open_max_calls(half_open_max_calls)?).to_bits(),
+            ),
             reset_timeout_ms: AtomicU64::new(duration_to_ms(reset_timeout)),
             probe_lease_ms: AtomicU64::new(probe_lease_ms),
         })
@@ -131,7 +139,8 @@ impl Settings {
     }
 
     pub(crate) fn set_half_open_max_calls(&self, value: u32) {
-        self.half_open_max_calls.store(value, Ordering::Release);
+        self.half_open_max_calls
+            .store(ProbeLimit::new(value).to_bits(), Ordering::Release);
     }
 
     pub(crate) fn set_reset_timeout_ms(&self, value: u64) {

@@ -40,6 +40,11 @@
 //! Beside the word, `probe_admitted_at` holds the time of the latest probe
 //! admission (a `fetch_max`, written before the admitting CAS). It only decides
 //! when a probe lease has run out; it never gates correctness of the count.
+//! `published_lease_end` holds that time plus the lease in force, so the
+//! read-only rejection compares one load against one clock reading, as an
+//! open rejection does. It is only ever used to reject; 0 (a setter changed
+//! the lease since the latest admission) sends the call to the CAS loop,
+//! which decides from `probe_admitted_at` and the lease read then.
 //!
 //! A breaker whose state is shared by a fleet (the `redis` feature) keeps this
 //! word as a local mirror: [`StateCell::sync_from`] overwrites it with the
@@ -52,7 +57,10 @@
 //! came before it); loads and failed CASes are `Acquire`. The CAS also carries
 //! what was written just before it: a probe's admission time, and a setter's
 //! new limit (its reconcile is a CAS on the word, so a racing record either
-//! sees the new limit or is seen by the reconcile).
+//! sees the new limit or is seen by the reconcile). A lease setter withdraws
+//! `published_lease_end` with a swap, so it and every admission's `fetch_max`
+//! on it form one release sequence: an admission whose `fetch_max` comes
+//! after the swap reads the new lease when it reads the lease again.
 
 use crate::sync::{AtomicU64, Ordering};
 use crossbeam_utils::CachePadded;
@@ -186,6 +194,14 @@ impl Snapshot {
         } else {
             0
         }
+    }
+
+    /// Whether the probes in flight have reached `limit`, for a snapshot
+    /// known to be half-open: one comparison of the word while slots are told
+    /// apart (see [`ProbeLimit`]), the count once they are not.
+    #[inline]
+    fn probes_reached(self, limit: ProbeLimit) -> bool {
+        self.0 >= limit.0 || (self.is_counted() && self.in_flight_field() >= limit.count())
     }
 
     /// Probes in flight, for a snapshot known to be half-open.
@@ -440,6 +456,37 @@ impl fmt::Debug for Ticket {
     }
 }
 
+/// `half_open_max_calls` in a form a half-open word compares against
+/// directly: the limit in the low 16 bits, and at the taken count's place
+/// the limit again, capped at 31 (a taken count never exceeds 16).
+///
+/// A word that tells slots apart is at least this value exactly when its
+/// taken count has reached the limit: with the taken counts equal, the
+/// word's in-flight bitmap (bit 22 up, one bit per probe taken) outweighs
+/// the low 16 bits. A counted word's taken count is 0, below any limit's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProbeLimit(u64);
+
+impl ProbeLimit {
+    /// `limit` is at most [`MAX_HALF_OPEN_COUNT`] (the configuration checks).
+    pub(crate) fn new(limit: u32) -> ProbeLimit {
+        let limit = limit.min(MAX_HALF_OPEN_COUNT);
+        ProbeLimit(u64::from(limit.min(COUNTED)) << TAKEN_SHIFT | u64::from(limit))
+    }
+
+    pub(crate) fn from_bits(bits: u64) -> ProbeLimit {
+        ProbeLimit(bits)
+    }
+
+    pub(crate) fn to_bits(self) -> u64 {
+        self.0
+    }
+
+    pub(crate) fn count(self) -> u32 {
+        (self.0 & u64::from(MAX_HALF_OPEN_COUNT)) as u32
+    }
+}
+
 /// Limits a decision is made under, read from the live configuration.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
@@ -456,6 +503,10 @@ pub(crate) trait LimitSource {
     fn fail_max(&self) -> u32;
     fn success_threshold(&self) -> u32;
     fn half_open_max_calls(&self) -> u32;
+    /// `half_open_max_calls` as a decision compares it, read once.
+    fn probe_limit(&self) -> ProbeLimit {
+        ProbeLimit::new(self.half_open_max_calls())
+    }
     fn reset_timeout_ms(&self) -> u64;
     fn probe_lease_ms(&self) -> u64;
 }
@@ -557,6 +608,8 @@ impl Recorded {
 pub(crate) struct StateCell {
     word: CachePadded<AtomicU64>,
     probe_admitted_at_ms: AtomicU64,
+    /// At most `probe_admitted_at_ms` plus the lease in force, or 0.
+    published_lease_end_ms: AtomicU64,
 }
 
 impl StateCell {
@@ -564,6 +617,7 @@ impl StateCell {
         StateCell {
             word: CachePadded::new(AtomicU64::new(Snapshot::initial().0)),
             probe_admitted_at_ms: AtomicU64::new(0),
+            published_lease_end_ms: AtomicU64::new(0),
         }
     }
 
@@ -603,11 +657,29 @@ impl StateCell {
     /// Marks a probe admission at `now`, before the CAS that admits it: a CAS
     /// that then fails leaves a time that is only too late, which delays a
     /// lease reclaim but never hastens one.
-    fn note_probe_admission(&self, now_ms: u64) {
+    ///
+    /// Also publishes when this lease runs out. A lease changed since it was
+    /// read (see the orderings above) withdraws the deadline again; until
+    /// then the deadline from the old lease can only delay a reclaim.
+    fn note_probe_admission(&self, now_ms: u64, limits: &impl LimitSource) {
         self.probe_admitted_at_ms.fetch_max(now_ms, Ordering::AcqRel);
+        let lease_ms = limits.probe_lease_ms();
+        self.published_lease_end_ms
+            .fetch_max(now_ms.saturating_add(lease_ms), Ordering::AcqRel);
+        if limits.probe_lease_ms() != lease_ms {
+            self.lease_changed();
+        }
     }
 
-    /// When the lease of the latest probe admitted runs out.
+    /// The lease (or the reset timeout it may follow) changed: withdraw the
+    /// published lease end until the next admission; rejections meanwhile
+    /// take the CAS loop. Called after the new value is stored.
+    pub(crate) fn lease_changed(&self) {
+        self.published_lease_end_ms.swap(0, Ordering::AcqRel);
+    }
+
+    /// When the lease of the latest probe admitted runs out, under the lease
+    /// in force now.
     fn probe_lease_end_ms(&self, limits: &impl LimitSource) -> u64 {
         let admitted_at = self.probe_admitted_at_ms.load(Ordering::Acquire);
         admitted_at.saturating_add(limits.probe_lease_ms())
@@ -634,31 +706,39 @@ impl StateCell {
     /// reclaim a live probe's slot), and the clock only when not closed.
     ///
     /// Open and full half-open both come down to one deadline (the reset
-    /// timeout, the probe lease) and one clock reading against it, so a
-    /// rejection in either state costs the same.
+    /// timeout, the probe lease, from `lease_end`) and one clock reading
+    /// against it, so a rejection in either state costs the same.
     #[inline]
-    fn ask(&self, s: Snapshot, limits: &impl LimitSource, now: &mut impl Now) -> Ask {
-        let (deadline_ms, passed) = match s.state() {
-            State::Closed => return Ask::Closed,
-            State::Open => (
-                s.opened_at_ms().saturating_add(limits.reset_timeout_ms()),
-                Ask::FirstProbe,
-            ),
-            State::HalfOpen if s.probes() < limits.half_open_max_calls() => return Ask::Probe,
-            State::HalfOpen => (self.probe_lease_end_ms(limits), Ask::Reclaim),
-        };
-        if now.reached(deadline_ms) {
-            passed
-        } else {
-            Ask::Reject(s.state())
+    fn ask(
+        &self,
+        s: Snapshot,
+        limits: &impl LimitSource,
+        now: &mut impl Now,
+        lease_end: impl FnOnce() -> u64,
+    ) -> Ask {
+        // Each state asks the clock in its own arm: the state rejected in is
+        // then a constant there, not a value kept across the clock reading.
+        match s.state() {
+            State::Closed => Ask::Closed,
+            State::Open => {
+                let deadline_ms = s.opened_at_ms().saturating_add(limits.reset_timeout_ms());
+                by_deadline(now, deadline_ms, Ask::FirstProbe, State::Open)
+            }
+            State::HalfOpen if !s.probes_reached(limits.probe_limit()) => Ask::Probe,
+            State::HalfOpen => by_deadline(now, lease_end(), Ask::Reclaim, State::HalfOpen),
         }
     }
 
     /// The read-only fast path for a breaker that is not closed: one load and
     /// the rejection [`StateCell::acquire`] would decide. `None`: ask `acquire`.
+    /// The published lease end is never later than the one `acquire` reads,
+    /// except while an admission that read the old lease races a lease change
+    /// (see [`StateCell::note_probe_admission`]), and then it only delays a
+    /// reclaim: this never admits, so never more probes than the limit.
     #[inline]
     pub(crate) fn rejects(&self, limits: &impl LimitSource, now: &mut impl Now) -> Option<State> {
-        match self.ask(self.load(), limits, now) {
+        let lease_end = || self.published_lease_end_ms.load(Ordering::Acquire);
+        match self.ask(self.load(), limits, now, lease_end) {
             Ask::Reject(state) => Some(state),
             _ => None,
         }
@@ -667,7 +747,7 @@ impl StateCell {
     /// Asks to run a call.
     pub(crate) fn acquire(&self, limits: &impl LimitSource, now: &mut impl Now) -> Acquire {
         self.fetch_update_action(|s| {
-            let (next, slot) = match self.ask(s, limits, now) {
+            let (next, slot) = match self.ask(s, limits, now, || self.probe_lease_end_ms(limits)) {
                 Ask::Closed => {
                     let ticket = s.ticket(TICKET_CLOSED);
                     return (
@@ -685,7 +765,7 @@ impl StateCell {
                 // (a new episode, so their tickets go stale) and admit this call.
                 Ask::Reclaim => s.with_half_open(s.successes()).with_probe_admitted(),
             };
-            self.note_probe_admission(now.now_ms());
+            self.note_probe_admission(now.now_ms(), limits);
             let admitted = Acquire::Admitted {
                 ticket: next.probe_ticket(slot),
                 transition: s.transition_to(next),
@@ -863,10 +943,12 @@ mod fleet {
             let s = self.load();
             match s.state() {
                 State::Closed => Gate::Admit(s.ticket(TICKET_CLOSED)),
-                State::Open | State::HalfOpen => match self.ask(s, limits, now) {
-                    Ask::Reject(state) => Gate::Reject(state),
-                    _ => Gate::AskFleet,
-                },
+                State::Open | State::HalfOpen => {
+                    match self.ask(s, limits, now, || self.probe_lease_end_ms(limits)) {
+                        Ask::Reject(state) => Gate::Reject(state),
+                        _ => Gate::AskFleet,
+                    }
+                }
             }
         }
     }
@@ -874,6 +956,16 @@ mod fleet {
 
 #[cfg(feature = "redis")]
 pub(crate) use fleet::{FleetView, Gate, GENERATION_MODULUS};
+
+/// `passed` once `deadline_ms` is reached, else a rejection in `state`.
+#[inline(always)]
+fn by_deadline(now: &mut impl Now, deadline_ms: u64, passed: Ask, state: State) -> Ask {
+    if now.reached(deadline_ms) {
+        passed
+    } else {
+        Ask::Reject(state)
+    }
+}
 
 fn recorded(before: Snapshot, after: Snapshot) -> Recorded {
     match before.transition_to(after) {
@@ -1038,6 +1130,35 @@ mod tests {
         assert_eq!(record(seventeenth), Recorded::Counted);
         assert_eq!(record(first[0]), Recorded::Counted);
         assert_eq!(cell.load().in_flight(), 14, "counted from here on");
+    }
+
+    #[test]
+    fn a_probe_limit_compares_against_the_word_as_the_probe_count_does() {
+        let words = |limit_admitted: u32| {
+            let mut s = Snapshot::initial().with_half_open(3);
+            let mut all = vec![s];
+            for _ in 0..limit_admitted {
+                s = s.with_probe_admitted().0;
+                all.push(s);
+            }
+            // Counted words, and a slot word with some slots freed again.
+            all.push(all[5].with_probe_released(2, 3));
+            all.push(s.with_probe_released(1, 3));
+            all.extend([0, 1, 2, 16, 17, 31, 40].map(|n| s.with_counted_probes(n, 7)));
+            all
+        };
+        for limit in (0..=40).chain([MAX_HALF_OPEN_COUNT - 1, MAX_HALF_OPEN_COUNT]) {
+            assert_eq!(ProbeLimit::new(limit).count(), limit);
+            for s in words(20) {
+                assert_eq!(
+                    s.probes_reached(ProbeLimit::new(limit)),
+                    s.probes() >= limit,
+                    "limit {limit}, {s:?} ({} probes, counted: {})",
+                    s.probes(),
+                    s.is_counted()
+                );
+            }
+        }
     }
 
     #[test]

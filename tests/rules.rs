@@ -418,6 +418,40 @@ fn lost_probe_slot_is_reclaimed_after_the_lease_and_its_late_record_is_stale() {
 }
 
 #[test]
+fn a_lease_changed_while_a_probe_is_in_flight_applies_to_it() {
+    let clock = ManualClock::new();
+    // Half-open, its one probe in flight and never recorded; the lease
+    // follows the reset timeout until set.
+    let with_probe_in_flight = || {
+        let b = CircuitBreaker::builder()
+            .reset_timeout(Duration::from_secs(10))
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        b.half_open();
+        let lost = b.try_acquire().unwrap().into_ticket();
+        assert!(b.try_acquire().is_err(), "the one slot is taken");
+        (b, lost)
+    };
+    let just_before = |lease: Duration| lease - Duration::from_millis(1);
+
+    let (b, _lost) = with_probe_in_flight();
+    b.set_probe_lease(Duration::from_secs(2)).unwrap();
+    clock.advance(just_before(Duration::from_secs(2)));
+    assert!(b.try_acquire().is_err(), "the shortened lease has not run out");
+    clock.advance(Duration::from_millis(1));
+    assert!(b.try_acquire().is_ok(), "the shortened lease ran out");
+
+    // A lease that follows the reset timeout follows a change of it too.
+    let (b, _lost) = with_probe_in_flight();
+    b.set_reset_timeout(Duration::from_secs(3)).unwrap();
+    clock.advance(just_before(Duration::from_secs(3)));
+    assert!(b.try_acquire().is_err(), "the followed lease has not run out");
+    clock.advance(Duration::from_millis(1));
+    assert!(b.try_acquire().is_ok(), "the followed lease ran out");
+}
+
+#[test]
 fn probe_lease_defaults_to_reset_timeout_with_a_floor() {
     let b = CircuitBreaker::builder()
         .reset_timeout(Duration::from_secs(90))

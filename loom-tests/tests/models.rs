@@ -15,6 +15,7 @@ use breakerbox_loom_tests::{
 };
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;
+use std::time::Duration;
 
 use State::{Closed, HalfOpen, Open};
 
@@ -833,5 +834,65 @@ fn m11_lease_running_out_during_a_late_record() {
         assert_eq!(b.state(), HalfOpen);
         assert_counters(&b, 0, 1, 0);
         assert_eq!(b.record(held, Outcome::Ignored), Ok(Recorded::Stale));
+    });
+}
+
+// ---------------------------------------------------------------------------
+// 12. The published lease end: a lease shortened while a probe is admitted.
+// ---------------------------------------------------------------------------
+
+/// One thread admits the one probe (publishing when its lease runs out)
+/// while the main thread shortens the lease. Whichever lease the admission
+/// read, the shorter one is in force once both are done: the read-only
+/// rejection holds only until it runs out, then the slot is reclaimed.
+#[test]
+fn m12_lease_shortened_racing_a_probe_admission() {
+    model(&["reclaimed after the shorter lease"], |seen| {
+        let short = LEASE / 5;
+        let (b, clock) = quiet_breaker(|c| c.half_open_max_calls(1).success_threshold(2));
+        assert!(b.half_open().is_some());
+        let h = b.spawn(hold);
+        b.step(|b| b.set_probe_lease(short)).expect("valid");
+        let held = h.join().unwrap().expect("the one probe");
+        clock.advance(short - Duration::from_millis(1));
+        assert_eq!(hold(&b), Err(HalfOpen), "the shorter lease has not run out");
+        clock.advance(Duration::from_millis(1));
+        let fresh = hold(&b).expect("the shorter lease ran out: the slot is reclaimed");
+        assert!(fresh.is_probe());
+        assert_eq!(b.record(held, Outcome::Ignored), Ok(Recorded::Stale));
+        assert_counters(&b, 0, 1, 0);
+        seen.hit("reclaimed after the shorter lease");
+    });
+}
+
+/// A probe held past its lease; two calls ask at once, with no listener, so
+/// each may be rejected read-only against the published lease end. Exactly
+/// one reclaims the slot; the other is rejected, by the CAS loop or against
+/// the deadline the reclaim published.
+#[test]
+fn m12_quiet_rejection_racing_a_reclaim() {
+    model(&["main reclaimed", "thread reclaimed"], |seen| {
+        let (b, clock) = quiet_breaker(|c| c.half_open_max_calls(1).success_threshold(2));
+        assert!(b.half_open().is_some());
+        let lost = hold(&b).expect("the one probe");
+        clock.advance(LEASE);
+        let h = b.spawn(hold);
+        let mine = hold(&b);
+        let theirs = h.join().unwrap();
+        let fresh = match (mine, theirs) {
+            (Ok(p), Err(HalfOpen)) => {
+                seen.hit("main reclaimed");
+                p
+            }
+            (Err(HalfOpen), Ok(p)) => {
+                seen.hit("thread reclaimed");
+                p
+            }
+            other => panic!("exactly one reclaim expected: {other:?}"),
+        };
+        assert!(fresh.is_probe());
+        assert_eq!(hold(&b), Err(HalfOpen), "the new lease has not run out");
+        assert_eq!(b.record(lost, Outcome::Ignored), Ok(Recorded::Stale));
+        assert_counters(&b, 0, 1, 0);
     });
 }
