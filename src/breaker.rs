@@ -13,6 +13,10 @@ use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
+mod policy;
+pub(crate) use policy::PolicyConfig;
+pub use policy::{Mode, TimedPermit};
+
 /// A lock-free circuit breaker.
 ///
 /// `Send + Sync`; share it by reference, `Arc` or `static`. No call allocates.
@@ -43,6 +47,10 @@ pub struct CircuitBreaker {
     name: Box<str>,
     /// Marks this breaker's tickets, so foreign or forged ones are refused.
     tag: u32,
+    /// Rate window, backoff, shadow mode; `None` for the consecutive rule.
+    policy: Option<Box<policy::Policy>>,
+    /// No listeners and no policy: a clean success needs nothing but a load.
+    plain: bool,
     /// The fleet this breaker's state is shared with; `state` is then its
     /// local mirror. Consulted only on the cold paths.
     #[cfg(feature = "redis")]
@@ -90,6 +98,8 @@ impl CircuitBreaker {
         classifier: Classifier,
     ) -> Self {
         CircuitBreaker {
+            plain: listeners.is_empty(),
+            policy: None,
             state: StateCell::new(),
             settings,
             clock,
@@ -122,17 +132,29 @@ impl CircuitBreaker {
     /// breaker. A panic in `op` counts as a failure and keeps unwinding.
     pub fn call<T, E: 'static>(&self, op: impl FnOnce() -> Result<T, E>) -> Result<T, Error<E>> {
         let permit = self.try_acquire().map_err(Error::Rejected)?;
+        let started_ms = if self.plain { None } else { self.call_started_ms() };
         match op() {
             Ok(value) => {
-                let _ = permit.success();
+                let _ = self.finish(permit, Outcome::Success, started_ms);
                 Ok(value)
             }
             Err(error) => {
-                let recorded = permit.record(self.classify(&error));
+                let recorded = self.finish(permit, self.classify(&error), started_ms);
                 Err(Error::Failed {
                     error,
                     tripped: recorded.tripped(),
                 })
+            }
+        }
+    }
+
+    #[inline]
+    fn finish(&self, permit: Permit<'_>, outcome: Outcome, started_ms: Option<u64>) -> Recorded {
+        match started_ms {
+            None => permit.record(outcome),
+            Some(s) => {
+                let elapsed = self.clock.precise_ms().saturating_sub(s);
+                permit.record_timed(outcome, Duration::from_millis(elapsed))
             }
         }
     }
@@ -182,10 +204,15 @@ impl CircuitBreaker {
     }
 
     fn reject(&self, state: State) -> Result<Ticket, Rejected> {
+        if self.policy.is_some() {
+            if let Some(ticket) = self.shadow_admit(state) {
+                return Ok(ticket);
+            }
+        }
         if !self.listeners.is_empty() {
             self.notify_rejected(state);
         }
-        Err(Rejected { state })
+        Err(self.rejected(state))
     }
 
     #[cold]
@@ -241,24 +268,33 @@ impl CircuitBreaker {
     /// else goes out of line, so this inlines small into every caller.
     #[inline]
     fn record_valid(&self, ticket: Ticket, outcome: Outcome) -> Recorded {
-        if outcome == Outcome::Success && self.listeners.is_empty() && self.state.success_is_noop(ticket) {
+        if outcome == Outcome::Success && self.plain && self.state.success_is_noop(ticket) {
             return Recorded::Counted;
         }
-        self.record_and_report(ticket, outcome)
+        self.record_and_report(ticket, outcome, None)
     }
 
     #[inline(never)]
-    fn record_and_report(&self, ticket: Ticket, outcome: Outcome) -> Recorded {
+    fn record_and_report(&self, ticket: Ticket, outcome: Outcome, elapsed_ms: Option<u64>) -> Recorded {
+        let decided = match &self.policy {
+            Some(_) if self.mode() == Mode::Disabled => return Recorded::Counted,
+            Some(p) => self.record_in_policy(p, ticket, outcome, elapsed_ms),
+            None => None,
+        };
         // Checked again for breakers with listeners (a shared breaker always
         // has one): a clean success must not take the slow path, which for a
         // shared breaker is a round trip.
-        let recorded = if outcome == Outcome::Success && self.state.success_is_noop(ticket) {
+        let recorded = if let Some(recorded) = decided {
+            recorded
+        } else if outcome == Outcome::Success && self.state.success_is_noop(ticket) {
             Recorded::Counted
         } else {
             self.record_slow(ticket, outcome)
         };
-        if !self.listeners.is_empty() && recorded != Recorded::Stale {
-            self.report_outcome(outcome);
+        if recorded != Recorded::Stale {
+            if !self.listeners.is_empty() {
+                self.report_outcome(outcome);
+            }
             self.report_transition(recorded.transition());
         }
         recorded
@@ -301,6 +337,9 @@ impl CircuitBreaker {
 
     fn report_transition(&self, transition: Option<Transition>) {
         if let Some(t) = transition {
+            if let Some(p) = &self.policy {
+                self.on_transition(p, t);
+            }
             // A shared breaker reports the changes of its mirror itself,
             // once each, whichever thread or process made them.
             #[cfg(feature = "redis")]

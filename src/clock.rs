@@ -211,6 +211,18 @@ impl ClockSource {
         }
     }
 
+    /// A coarse reading: never ahead of the precise time.
+    #[inline]
+    pub(crate) fn coarse_ms(&self) -> u64 {
+        self.coarse().0
+    }
+
+    /// A precise reading.
+    #[inline]
+    pub(crate) fn precise_ms(&self) -> u64 {
+        self.now_ms()
+    }
+
     /// A reading taken at most once per decision, and only if needed.
     pub(crate) fn lazy(&self) -> LazyNow<'_> {
         LazyNow {

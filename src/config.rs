@@ -60,6 +60,8 @@ pub(crate) struct Settings {
     reset_timeout_ms: AtomicU64,
     /// Zero: follow the reset timeout (at least [`MIN_DEFAULT_PROBE_LEASE`]).
     probe_lease_ms: AtomicU64,
+    /// The open period's length when a backoff chooses it.
+    pub(crate) open_for: crate::backoff::OpenFor,
 }
 
 impl LimitSource for Settings {
@@ -90,6 +92,11 @@ impl LimitSource for Settings {
                 .max(duration_to_ms(MIN_DEFAULT_PROBE_LEASE)),
             ms => ms,
         }
+    }
+
+    #[inline]
+    fn open_for_ms(&self, episode: u32) -> Option<u64> {
+        self.open_for.get(episode, || self.reset_timeout_ms())
     }
 }
 
@@ -164,6 +171,8 @@ pub struct Builder {
     clock: Option<Arc<dyn Clock>>,
     listeners: Vec<Arc<dyn Listener>>,
     classifier: Classifier,
+    /// The closed state's rule, the shadow mode and the open backoff.
+    pub(crate) policy: crate::breaker::PolicyConfig,
     #[cfg(feature = "redis")]
     shared: Option<crate::redis::RedisState>,
 }
@@ -180,6 +189,7 @@ impl Default for Builder {
             clock: None,
             listeners: Vec::new(),
             classifier: Classifier::default(),
+            policy: Default::default(),
             #[cfg(feature = "redis")]
             shared: None,
         }
@@ -292,7 +302,16 @@ impl Builder {
             half_open_max_calls: AtomicU32::new(check_half_open_max_calls(self.half_open_max_calls)?),
             reset_timeout_ms: AtomicU64::new(duration_to_ms(self.reset_timeout)),
             probe_lease_ms: AtomicU64::new(probe_lease_ms),
+            open_for: crate::backoff::OpenFor::new(self.policy.backoff.is_some()),
         };
+        let policy = self.policy.build()?;
+        #[cfg(feature = "redis")]
+        if self.shared.is_some() && policy.is_some() {
+            return Err(ConfigError::Invalid {
+                field: "shared",
+                expected: "used with the consecutive rule, enforcing, without a backoff",
+            });
+        }
         let clock = match self.clock {
             Some(clock) => ClockSource::Custom(clock),
             None => ClockSource::Monotonic(MonotonicClock::new()),
@@ -310,7 +329,8 @@ impl Builder {
             clock,
             Listeners::new(listeners),
             self.classifier,
-        );
+        )
+        .with_policy(policy);
         #[cfg(feature = "redis")]
         let breaker = match self.shared {
             Some(state) => breaker.with_fleet(state),

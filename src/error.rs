@@ -2,6 +2,7 @@
 
 use crate::state::State;
 use std::fmt;
+use std::time::Duration;
 
 /// The breaker refused a call without running it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -9,6 +10,25 @@ pub struct Rejected {
     /// The state that refused: [`State::Open`], or [`State::HalfOpen`] with
     /// every probe slot taken.
     pub state: State,
+    /// How long until a probe may be admitted, if known.
+    retry_after: Option<Duration>,
+}
+
+impl Rejected {
+    pub(crate) fn new(state: State, retry_after: Option<Duration>) -> Rejected {
+        Rejected { state, retry_after }
+    }
+
+    /// How long until the breaker may admit a probe. Open: the time left
+    /// until the open period ends (read with the coarse clock, so it may be
+    /// longer than the truth by the coarse lag, never shorter). Half-open
+    /// with every slot taken: the time left on the latest probe's lease, an
+    /// upper bound (a probe recorded sooner frees its slot sooner). `None`
+    /// when not known (an open period whose backoff is not yet published, or
+    /// a custom clock that reads no time).
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
 }
 
 impl fmt::Display for Rejected {
@@ -83,6 +103,13 @@ pub enum ConfigError {
         /// The field, as the builder method names it.
         field: &'static str,
     },
+    /// The named field is outside what it accepts.
+    Invalid {
+        /// The field, as the builder method names it.
+        field: &'static str,
+        /// What it accepts.
+        expected: &'static str,
+    },
     /// The named field is above what the state word can count.
     TooLarge {
         /// The field, as the builder method names it.
@@ -97,6 +124,7 @@ impl fmt::Display for ConfigError {
         match self {
             ConfigError::Zero { field } => write!(f, "{field} must be at least 1"),
             ConfigError::TooLarge { field, max } => write!(f, "{field} must be at most {max}"),
+            ConfigError::Invalid { field, expected } => write!(f, "{field} must be {expected}"),
         }
     }
 }

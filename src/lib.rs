@@ -20,6 +20,7 @@
 #![deny(unsafe_op_in_unsafe_fn, unused_must_use)]
 #![warn(missing_docs)]
 
+mod backoff;
 mod breaker;
 pub mod clock;
 mod config;
@@ -40,8 +41,10 @@ mod sync;
 pub mod tower;
 #[cfg(feature = "tracing")]
 pub mod tracing;
+mod window;
 
-pub use breaker::{CircuitBreaker, InvalidTicket, Permit};
+pub use backoff::{Backoff, Jitter};
+pub use breaker::{CircuitBreaker, InvalidTicket, Mode, Permit, TimedPermit};
 pub use config::{
     Builder, DEFAULT_FAIL_MAX, DEFAULT_HALF_OPEN_MAX_CALLS, DEFAULT_RESET_TIMEOUT, DEFAULT_SUCCESS_THRESHOLD,
     MIN_DEFAULT_PROBE_LEASE,
@@ -50,3 +53,7 @@ pub use error::{ConfigError, Error, Rejected};
 pub use listener::Listener;
 pub use registry::Registry;
 pub use state::{Outcome, Recorded, State, Ticket, Transition};
+pub use window::{
+    WindowKind, DEFAULT_FAILURE_RATE_THRESHOLD, DEFAULT_MINIMUM_CALLS, DEFAULT_SLOW_CALL_RATE_THRESHOLD,
+    DEFAULT_WINDOW_BUCKETS, MAX_WINDOW_BUCKETS,
+};

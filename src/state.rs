@@ -341,6 +341,12 @@ pub(crate) trait LimitSource {
     fn half_open_max_calls(&self) -> u32;
     fn reset_timeout_ms(&self) -> u64;
     fn probe_lease_ms(&self) -> u64;
+    /// How long the open period of `episode` lasts; `None` while a backoff
+    /// has not yet published it (the breaker keeps rejecting meanwhile).
+    #[inline]
+    fn open_for_ms(&self, _episode: u32) -> Option<u64> {
+        Some(self.reset_timeout_ms())
+    }
 }
 
 impl LimitSource for Limits {
@@ -494,7 +500,10 @@ impl StateCell {
     fn rejection(&self, s: Snapshot, limits: &impl LimitSource, now: &mut impl Now) -> Option<State> {
         let rejected = match s.state() {
             State::Closed => false,
-            State::Open => !now.reached(s.opened_at_ms().saturating_add(limits.reset_timeout_ms())),
+            State::Open => match limits.open_for_ms(s.generation()) {
+                Some(open_for) => !now.reached(s.opened_at_ms().saturating_add(open_for)),
+                None => true,
+            },
             State::HalfOpen => {
                 s.in_flight() >= limits.half_open_max_calls() && !self.probe_lease_expired(limits, now)
             }
@@ -576,6 +585,59 @@ impl StateCell {
             };
             (recorded(s, next), Some(next))
         })
+    }
+
+    /// Trips a closed breaker whose rate window decided so. One CAS: of
+    /// racing callers exactly one trips; the others find `ticket` stale.
+    pub(crate) fn trip(&self, ticket: Ticket, now: &mut impl Now) -> Option<Transition> {
+        self.fetch_update_action(|s| {
+            if ticket.is_stale(s) || !s.is_closed() {
+                return (None, None);
+            }
+            let next = s.with_open(now.now_ms());
+            (s.transition_to(next), Some(next))
+        })
+    }
+
+    /// Whether `ticket`'s episode is still running.
+    #[inline]
+    pub(crate) fn is_current(&self, ticket: Ticket) -> bool {
+        !ticket.is_stale(self.load())
+    }
+
+    /// A ticket that is stale from the start: a call admitted although the
+    /// breaker would reject it (shadow modes) must not count.
+    pub(crate) fn inert_ticket(&self) -> Ticket {
+        let s = self.load();
+        let kind = if s.is_closed() {
+            TICKET_PROBE
+        } else {
+            TICKET_CLOSED
+        };
+        s.ticket(kind)
+    }
+
+    /// How long until a probe may be admitted, as things stand at `now_ms`:
+    /// the open period's remaining time, or the remaining probe lease when
+    /// half-open; `None` when closed or not known.
+    pub(crate) fn retry_after_ms(&self, limits: &impl LimitSource, now_ms: u64) -> Option<u64> {
+        let s = self.load();
+        let deadline = match s.state() {
+            State::Closed => return None,
+            State::Open => s
+                .opened_at_ms()
+                .saturating_add(limits.open_for_ms(s.generation())?),
+            State::HalfOpen => self
+                .probe_admitted_at_ms
+                .load(Ordering::Acquire)
+                .saturating_add(limits.probe_lease_ms()),
+        };
+        Some(deadline.saturating_sub(now_ms))
+    }
+
+    /// The generation of the current episode.
+    pub(crate) fn episode(&self) -> u32 {
+        self.load().generation()
     }
 
     /// Moves to `target` whatever the current state; a no-op if already there
