@@ -279,6 +279,12 @@ impl CircuitBreaker {
         w.rates(self.window_epoch(w)).1
     }
 
+    /// Calls the window holds now; `None` without a window.
+    pub fn window_calls(&self) -> Option<u64> {
+        let w = self.policy.as_ref()?.window.as_ref()?;
+        Some(w.tally(self.window_epoch(w)).calls)
+    }
+
     /// Whether the breaker enforces, only reports, or is disabled.
     pub fn mode(&self) -> Mode {
         self.policy.as_ref().map_or(Mode::Enforcing, |p| p.mode)
