@@ -276,6 +276,9 @@ impl CircuitBreaker {
 
     #[inline(never)]
     fn record_and_report(&self, ticket: Ticket, outcome: Outcome, elapsed_ms: Option<u64>) -> Recorded {
+        if outcome == Outcome::Success && elapsed_ms.is_none() && self.window_success(ticket) {
+            return Recorded::Counted;
+        }
         let decided = match &self.policy {
             Some(_) if self.mode() == Mode::Disabled => return Recorded::Counted,
             Some(p) => self.record_in_policy(p, ticket, outcome, elapsed_ms),

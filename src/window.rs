@@ -6,7 +6,8 @@
 //! The window is a set of *stripes*, one cache line each (`CachePadded`).
 //! A thread always writes the same stripe (threads are numbered round-robin
 //! on first use), so two threads share a line only when there are more
-//! threads than stripes. A stripe holds one word per bucket:
+//! threads than stripes. A stripe is a ring of 16 words, one per epoch
+//! (the slot is the epoch modulo 16); the window reads the last `buckets`:
 //!
 //! | bits   | field                                          |
 //! |--------|------------------------------------------------|
@@ -22,7 +23,7 @@
 //! dropped. A stripe's bucket saturates at 65,535 calls: later calls of that
 //! thread in that bucket are not counted at all (a sample, not a bias).
 //!
-//! Only failures and slow calls read the window (every stripe, every bucket)
+//! Only failures and slow calls read the window (every word of every stripe)
 //! to decide whether to trip; a plain success never does, so it is one CAS
 //! on a line the thread owns. The rate a decision sees is therefore exact
 //! for records that finished before it, and may miss records racing it.
@@ -68,6 +69,9 @@ const STRIPES: usize = 16;
 // Under loom every thread shares one stripe: the CAS on it is what is modelled.
 #[cfg(breakerbox_loom)]
 const STRIPES: usize = 1;
+
+/// Slots per stripe: a power of two, so a slot is a mask away from its epoch.
+const RING: usize = MAX_WINDOW_BUCKETS as usize;
 
 const COUNT_BITS: u32 = 16;
 const COUNT_MAX: u64 = (1 << COUNT_BITS) - 1;
@@ -183,7 +187,7 @@ impl WindowConfig {
                 0 => return Err(ConfigError::Zero { field: "time_window" }),
                 ms => {
                     let buckets = u64::from(self.buckets).min(ms);
-                    (buckets as u32, Span::Millis(ms / buckets))
+                    (buckets as u32, Span::Millis(Width::new(ms / buckets)))
                 }
             },
         };
@@ -209,7 +213,34 @@ enum Span {
     /// Count-based: calls per bucket.
     Calls(u64),
     /// Time-based: the bucket width in milliseconds.
-    Millis(u64),
+    Millis(Width),
+}
+
+/// A bucket width with its reciprocal: the bucket number of a time is a
+/// multiply and at most two corrections, not a division on every call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Width {
+    ms: u64,
+    reciprocal: u64,
+}
+
+impl Width {
+    fn new(ms: u64) -> Width {
+        Width {
+            ms,
+            reciprocal: u64::MAX / ms,
+        }
+    }
+
+    /// `now / ms`, exactly: the estimate is never high and at most two low.
+    #[inline]
+    fn bucket(self, now: u64) -> u64 {
+        let mut q = ((u128::from(now) * u128::from(self.reciprocal)) >> 64) as u64;
+        while now - q * self.ms >= self.ms {
+            q += 1;
+        }
+        q
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -241,7 +272,9 @@ impl Tally {
 
 /// The striped, bucketed counters and the rule that reads them.
 pub(crate) struct Window {
-    stripes: Box<[CachePadded<[AtomicU64; MAX_WINDOW_BUCKETS as usize]>]>,
+    /// Every stripe is a ring of [`RING`] slots; slot `epoch % RING` holds
+    /// that epoch's counts, and the window reads the last `buckets` epochs.
+    stripes: Box<[CachePadded<[AtomicU64; RING]>]>,
     /// Count-based: the current epoch. Time-based: added to the clock's
     /// bucket number. Written only on a roll and on a transition.
     epoch: CachePadded<AtomicU64>,
@@ -271,7 +304,7 @@ impl Window {
         let base = self.epoch.load(Ordering::Acquire);
         match self.rule.span {
             Span::Calls(_) => base,
-            Span::Millis(width) => base.wrapping_add(now_ms() / width),
+            Span::Millis(width) => base.wrapping_add(width.bucket(now_ms())),
         }
     }
 
@@ -279,7 +312,7 @@ impl Window {
     #[inline]
     pub(crate) fn add(&self, epoch: u64, failed: bool, slow: bool) {
         let stripe = &self.stripes[thread_index() % STRIPES];
-        let word = &stripe[(epoch % self.rule.buckets) as usize];
+        let word = &stripe[epoch as usize % RING];
         let tag = epoch & TAG_MASK;
         let one = 1 | (u64::from(failed) << FAILURE_SHIFT) | (u64::from(slow) << SLOW_SHIFT);
         let mut current = word.load(Ordering::Relaxed);
@@ -307,7 +340,7 @@ impl Window {
         let mut t = Tally::default();
         let tag = epoch & TAG_MASK;
         for stripe in self.stripes.iter() {
-            for word in stripe.iter().take(self.rule.buckets as usize) {
+            for word in stripe.iter() {
                 let w = word.load(Ordering::Acquire);
                 let age = tag.wrapping_sub(w >> TAG_SHIFT) & TAG_MASK;
                 if age >= self.rule.buckets {
@@ -384,12 +417,23 @@ mod tests {
         w.add(0, true, false);
         w.add(0, false, false);
         assert_eq!(w.tally(0).calls, 2);
-        // Epoch 2 reuses epoch 0's slot: the old counts go, not added to.
-        w.add(2, false, false);
-        let t = w.tally(2);
+        assert_eq!(w.tally(2).calls, 0, "out of a two-bucket window");
+        // Epoch 16 reuses epoch 0's slot: the old counts go, not added to.
+        w.add(16, false, false);
+        let t = w.tally(16);
         assert_eq!((t.calls, t.failures, t.current), (1, 0, 1));
         w.add(0, true, false);
-        assert_eq!(w.tally(2).failures, 0, "late record dropped");
+        assert_eq!(w.tally(16).failures, 0, "late record dropped");
+    }
+
+    #[test]
+    fn the_reciprocal_bucket_is_the_quotient() {
+        for ms in [1, 3, 7, 1000, 6000, 86_400_000] {
+            let w = Width::new(ms);
+            for now in [0, 1, ms - 1, ms, ms + 1, 123_456_789, u64::MAX / 2, u64::MAX] {
+                assert_eq!(w.bucket(now), now / ms, "{now} / {ms}");
+            }
+        }
     }
 
     #[test]
@@ -411,7 +455,7 @@ mod tests {
             },
             10,
         );
-        assert_eq!(w.rule.span, Span::Millis(1000));
+        assert_eq!(w.rule.span, Span::Millis(Width::new(1000)));
         assert_eq!(w.epoch(|| 2_500), 2);
         w.reset();
         assert_eq!(w.epoch(|| 2_500), 12);

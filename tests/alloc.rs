@@ -392,7 +392,7 @@ fn windows_backoff_and_modes() {
         b.minimum_calls(4)
             .slow_call_duration(Duration::from_millis(50))
             .reset_timeout(Duration::from_millis(100))
-            .open_backoff(Backoff::exponential(2.0, Duration::from_secs(1)).jitter(Jitter::Full))
+            .open_backoff(Backoff::exponential(2.0, Duration::from_secs(1)).jitter(Jitter::Equal))
             .clock(clock.clone())
             .build()
             .unwrap()

@@ -172,6 +172,28 @@ impl CircuitBreaker {
         Some(recorded)
     }
 
+    /// The hot path of a windowed breaker: an untimed closed-state success
+    /// with no listener to tell is one CAS on this thread's stripe. `false`:
+    /// take the general path.
+    #[inline]
+    pub(super) fn window_success(&self, ticket: Ticket) -> bool {
+        let Some(p) = self.policy.as_deref() else {
+            return false;
+        };
+        let Some(w) = &p.window else {
+            return false;
+        };
+        if p.mode == Mode::Disabled
+            || ticket.is_probe()
+            || !self.listeners.is_empty()
+            || !self.state.is_current(ticket)
+        {
+            return false;
+        }
+        w.add(self.window_epoch(w), false, false);
+        true
+    }
+
     #[inline]
     fn window_epoch(&self, w: &Window) -> u64 {
         w.epoch(|| self.clock.coarse_ms())
