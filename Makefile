@@ -1,16 +1,21 @@
 # `make test` runs every suite of the project, installing what is missing.
 # `make tour` runs the main example.
+# `make install PREFIX=...` installs the C library (see ffi/install.sh).
 SHELL := /bin/bash
 
-SUITES := core loom header ffi features redis benches
+SUITES := core loom header ffi features redis benches python
 
-.PHONY: test tour $(SUITES)
+.PHONY: test tour install $(SUITES)
 
 test: $(SUITES)
 	@echo "==> all suites passed: $(SUITES)"
 
 tour:
 	cargo run --release --example tour
+
+PREFIX ?= /usr/local
+install:
+	PREFIX="$(PREFIX)" bash ffi/install.sh
 
 core:
 	bash scripts/test-core.sh
@@ -32,3 +37,6 @@ redis:
 
 benches:
 	bash scripts/test-benches.sh
+
+python:
+	bash scripts/test-python.sh

@@ -6,12 +6,17 @@
  *       if (call_dependency()) permit->success(); else permit->failure();
  *   }                                             // a permit destroyed unrecorded records a failure
  *
+ * Installed beside breakerbox.h by `make install PREFIX=...`; build with
+ * `c++ -std=c++17 app.cpp $(pkg-config --cflags --libs breakerbox)` or link
+ * the CMake target breakerbox::breakerbox (find_package(breakerbox)).
+ *
  * Every rule of breakerbox.h holds: a Breaker may be used from any number of
  * threads at once (its methods are const and thread-safe); moving it keeps
  * the same handle, so permits stay valid; permits must not outlive their
  * Breaker. A state-change function passed to the constructor runs on the
- * thread that made the transition; it must not throw (an exception there
- * ends the program, as it must not unwind through the C library).
+ * thread that made the transition, never nested inside itself (a change it
+ * causes is reported after it returns); it must not throw (an exception
+ * there ends the program, as it must not unwind through the C library).
  */
 #ifndef BREAKERBOX_HPP
 #define BREAKERBOX_HPP

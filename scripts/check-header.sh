@@ -17,7 +17,7 @@ need_cmd c++ g++
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
-step "cbindgen $CBINDGEN_VERSION" cbindgen --quiet --config cbindgen.toml --output "$tmp/breakerbox.h" src/ffi.rs
+step "cbindgen $CBINDGEN_VERSION" cbindgen --quiet --config ffi/cbindgen.toml --output "$tmp/breakerbox.h" ffi/src/lib.rs
 
 if [ "${1:-}" = "--update" ]; then
     cp "$tmp/breakerbox.h" include/breakerbox.h
@@ -25,7 +25,7 @@ if [ "${1:-}" = "--update" ]; then
 fi
 
 if ! diff -u include/breakerbox.h "$tmp/breakerbox.h"; then
-    echo "FAIL: include/breakerbox.h is out of date with src/ffi.rs;" \
+    echo "FAIL: include/breakerbox.h is out of date with ffi/src;" \
         "run 'bash scripts/check-header.sh --update' and commit the result" >&2
     exit 1
 fi

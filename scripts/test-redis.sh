@@ -71,8 +71,8 @@ c_abi() {
         sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
     build="$workdir/c"
     mkdir -p "$build"
-    cargo build --lib --features redis
-    cp "$target_dir/debug/libbreakerbox.a" "$build/"
+    cargo build -p breakerbox-ffi --lib --features redis
+    cp "$target_dir/debug/libbreakerbox_ffi.a" "$build/libbreakerbox.a"
     cc -std=c11 -Wall -Wextra -Wpedantic -Werror -g -DBREAKERBOX_REDIS -Iinclude \
         tests/redis_ffi.c -L"$build" -lbreakerbox -lpthread -ldl -lm -o "$build/redis_ffi"
     "$build/redis_ffi"

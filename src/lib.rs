@@ -25,7 +25,6 @@ mod breaker;
 pub mod clock;
 mod config;
 mod error;
-pub mod ffi;
 pub mod future;
 mod listener;
 #[cfg(feature = "llm")]

@@ -1,12 +1,15 @@
 /*
  * cb_new_redis from C: two handles on one namespace are one breaker, bad
  * input is an error code, and the handles take the ordinary permit
- * functions. Needs BREAKERBOX_REDIS_URL (scripts/test-redis.sh sets it).
+ * functions. A cb_builder sets the Redis options (fault policy, timeouts,
+ * refresh interval), and storage errors reach its on_storage_error
+ * callback. Needs BREAKERBOX_REDIS_URL (scripts/test-redis.sh sets it).
  */
 #define _POSIX_C_SOURCE 200809L
 
 #include "breakerbox.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +39,77 @@ static void on_change(void *user_data, const cb_breaker *breaker, cb_state from,
     if (from == CB_STATE_CLOSED && to == CB_STATE_OPEN) {
         (*(int *)user_data)++;
     }
+}
+
+typedef struct {
+    atomic_int count;
+    atomic_int without_message;
+    atomic_int wrong_handle;
+    const cb_breaker *_Atomic handle;
+} storage_errors_t;
+
+/* Runs on a caller's thread or the breaker's background thread. */
+static void on_storage_error(void *user_data, const cb_breaker *breaker, const char *message) {
+    storage_errors_t *errors = user_data;
+    atomic_fetch_add(&errors->count, 1);
+    if (message == NULL || message[0] == '\0') {
+        atomic_fetch_add(&errors->without_message, 1);
+    }
+    const cb_breaker *expected = atomic_load(&errors->handle);
+    if (expected != NULL && breaker != expected) {
+        atomic_fetch_add(&errors->wrong_handle, 1);
+    }
+}
+
+/* The builder's Redis options, and storage errors from a Redis nobody runs. */
+static void test_builder_options_and_storage_errors(const cb_config *config, const char *url, const char *ns) {
+    cb_builder *builder = NULL;
+    CHECK(cb_builder_new(config, &builder) == CB_STATUS_OK && builder != NULL);
+    CHECK(cb_builder_set_redis_fault_policy(builder, (cb_fault_policy)9) == CB_STATUS_INVALID_ARGUMENT);
+    CHECK(cb_builder_set_redis_command_timeout_ms(builder, 0) == CB_STATUS_INVALID_ARGUMENT);
+    CHECK(cb_builder_set_redis_connect_timeout_ms(builder, 0) == CB_STATUS_INVALID_ARGUMENT);
+    CHECK(cb_builder_set_redis_refresh_interval_ms(builder, 0) == CB_STATUS_INVALID_ARGUMENT);
+    CHECK(cb_builder_set_redis_fault_policy(NULL, CB_FAULT_POLICY_LOCAL) == CB_STATUS_INVALID_ARGUMENT);
+
+    /* Redis options without a URL are refused, not silently dropped. */
+    CHECK(cb_builder_set_redis_fault_policy(builder, CB_FAULT_POLICY_FAIL_CLOSED) == CB_STATUS_OK);
+    cb_breaker *untouched = (cb_breaker *)&checks;
+    cb_breaker *out = untouched;
+    CHECK(cb_builder_build(builder, &out) == CB_STATUS_INVALID_ARGUMENT && out == untouched);
+    CHECK(cb_builder_set_redis(builder, "not a url", ns) == CB_STATUS_STORAGE_ERROR);
+    CHECK(cb_builder_set_redis(builder, NULL, ns) == CB_STATUS_INVALID_ARGUMENT);
+    CHECK(cb_builder_set_redis(builder, url, "\xff") == CB_STATUS_INVALID_ARGUMENT);
+
+    /* A port nobody listens on, fail-closed: every call is rejected, and
+     * the errors reach C with a message. */
+    storage_errors_t errors = {0, 0, 0, NULL};
+    CHECK(cb_builder_set_redis(builder, "redis://127.0.0.1:1/", ns) == CB_STATUS_OK);
+    CHECK(cb_builder_set_redis_command_timeout_ms(builder, 50) == CB_STATUS_OK);
+    CHECK(cb_builder_set_redis_connect_timeout_ms(builder, 50) == CB_STATUS_OK);
+    CHECK(cb_builder_set_redis_refresh_interval_ms(builder, 20) == CB_STATUS_OK);
+    CHECK(cb_builder_set_on_storage_error(builder, on_storage_error, &errors) == CB_STATUS_OK);
+    cb_breaker *down = NULL;
+    CHECK(cb_builder_build(builder, &down) == CB_STATUS_OK && down != NULL);
+    atomic_store(&errors.handle, down);
+    cb_permit permit;
+    CHECK(cb_try_acquire(down, &permit) == CB_STATUS_REJECTED);
+    CHECK(atomic_load(&errors.count) > 0);
+    CHECK(cb_try_acquire(down, &permit) == CB_STATUS_REJECTED);
+    cb_free(down);
+    CHECK(atomic_load(&errors.without_message) == 0);
+    CHECK(atomic_load(&errors.wrong_handle) == 0);
+
+    /* The same options against the live Redis: admitted, no error. */
+    storage_errors_t none = {0, 0, 0, NULL};
+    CHECK(cb_builder_set_redis(builder, url, ns) == CB_STATUS_OK);
+    CHECK(cb_builder_set_on_storage_error(builder, on_storage_error, &none) == CB_STATUS_OK);
+    cb_breaker *up = NULL;
+    CHECK(cb_builder_build(builder, &up) == CB_STATUS_OK && up != NULL);
+    CHECK(cb_try_acquire(up, &permit) == CB_STATUS_OK);
+    CHECK(cb_record(up, permit, CB_OUTCOME_SUCCESS) == CB_STATUS_OK);
+    cb_free(up);
+    CHECK(atomic_load(&none.count) == 0);
+    cb_builder_free(builder);
 }
 
 /* Whether a call is admitted now; an admitted one is recorded as ignored. */
@@ -124,6 +198,10 @@ int main(void) {
     cb_free(b);
     cb_free(c);
     cb_free(NULL);
+
+    char builder_ns[128];
+    snprintf(builder_ns, sizeof builder_ns, "%s-builder", ns);
+    test_builder_options_and_storage_errors(&config, url, builder_ns);
     printf("cb_new_redis from C: %d checks passed\n", checks);
     return 0;
 }

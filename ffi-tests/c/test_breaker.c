@@ -518,6 +518,110 @@ static void test_bad_input(void) {
     cb_free(b);
 }
 
+/* Every edit of a permit's bits is refused, whatever field the bits hold:
+ * a closed permit must not become a probe, nor move to another episode. */
+static void test_edited_permits(void) {
+    cb_config c = cb_config_default();
+    c.fail_max = 1;
+    c.half_open_max_calls = 2;
+    cb_breaker *b = make(c);
+    cb_permit closed, probe;
+    CHECK_EQ(cb_try_acquire(b, &closed), CB_STATUS_OK);
+    for (int bit = 0; bit < 64; bit++) {
+        cb_permit edited = {closed.bits ^ (1ull << bit)};
+        CHECK_EQ(cb_record(b, edited, CB_OUTCOME_FAILURE), CB_STATUS_INVALID_ARGUMENT);
+        CHECK_EQ(cb_record(b, edited, CB_OUTCOME_SUCCESS), CB_STATUS_INVALID_ARGUMENT);
+    }
+    /* Two low bits at once (the kind of a permit, in today's layout). */
+    cb_permit as_probe = {closed.bits ^ 3u};
+    CHECK_EQ(cb_record(b, as_probe, CB_OUTCOME_SUCCESS), CB_STATUS_INVALID_ARGUMENT);
+    CHECK_EQ(cb_current_state(b), CB_STATE_CLOSED);
+    CHECK_EQ(cb_fail_counter(b), 0);
+
+    CHECK_EQ(cb_force_half_open(b), CB_STATUS_OK);
+    CHECK_EQ(cb_try_acquire(b, &probe), CB_STATUS_OK);
+    for (int bit = 0; bit < 64; bit++) {
+        cb_permit edited = {probe.bits ^ (1ull << bit)};
+        CHECK_EQ(cb_record(b, edited, CB_OUTCOME_SUCCESS), CB_STATUS_INVALID_ARGUMENT);
+    }
+    /* An edited permit changed nothing: the probe is still in flight. */
+    CHECK_EQ(cb_current_state(b), CB_STATE_HALF_OPEN);
+    CHECK_EQ(cb_probes_in_flight(b), 1);
+    CHECK_EQ(cb_record(b, probe, CB_OUTCOME_SUCCESS), CB_STATUS_OK);
+    CHECK_EQ(cb_current_state(b), CB_STATE_CLOSED);
+    /* The closed permit, from an ended episode, is stale, not invalid. */
+    CHECK_EQ(cb_record(b, closed, CB_OUTCOME_FAILURE), CB_STATUS_STALE_PERMIT);
+    cb_free(b);
+}
+
+/* A callback that forces the opposite state on every transition: the
+ * transitions it causes are reported after it returns, one after another,
+ * never nested, so the stack stays flat however long it goes on. */
+#define PINGPONG_TRANSITIONS 20000
+
+typedef struct {
+    int calls;
+    int depth;
+    int max_depth;
+    int out_of_order;
+    cb_state expect_from;
+    const cb_breaker *partner; /* NULL: force this breaker itself */
+    int *shared_depth;         /* depth across both breakers of a pair */
+    int *shared_max_depth;
+} pingpong_t;
+
+static void force_opposite(void *user_data, const cb_breaker *breaker, cb_state from, cb_state to) {
+    pingpong_t *pp = user_data;
+    int *depth = pp->shared_depth ? pp->shared_depth : &pp->depth;
+    int *max_depth = pp->shared_max_depth ? pp->shared_max_depth : &pp->max_depth;
+    if (++*depth > *max_depth) {
+        *max_depth = *depth;
+    }
+    if (from != pp->expect_from) {
+        pp->out_of_order++;
+    }
+    pp->expect_from = to;
+    if (++pp->calls < PINGPONG_TRANSITIONS) {
+        const cb_breaker *target = pp->partner ? pp->partner : breaker;
+        int open = cb_current_state(target) == CB_STATE_OPEN;
+        CHECK_EQ(open ? cb_force_close(target) : cb_force_open(target), CB_STATUS_OK);
+    }
+    --*depth;
+}
+
+static void test_reentrant_callback_does_not_nest(void) {
+    pingpong_t pp = {0, 0, 0, 0, CB_STATE_CLOSED, NULL, NULL, NULL};
+    cb_config c = cb_config_default();
+    c.fail_max = 1;
+    c.on_state_change = force_opposite;
+    c.user_data = &pp;
+    cb_breaker *b = make(c);
+    CHECK_EQ(call(b, CB_OUTCOME_FAILURE), CB_STATUS_OK); /* trips: the first of them */
+    CHECK_EQ(pp.calls, PINGPONG_TRANSITIONS);
+    CHECK_EQ(pp.max_depth, 1);
+    CHECK_EQ(pp.out_of_order, 0);
+    CHECK_EQ(cb_current_state(b), CB_STATE_CLOSED); /* an even number of changes */
+    cb_free(b);
+
+    /* Two breakers whose callbacks force each other: at most one callback
+     * of each on the stack. */
+    int depth = 0, max_depth = 0;
+    pingpong_t pa = {0, 0, 0, 0, CB_STATE_CLOSED, NULL, &depth, &max_depth};
+    pingpong_t pb = pa;
+    c.user_data = &pa;
+    cb_breaker *a = make(c);
+    c.user_data = &pb;
+    cb_breaker *z = make(c);
+    pa.partner = z;
+    pb.partner = a;
+    CHECK_EQ(cb_force_open(a), CB_STATUS_OK);
+    CHECK(max_depth <= 2);
+    CHECK_EQ(pa.calls, PINGPONG_TRANSITIONS);
+    CHECK_EQ(pa.out_of_order + pb.out_of_order, 0);
+    cb_free(a);
+    cb_free(z);
+}
+
 /* ---- threads ------------------------------------------------------------ */
 
 #define THREADS 8
@@ -656,6 +760,8 @@ int main(void) {
     run_test("stale and double records", test_stale_and_double_records);
     run_test("callback once per transition", test_callback_once_per_transition);
     run_test("bad input", test_bad_input);
+    run_test("edited permits", test_edited_permits);
+    run_test("a re-entrant callback does not nest", test_reentrant_callback_does_not_nest);
     run_test("threads: half-open admits at most the limit", test_threads_half_open_admits_at_most_the_limit);
     run_test("threads: a trip is reported once", test_threads_trip_reported_once);
     printf("C tests: %d/%d passed (%d checks, %d failed)\n", tests_run - tests_failed, tests_run, checks_run,

@@ -10,6 +10,9 @@
 #include <utility>
 #include <vector>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 namespace {
 
 int checks_failed = 0;
@@ -256,6 +259,43 @@ void threads_half_open_admits_at_most_the_limit() {
 
 } // namespace
 
+// A C callback (not the wrapper's noexcept trampoline) that throws: the
+// exception must not unwind through the library; the process aborts.
+void throwing_callback(void *, const cb_breaker *, cb_state, cb_state) {
+    throw std::runtime_error("thrown from a state-change callback");
+}
+
+void a_throwing_callback_aborts() {
+    std::fflush(nullptr);
+    const pid_t child = fork();
+    CHECK(child >= 0);
+    if (child == 0) {
+        // The library's message goes to stderr; the parent checks the signal.
+        cb_config c = config(1);
+        c.on_state_change = throwing_callback;
+        cb_breaker *b = nullptr;
+        if (cb_new(&c, &b) != CB_STATUS_OK) {
+            _exit(2);
+        }
+        cb_permit p;
+        if (cb_try_acquire(b, &p) != CB_STATUS_OK) {
+            _exit(3);
+        }
+        try {
+            (void)cb_record(b, p, CB_OUTCOME_FAILURE);  // trips: the callback throws
+        } catch (...) {
+            _exit(4);  // caught after unwinding through the library: wrong
+        }
+        _exit(5);  // returned as if nothing happened: wrong
+    }
+    int status = 0;
+    CHECK(waitpid(child, &status, 0) == child);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+    if (!WIFSIGNALED(status)) {
+        std::fprintf(stderr, "  child exited with %d\n", WEXITSTATUS(status));
+    }
+}
+
 int main() {
     std::printf("breakerbox %s: C++ wrapper tests\n", cb_version());
     run("acquire, record and reject", acquire_record_and_reject);
@@ -265,6 +305,7 @@ int main() {
     run("moves keep the handle and the callback", moves_keep_the_handle_and_the_callback);
     run("threads: every dropped permit is a failure", threads_count_every_dropped_permit_as_a_failure);
     run("threads: half-open admits at most the limit", threads_half_open_admits_at_most_the_limit);
+    run("a throwing callback aborts the process", a_throwing_callback_aborts);
     std::printf("C++ tests: %d/%d passed\n", tests_run - tests_failed, tests_run);
     std::printf("C++ tests: %s\n", tests_failed == 0 ? "PASS" : "FAIL");
     return tests_failed == 0 ? 0 : 1;

@@ -1,6 +1,7 @@
 package breakerbox
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -9,9 +10,9 @@ import (
 	"time"
 )
 
-func newBreaker(t *testing.T, cfg Config) *Breaker {
+func newBreaker(t *testing.T, opts ...Option) *Breaker {
 	t.Helper()
-	b, err := New(cfg)
+	b, err := New(opts...)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -23,33 +24,30 @@ func newBreaker(t *testing.T, cfg Config) *Breaker {
 	return b
 }
 
-func config(failMax, successThreshold, halfOpenMaxCalls uint32) Config {
-	cfg := DefaultConfig()
-	cfg.FailMax = failMax
-	cfg.SuccessThreshold = successThreshold
-	cfg.HalfOpenMaxCalls = halfOpenMaxCalls
-	return cfg
+func config(failMax, successThreshold, halfOpenMaxCalls uint32, more ...Option) []Option {
+	return append([]Option{
+		WithFailMax(failMax), WithSuccessThreshold(successThreshold), WithHalfOpenMaxCalls(halfOpenMaxCalls),
+	}, more...)
 }
 
 var errDown = errors.New("dependency down")
 
 func TestDefaultsAndVersion(t *testing.T) {
-	cfg := DefaultConfig()
-	if cfg.FailMax != 5 || cfg.ResetTimeout != time.Minute || cfg.SuccessThreshold != 1 || cfg.HalfOpenMaxCalls != 1 {
-		t.Fatalf("defaults: %+v", cfg)
+	failMax, resetTimeout, successThreshold, halfOpenMaxCalls := Defaults()
+	if failMax != 5 || resetTimeout != time.Minute || successThreshold != 1 || halfOpenMaxCalls != 1 {
+		t.Fatalf("defaults: %d %v %d %d", failMax, resetTimeout, successThreshold, halfOpenMaxCalls)
 	}
 	if Version() == "" {
 		t.Fatal("empty version")
 	}
-	cfg.Name = "inventory"
-	b := newBreaker(t, cfg)
+	b := newBreaker(t, WithName("inventory"))
 	if b.Name() != "inventory" || b.State() != Closed {
 		t.Fatalf("name %q state %v", b.Name(), b.State())
 	}
 }
 
 func TestDoTripsRejectsAndReturnsTheCallsError(t *testing.T) {
-	b := newBreaker(t, config(3, 1, 1))
+	b := newBreaker(t, config(3, 1, 1)...)
 	for i := 0; i < 3; i++ {
 		if err := b.Do(func() error { return errDown }); !errors.Is(err, errDown) {
 			t.Fatalf("call %d: got %v, want the call's own error", i, err)
@@ -68,7 +66,7 @@ func TestDoTripsRejectsAndReturnsTheCallsError(t *testing.T) {
 }
 
 func TestSuccessResetsFailures(t *testing.T) {
-	b := newBreaker(t, config(3, 1, 1))
+	b := newBreaker(t, config(3, 1, 1)...)
 	_ = b.Do(func() error { return errDown })
 	_ = b.Do(func() error { return errDown })
 	if b.FailCounter() != 2 {
@@ -83,7 +81,7 @@ func TestSuccessResetsFailures(t *testing.T) {
 }
 
 func TestPanicCountsAsFailure(t *testing.T) {
-	b := newBreaker(t, config(2, 1, 1))
+	b := newBreaker(t, config(2, 1, 1)...)
 	func() {
 		defer func() {
 			if recover() == nil {
@@ -98,9 +96,7 @@ func TestPanicCountsAsFailure(t *testing.T) {
 }
 
 func TestResetTimeoutThenProbe(t *testing.T) {
-	cfg := config(1, 1, 1)
-	cfg.ResetTimeout = 50 * time.Millisecond
-	b := newBreaker(t, cfg)
+	b := newBreaker(t, config(1, 1, 1, WithResetTimeout(50*time.Millisecond))...)
 	start := time.Now()
 	_ = b.Do(func() error { return errDown })
 	if err := b.Do(func() error { return nil }); !errors.Is(err, ErrRejected) {
@@ -138,24 +134,24 @@ func TestResetTimeoutThenProbe(t *testing.T) {
 }
 
 func TestBadInput(t *testing.T) {
-	for name, cfg := range map[string]Config{
+	for name, opts := range map[string][]Option{
 		"fail_max 0":            config(0, 1, 1),
 		"success_threshold 0":   config(1, 0, 1),
 		"half_open_max_calls 0": config(1, 1, 0),
 		"too many probes":       config(1, 1, 70000),
+		"negative timeout":      {WithResetTimeout(-time.Second)},
+		"probe lease 0":         {WithProbeLease(0)},
 	} {
-		if _, err := New(cfg); !errors.Is(err, ErrInvalidArgument) {
+		if _, err := New(opts...); !errors.Is(err, ErrInvalidArgument) {
 			t.Errorf("%s: got %v, want ErrInvalidArgument", name, err)
 		}
 	}
 	for _, name := range []string{"\xff\xfe", "a\x00b"} {
-		cfg := DefaultConfig()
-		cfg.Name = name
-		if _, err := New(cfg); !errors.Is(err, ErrInvalidArgument) {
+		if _, err := New(WithName(name)); !errors.Is(err, ErrInvalidArgument) {
 			t.Errorf("name %q: got %v, want ErrInvalidArgument", name, err)
 		}
 	}
-	b, err := New(config(1, 1, 1))
+	b, err := New(config(1, 1, 1)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,14 +190,11 @@ func TestCallbackSeesEveryTransitionOnce(t *testing.T) {
 	var mu sync.Mutex
 	var changes []change
 	var b *Breaker
-	cfg := config(1, 1, 1)
-	cfg.ResetTimeout = 20 * time.Millisecond
-	cfg.OnStateChange = func(from, to State) {
+	b = newBreaker(t, config(1, 1, 1, WithResetTimeout(20*time.Millisecond), WithOnStateChange(func(from, to State) {
 		mu.Lock()
 		defer mu.Unlock()
 		changes = append(changes, change{from, to, b.State()})
-	}
-	b = newBreaker(t, cfg)
+	}))...)
 	_ = b.Do(func() error { return errDown })
 	// Ask until the timeout has passed on the library's clock.
 	err := ErrRejected
@@ -223,13 +216,11 @@ func TestCallbackSeesEveryTransitionOnce(t *testing.T) {
 
 func TestConcurrentGoroutinesTripOnce(t *testing.T) {
 	var trips int64
-	cfg := config(100, 1, 1)
-	cfg.OnStateChange = func(from, to State) {
+	b := newBreaker(t, config(100, 1, 1, WithOnStateChange(func(from, to State) {
 		if from == Closed && to == Open {
 			atomic.AddInt64(&trips, 1)
 		}
-	}
-	b := newBreaker(t, cfg)
+	}))...)
 	var wg sync.WaitGroup
 	var failures, rejected int64
 	for g := 0; g < 16; g++ {
@@ -259,10 +250,7 @@ func TestConcurrentGoroutinesTripOnce(t *testing.T) {
 
 func TestConcurrentGoroutinesHalfOpenLimit(t *testing.T) {
 	const limit = 3
-	b := newBreaker(t, config(5, 65535, limit))
-	if err := b.SetProbeLease(10 * time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	b := newBreaker(t, config(5, 65535, limit, WithProbeLease(10*time.Minute))...)
 	if err := b.ForceHalfOpen(); err != nil {
 		t.Fatal(err)
 	}
@@ -300,5 +288,73 @@ func TestConcurrentGoroutinesHalfOpenLimit(t *testing.T) {
 	if b.State() != HalfOpen || int64(b.SuccessCounter()) != admitted || b.ProbesInFlight() != 0 {
 		t.Fatalf("state %v, %d successes counted for %d admitted, %d in flight",
 			b.State(), b.SuccessCounter(), admitted, b.ProbesInFlight())
+	}
+}
+
+func TestDoContext(t *testing.T) {
+	b := newBreaker(t, config(2, 1, 1)...)
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	ran := false
+	if err := b.DoContext(done, func(context.Context) error { ran = true; return nil }); !errors.Is(err, context.Canceled) {
+		t.Fatalf("done context: got %v, want context.Canceled", err)
+	}
+	if ran {
+		t.Fatal("ran with a done context")
+	}
+
+	// Cancelled by the caller while running: ignored, not a failure.
+	ctx, cancel := context.WithCancel(context.Background())
+	err := b.DoContext(ctx, func(ctx context.Context) error {
+		cancel()
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	if !errors.Is(err, context.Canceled) || b.FailCounter() != 0 {
+		t.Fatalf("cancelled call: err %v, fail counter %d; want Canceled and 0", err, b.FailCounter())
+	}
+
+	// A deadline that expires is the dependency being slow: a failure.
+	ctx, cancelTimeout := context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancelTimeout()
+	err = b.DoContext(ctx, func(ctx context.Context) error {
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	if !errors.Is(err, context.DeadlineExceeded) || b.FailCounter() != 1 {
+		t.Fatalf("expired call: err %v, fail counter %d; want DeadlineExceeded and 1", err, b.FailCounter())
+	}
+	if err := b.DoContext(context.Background(), func(context.Context) error { return errDown }); !errors.Is(err, errDown) {
+		t.Fatalf("got %v, want the call's error", err)
+	}
+	if b.State() != Open {
+		t.Fatalf("state %v after two failures, want open", b.State())
+	}
+	if err := b.DoContext(context.Background(), func(context.Context) error { return nil }); !errors.Is(err, ErrRejected) {
+		t.Fatalf("got %v, want ErrRejected", err)
+	}
+}
+
+func TestCallbackForcingTheOppositeStateDoesNotNest(t *testing.T) {
+	var b *Breaker
+	calls, depth, maxDepth := 0, 0, 0
+	b = newBreaker(t, config(1, 1, 1, WithOnStateChange(func(from, to State) {
+		depth++
+		if depth > maxDepth {
+			maxDepth = depth
+		}
+		calls++
+		if calls < 1000 {
+			if to == Open {
+				_ = b.ForceClose()
+			} else {
+				_ = b.ForceOpen()
+			}
+		}
+		depth--
+	}))...)
+	_ = b.Do(func() error { return errDown })
+	if calls != 1000 || maxDepth != 1 || b.State() != Closed {
+		t.Fatalf("%d calls, depth %d, state %v; want 1000, 1, closed", calls, maxDepth, b.State())
 	}
 }

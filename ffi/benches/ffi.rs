@@ -2,16 +2,27 @@
 //! `extern "C"` function pointers (as a C caller linking the library does),
 //! against the same acquire + record through the Rust API.
 
-mod common;
-
-use breakerbox::ffi::{
-    cb_breaker, cb_config_default, cb_free, cb_new, cb_permit, cb_record, cb_status, cb_try_acquire,
-    RawOutcome,
-};
 use breakerbox::{CircuitBreaker, Outcome};
-use common::{config, LONG};
+use breakerbox_ffi::{
+    cb_breaker, cb_config, cb_config_default, cb_force_open, cb_free, cb_new, cb_permit, cb_record,
+    cb_status, cb_try_acquire, RawOutcome,
+};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use std::ptr;
+use std::time::Duration;
+
+/// The settings of the core's benches, so the figures compare.
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(30)
+        .without_plots()
+        .configure_from_args()
+}
+
+/// Long enough that no open breaker half-opens while a case runs.
+const LONG: Duration = Duration::from_secs(3600);
 
 type TryAcquire = unsafe extern "C" fn(*const cb_breaker, *mut cb_permit) -> cb_status;
 type Record = unsafe extern "C" fn(*const cb_breaker, cb_permit, RawOutcome) -> cb_status;
@@ -86,7 +97,7 @@ fn ffi(c: &mut Criterion) {
 
     // Rejections through the boundary, for the open-state figure.
     let mut g = c.benchmark_group("ffi_open_rejection");
-    let config = breakerbox::ffi::cb_config {
+    let config = cb_config {
         reset_timeout_ms: LONG.as_millis() as u64,
         ..cb_config_default()
     };
@@ -95,7 +106,7 @@ fn ffi(c: &mut Criterion) {
     assert_eq!(unsafe { cb_new(&config, &mut open) }, cb_status::Ok);
     let open = Handle(open);
     // SAFETY: a live handle.
-    assert_eq!(unsafe { breakerbox::ffi::cb_force_open(open.0) }, cb_status::Ok);
+    assert_eq!(unsafe { cb_force_open(open.0) }, cb_status::Ok);
     let o = open.0 as *const cb_breaker;
     g.bench_function("breakerbox_c_abi", |b| {
         b.iter(|| {

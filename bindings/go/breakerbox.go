@@ -1,18 +1,22 @@
-// Package breakerbox wraps the breakerbox C ABI for Go: a lock-free circuit
-// breaker (closed -> open -> half-open).
+// Package breakerbox is a lock-free circuit breaker (closed -> open ->
+// half-open) for Go, over the breakerbox C library.
 //
-//	b, err := breakerbox.New(breakerbox.DefaultConfig())
+//	b, err := breakerbox.New(breakerbox.WithName("db"), breakerbox.WithFailMax(3))
+//	if err != nil { ... }
 //	defer b.Close()
 //	err = b.Do(func() error { return callDependency() })
 //	if errors.Is(err, breakerbox.ErrRejected) { /* serve a fallback */ }
+//
+// The package links the installed C library through pkg-config
+// (`make install PREFIX=...` in the repository installs it with its
+// breakerbox.pc; point PKG_CONFIG_PATH at PREFIX/lib/pkgconfig).
 //
 // Every method but Close is safe for concurrent use by any number of
 // goroutines; no lock is taken around the protected call.
 package breakerbox
 
 /*
-#cgo CFLAGS: -I${SRCDIR}/../../include
-#cgo LDFLAGS: -L${SRCDIR}/../build/static -lbreakerbox -lpthread -ldl -lm
+#cgo pkg-config: breakerbox
 #include <stdint.h>
 #include <stdlib.h>
 #include "breakerbox.h"
@@ -22,6 +26,7 @@ cb_state_change_fn breakerbox_go_trampoline(void);
 import "C"
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"runtime/cgo"
@@ -88,28 +93,58 @@ func statusError(s C.cb_status) error {
 	return fmt.Errorf("breakerbox: %s (status %d)", C.GoString(C.cb_status_str(s)), uint32(s))
 }
 
-// Config configures a Breaker. Start from DefaultConfig.
-type Config struct {
-	Name             string
-	FailMax          uint32        // consecutive failures that trip; at least 1
-	ResetTimeout     time.Duration // how long it stays open; whole milliseconds
-	SuccessThreshold uint32        // probe successes that close; 1 to 65535
-	HalfOpenMaxCalls uint32        // probes at once in half-open; 1 to 65535
-	// OnStateChange, if set, is called once per transition, on the goroutine
-	// whose call made it, after the new state is visible. It must not call Close.
-	OnStateChange func(from, to State)
+// settings are what the options set; the zero of each field means the
+// library's default.
+type settings struct {
+	name             string
+	failMax          *uint32
+	resetTimeout     *time.Duration
+	successThreshold *uint32
+	halfOpenMaxCalls *uint32
+	probeLease       *time.Duration
+	onStateChange    func(from, to State)
 }
 
-// DefaultConfig is the library's default: FailMax 5, ResetTimeout 60 s,
+// An Option configures New.
+type Option func(*settings)
+
+// WithName names the breaker (valid UTF-8 without NUL).
+func WithName(name string) Option { return func(s *settings) { s.name = name } }
+
+// WithFailMax sets the consecutive failures that trip the breaker (at least
+// 1; default 5).
+func WithFailMax(n uint32) Option { return func(s *settings) { s.failMax = &n } }
+
+// WithResetTimeout sets how long the breaker stays open before it admits a
+// probe (whole milliseconds; default 60 s).
+func WithResetTimeout(d time.Duration) Option { return func(s *settings) { s.resetTimeout = &d } }
+
+// WithSuccessThreshold sets the probe successes that close the breaker (1
+// to 65535; default 1).
+func WithSuccessThreshold(n uint32) Option { return func(s *settings) { s.successThreshold = &n } }
+
+// WithHalfOpenMaxCalls sets how many probes half-open admits at once (1 to
+// 65535; default 1).
+func WithHalfOpenMaxCalls(n uint32) Option { return func(s *settings) { s.halfOpenMaxCalls = &n } }
+
+// WithProbeLease sets how long a probe may stay unrecorded before its slot
+// is given to another (at least 1 ms; default the reset timeout, at least
+// one second).
+func WithProbeLease(d time.Duration) Option { return func(s *settings) { s.probeLease = &d } }
+
+// WithOnStateChange sets a function called once per transition, on the
+// goroutine whose call made it, after the new state is visible. It must not
+// call Close. A change it causes itself is reported after it returns.
+func WithOnStateChange(fn func(from, to State)) Option {
+	return func(s *settings) { s.onStateChange = fn }
+}
+
+// Defaults are the library's defaults: FailMax 5, ResetTimeout 60 s,
 // SuccessThreshold 1, HalfOpenMaxCalls 1.
-func DefaultConfig() Config {
+func Defaults() (failMax uint32, resetTimeout time.Duration, successThreshold, halfOpenMaxCalls uint32) {
 	c := C.cb_config_default()
-	return Config{
-		FailMax:          uint32(c.fail_max),
-		ResetTimeout:     time.Duration(c.reset_timeout_ms) * time.Millisecond,
-		SuccessThreshold: uint32(c.success_threshold),
-		HalfOpenMaxCalls: uint32(c.half_open_max_calls),
-	}
+	return uint32(c.fail_max), time.Duration(c.reset_timeout_ms) * time.Millisecond,
+		uint32(c.success_threshold), uint32(c.half_open_max_calls)
 }
 
 // Breaker is a circuit breaker. Release it with Close.
@@ -123,33 +158,57 @@ func breakerboxGoStateChange(h C.uintptr_t, from, to C.cb_state) {
 	cgo.Handle(h).Value().(func(from, to State))(State(from), State(to))
 }
 
-// New makes a breaker. A zero threshold, a name that is not valid UTF-8 or
-// contains NUL give ErrInvalidArgument.
-func New(cfg Config) (*Breaker, error) {
-	if !utf8.ValidString(cfg.Name) || strings.IndexByte(cfg.Name, 0) >= 0 {
-		return nil, ErrInvalidArgument
+// New makes a breaker. A zero threshold, a negative duration, or a name
+// that is not valid UTF-8 or contains NUL give ErrInvalidArgument.
+func New(opts ...Option) (*Breaker, error) {
+	var s settings
+	for _, opt := range opts {
+		opt(&s)
 	}
-	if cfg.ResetTimeout < 0 {
+	if !utf8.ValidString(s.name) || strings.IndexByte(s.name, 0) >= 0 {
 		return nil, ErrInvalidArgument
 	}
 	c := C.cb_config_default()
-	c.fail_max = C.uint32_t(cfg.FailMax)
-	c.reset_timeout_ms = C.uint64_t(cfg.ResetTimeout / time.Millisecond)
-	c.success_threshold = C.uint32_t(cfg.SuccessThreshold)
-	c.half_open_max_calls = C.uint32_t(cfg.HalfOpenMaxCalls)
-	if cfg.Name != "" {
-		name := C.CString(cfg.Name)
-		defer C.free(unsafe.Pointer(name)) // cb_new copies it
+	if s.failMax != nil {
+		c.fail_max = C.uint32_t(*s.failMax)
+	}
+	if s.resetTimeout != nil {
+		if *s.resetTimeout < 0 {
+			return nil, ErrInvalidArgument
+		}
+		c.reset_timeout_ms = C.uint64_t(*s.resetTimeout / time.Millisecond)
+	}
+	if s.successThreshold != nil {
+		c.success_threshold = C.uint32_t(*s.successThreshold)
+	}
+	if s.halfOpenMaxCalls != nil {
+		c.half_open_max_calls = C.uint32_t(*s.halfOpenMaxCalls)
+	}
+	if s.name != "" {
+		name := C.CString(s.name)
+		defer C.free(unsafe.Pointer(name)) // copied by cb_builder_new
 		c.name = name
 	}
 	b := &Breaker{}
-	if cfg.OnStateChange != nil {
+	if s.onStateChange != nil {
 		b.callback = (*C.uintptr_t)(C.malloc(C.size_t(unsafe.Sizeof(C.uintptr_t(0)))))
-		*b.callback = C.uintptr_t(cgo.NewHandle(cfg.OnStateChange))
+		*b.callback = C.uintptr_t(cgo.NewHandle(s.onStateChange))
 		c.on_state_change = C.breakerbox_go_trampoline()
 		c.user_data = unsafe.Pointer(b.callback)
 	}
-	if err := statusError(C.cb_new(&c, &b.ptr)); err != nil {
+	var builder *C.cb_builder
+	if err := statusError(C.cb_builder_new(&c, &builder)); err != nil {
+		b.freeCallback()
+		return nil, err
+	}
+	defer C.cb_builder_free(builder)
+	if s.probeLease != nil {
+		if err := statusError(C.cb_builder_set_probe_lease_ms(builder, C.uint64_t(*s.probeLease/time.Millisecond))); err != nil {
+			b.freeCallback()
+			return nil, err
+		}
+	}
+	if err := statusError(C.cb_builder_build(builder, &b.ptr)); err != nil {
 		b.freeCallback()
 		return nil, err
 	}
@@ -207,6 +266,39 @@ func (p Permit) Record(o Outcome) error {
 // success, an error a failure, a panic a failure (the panic continues).
 // It returns ErrRejected without running fn, or fn's own error.
 func (b *Breaker) Do(fn func() error) error {
+	return b.do(func() (Outcome, error) {
+		if err := fn(); err != nil {
+			return Failure, err
+		}
+		return Success, nil
+	})
+}
+
+// DoContext is Do for calls that take a context. A context already done is
+// returned at once, without asking the breaker. If fn fails after ctx was
+// cancelled (context.Canceled), the call is recorded as ignored: the caller
+// gave up, the dependency did not fail. An expired deadline is a failure
+// (the dependency was too slow).
+func (b *Breaker) DoContext(ctx context.Context, fn func(ctx context.Context) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return b.do(func() (Outcome, error) {
+		err := fn(ctx)
+		switch {
+		case err == nil:
+			return Success, nil
+		case errors.Is(ctx.Err(), context.Canceled):
+			return Ignored, err
+		default:
+			return Failure, err
+		}
+	})
+}
+
+// do asks for a permit, runs call and records the outcome it gives; a
+// panic records a failure and continues.
+func (b *Breaker) do(call func() (Outcome, error)) error {
 	p, err := b.TryAcquire()
 	if err != nil {
 		return err
@@ -217,14 +309,10 @@ func (b *Breaker) Do(fn func() error) error {
 			_ = p.Record(Failure)
 		}
 	}()
-	err = fn()
+	outcome, err := call()
 	recorded = true
-	if err != nil {
-		_ = p.Record(Failure)
-		return err
-	}
-	_ = p.Record(Success)
-	return nil
+	_ = p.Record(outcome)
+	return err
 }
 
 // State is the current state.

@@ -5,7 +5,7 @@ use std::ffi::CStr;
 use std::path::Path;
 
 fn header() -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("include/breakerbox.h");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../include/breakerbox.h");
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
@@ -25,7 +25,7 @@ fn header_version_matches_cargo_toml() {
         let define = format!("#define {name} {value}\n");
         assert!(
             header.contains(&define),
-            "include/breakerbox.h lacks `{}`: update the constants in src/ffi.rs to the crate version and regenerate the header",
+            "include/breakerbox.h lacks `{}`: update the constants in ffi/src/lib.rs to the crate version and regenerate the header",
             define.trim()
         );
     }
@@ -34,7 +34,7 @@ fn header_version_matches_cargo_toml() {
 #[test]
 fn cb_version_is_the_crate_version() {
     // SAFETY: cb_version returns a static NUL-terminated string.
-    let version = unsafe { CStr::from_ptr(breakerbox::ffi::cb_version()) };
+    let version = unsafe { CStr::from_ptr(breakerbox_ffi::cb_version()) };
     assert_eq!(version.to_str(), Ok(env!("CARGO_PKG_VERSION")));
 }
 
@@ -82,6 +82,19 @@ fn header_declares_the_whole_abi() {
         "const char *cb_name(const cb_breaker *breaker);",
         "const char *cb_status_str(cb_status status);",
         "const char *cb_version(void);",
+        "typedef struct cb_builder cb_builder;",
+        "typedef void (*cb_storage_error_fn)(void *user_data, const cb_breaker *breaker, const char *message);",
+        "cb_status cb_builder_new(const cb_config *config, cb_builder **out);",
+        "void cb_builder_free(cb_builder *builder);",
+        "cb_status cb_builder_set_probe_lease_ms(cb_builder *builder, uint64_t probe_lease_ms);",
+        "cb_status cb_builder_set_on_storage_error(cb_builder *builder, cb_storage_error_fn on_storage_error, void *user_data);",
+        "cb_status cb_builder_build(const cb_builder *builder, cb_breaker **out);",
+        "cb_status cb_new_redis(const cb_config *config, const char *redis_url, const char *namespace_, cb_breaker **out);",
+        "cb_status cb_builder_set_redis(cb_builder *builder, const char *redis_url, const char *namespace_);",
+        "cb_status cb_builder_set_redis_fault_policy(cb_builder *builder, cb_fault_policy policy);",
+        "cb_status cb_builder_set_redis_command_timeout_ms(cb_builder *builder, uint64_t ms);",
+        "cb_status cb_builder_set_redis_connect_timeout_ms(cb_builder *builder, uint64_t ms);",
+        "cb_status cb_builder_set_redis_refresh_interval_ms(cb_builder *builder, uint64_t ms);",
     ];
     let missing: Vec<_> = contract.iter().filter(|decl| !header.contains(*decl)).collect();
     assert!(missing.is_empty(), "include/breakerbox.h lacks: {missing:#?}");
@@ -100,6 +113,12 @@ fn header_starts_with_the_ownership_and_threading_rules() {
         "runs on the thread whose call made the",
         "except cb_free()",
         "RECORDING TWICE",
+        "ABI STABILITY",
+        "Callbacks never nest on one breaker",
+        "aborts the process at the",
+        "Rust 1.81 or",
+        "soname libbreakerbox.so.0",
+        "cb_config never grows",
     ] {
         assert!(preamble.contains(rule), "the header's preamble lacks {rule:?}");
     }

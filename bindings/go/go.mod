@@ -1,0 +1,3 @@
+module breakerbox/bindings/go
+
+go 1.19

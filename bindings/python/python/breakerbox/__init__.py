@@ -1,0 +1,447 @@
+"""breakerbox: a lock-free circuit breaker, and a drop-in for pybreaker 1.4.1.
+
+    import breakerbox as pybreaker
+
+Admission, the protected call and its record happen in one call into the
+compiled core (``breakerbox._breakerbox``); no lock is held across the call.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import weakref
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, TypeVar, overload
+
+from ._breakerbox import (
+    BreakerBase as _BreakerBase,
+    Calling,
+    CircuitBreakerError,
+    Decorated,
+    ManualClock,
+    Permit,
+    _setup,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Coroutine, Generator
+
+    from typing_extensions import ParamSpec
+
+    P = ParamSpec("P")
+
+__all__ = (
+    "CircuitBreaker",
+    "CircuitBreakerListener",
+    "CircuitBreakerError",
+    "CircuitBreakerState",
+    "CircuitBreakerStorage",
+    "CircuitMemoryStorage",
+    "CircuitRedisStorage",
+    "ManualClock",
+    "Permit",
+    "STATE_OPEN",
+    "STATE_CLOSED",
+    "STATE_HALF_OPEN",
+)
+
+STATE_OPEN = "open"
+STATE_CLOSED = "closed"
+STATE_HALF_OPEN = "half-open"
+
+T = TypeVar("T")
+
+
+class CircuitBreakerState:
+    """A state as listeners see it: ``state.name`` is ``"closed"``, ``"open"`` or ``"half-open"``."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, CircuitBreakerState):
+            return self._name == other._name
+        if isinstance(other, str):
+            return self._name == other
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._name)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._name!r}>"
+
+
+class CircuitClosedState(CircuitBreakerState):
+    def __init__(self) -> None:
+        super().__init__(STATE_CLOSED)
+
+
+class CircuitOpenState(CircuitBreakerState):
+    def __init__(self) -> None:
+        super().__init__(STATE_OPEN)
+
+
+class CircuitHalfOpenState(CircuitBreakerState):
+    def __init__(self) -> None:
+        super().__init__(STATE_HALF_OPEN)
+
+
+class CircuitBreakerListener:
+    """Plug code into a breaker's events; every hook defaults to doing nothing.
+
+    Hooks run on the thread that made the decision, after the state changed,
+    with no lock held. ``rejected``, ``ignored`` and ``storage_error`` go
+    beyond pybreaker and may be left out of a listener that does not subclass
+    this class.
+    """
+
+    def before_call(self, cb: CircuitBreaker, func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """An admitted call is about to run."""
+
+    def failure(self, cb: CircuitBreaker, exc: BaseException) -> None:
+        """A call raised and counted as a failure."""
+
+    def success(self, cb: CircuitBreaker) -> None:
+        """A call succeeded (or raised an excluded exception)."""
+
+    def state_change(
+        self, cb: CircuitBreaker, old_state: CircuitBreakerState | None, new_state: CircuitBreakerState
+    ) -> None:
+        """The breaker moved; ``cb.current_state`` already is ``new_state.name``."""
+
+    def rejected(self, cb: CircuitBreaker) -> None:
+        """A call was rejected without running."""
+
+    def ignored(self, cb: CircuitBreaker, exc: BaseException | None = None) -> None:
+        """A call counted as neither success nor failure (``ignore=``, cancellation)."""
+
+    def storage_error(self, cb: CircuitBreaker, message: str) -> None:
+        """The shared store failed; the breaker went on by its fault policy."""
+
+
+def _calling() -> None:
+    """The function ``before_call`` listeners see for a ``calling()`` block."""
+
+
+def _generator_call(permit: Permit, gen: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
+    """Records a generator function's outcome when the generator finishes or raises."""
+    try:
+        result = yield from gen
+    except BaseException as exc:
+        permit.error(exc)
+        raise
+    permit.success()
+    return result
+
+
+async def _call_async(self: _BreakerBase, func: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    """``await func(*args, **kwargs)`` if the breaker admits it.
+
+    Admission is decided when the coroutine first runs, before ``func`` is
+    called, so nothing is awaited between the decision and the call; a
+    rejected call never builds ``func``'s coroutine. A cancelled call
+    (``CancelledError``) counts as neither success nor failure.
+    """
+    ticket = self._admit(func, args, kwargs)
+    try:
+        result = await func(*args, **kwargs)
+    except BaseException as exc:
+        self._fail(ticket, exc)
+        raise
+    self._succeed(ticket)
+    return result
+
+
+_STATES = (CircuitClosedState(), CircuitOpenState(), CircuitHalfOpenState())
+_setup(_STATES, _generator_call, _calling)
+
+
+class CircuitBreakerStorage:
+    """Where a breaker's state lives. Only the two storages below exist: the
+    state is the compiled core's atomic word, or a Redis fleet's."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+
+def _check_state(state: object, argument: str) -> str:
+    if not isinstance(state, str):
+        raise TypeError(f"{argument} must be a state name (str), not {type(state).__name__}")
+    if state not in (STATE_CLOSED, STATE_OPEN, STATE_HALF_OPEN):
+        raise ValueError(f"Unknown state {state!r}, valid states: closed, open, half-open")
+    return state
+
+
+class CircuitMemoryStorage(CircuitBreakerStorage):
+    """The breaker's state in this process's memory (the default), starting in ``state``."""
+
+    def __init__(self, state: str) -> None:
+        super().__init__("memory")
+        self._initial_state = _check_state(state, "state")
+
+    @property
+    def state(self) -> str:
+        """The state the breaker starts in."""
+        return self._initial_state
+
+
+_POLICIES = ("local", "fail_open", "fail_closed")
+
+
+class CircuitRedisStorage(CircuitBreakerStorage):
+    """The breaker's state shared through Redis by every breaker, in any
+    process or language, naming the same ``namespace``: one logical breaker.
+
+    Built on breakerbox's fleet protocol (one Lua script per transition, the
+    Redis server's clock, pub/sub announcements). ``redis_object`` is the
+    redis-py client the application already has: its host, port, database,
+    username, password or unix socket are used to open the core's own
+    connections. TLS and Sentinel or Cluster clients raise ``TypeError``.
+    """
+
+    def __init__(
+        self,
+        state: str,
+        redis_object: Any,
+        namespace: str | None = None,
+        fallback_circuit_state: str = STATE_CLOSED,
+        cluster_mode: bool = False,
+        *,
+        policy: str = "local",
+        command_timeout: float = 0.1,
+        refresh_interval: float = 1.0,
+    ) -> None:
+        super().__init__("redis")
+        self._initial_state = _check_state(state, "state")
+        _check_state(fallback_circuit_state, "fallback_circuit_state")
+        if namespace is not None and not isinstance(namespace, str):
+            raise TypeError(f"namespace must be a str or None, not {type(namespace).__name__}")
+        if cluster_mode:
+            raise TypeError("cluster_mode: Redis Cluster clients are not supported; "
+                            "give a plain redis.Redis client of the node holding the namespace")
+        if policy not in _POLICIES:
+            raise ValueError(f"policy must be one of {', '.join(_POLICIES)}, got {policy!r}")
+        self._url = _redis_url(redis_object)
+        self._namespace = namespace
+        self._policy = policy
+        self._command_timeout = command_timeout
+        self._refresh_interval = refresh_interval
+
+    @property
+    def state(self) -> str:
+        return self._initial_state
+
+    @property
+    def url(self) -> str:
+        """The connection the core opens, password hidden."""
+        from urllib.parse import urlsplit, urlunsplit
+
+        parts = urlsplit(self._url)
+        if parts.password:
+            netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
+            return urlunsplit(parts._replace(netloc=netloc))
+        return self._url
+
+
+def _redis_url(client: Any) -> str:
+    """The URL of a redis-py client's connection settings."""
+    from urllib.parse import quote
+
+    kind = type(client).__name__
+    if kind in ("RedisCluster", "ClusterPipeline") or hasattr(client, "get_nodes"):
+        raise TypeError("redis_object: Redis Cluster clients are not supported; "
+                        "give a plain redis.Redis client")
+    pool = getattr(client, "connection_pool", None)
+    kwargs = getattr(pool, "connection_kwargs", None)
+    if pool is None or not isinstance(kwargs, dict):
+        raise TypeError(f"redis_object must be a redis-py Redis client, not {kind}")
+    conn_class = getattr(pool, "connection_class", None)
+    class_name = getattr(conn_class, "__name__", "")
+    if "Sentinel" in class_name or "Sentinel" in type(pool).__name__:
+        raise TypeError("redis_object: Sentinel-managed clients are not supported; "
+                        "give a redis.Redis client of the current master")
+    if "SSL" in class_name or kwargs.get("ssl") or kwargs.get("ssl_context"):
+        raise TypeError("redis_object uses TLS, which this build cannot honour; "
+                        "refusing to connect in plain text")
+    if kwargs.get("credential_provider") is not None:
+        raise TypeError("redis_object: a credential_provider is not supported; give username/password")
+    username = kwargs.get("username") or ""
+    password = kwargs.get("password") or ""
+    auth = ""
+    if password:
+        auth = f"{quote(str(username), safe='')}:{quote(str(password), safe='')}@"
+    elif username:
+        auth = f"{quote(str(username), safe='')}@"
+    db = int(kwargs.get("db") or 0)
+    path = kwargs.get("path")
+    if path:
+        url = f"unix://{auth}{path}?db={db}"
+        return url
+    host = kwargs.get("host") or "localhost"
+    port = int(kwargs.get("port") or 6379)
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"redis://{auth}{host}:{port}/{db}"
+
+
+_fork_registry: weakref.WeakSet[CircuitBreaker] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for breaker in list(_fork_registry):
+        breaker._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _as_tuple(value: Any, argument: str) -> tuple[Any, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, (str, bytes, type)):
+        raise TypeError(f"{argument} must be an iterable")
+    try:
+        return tuple(value)
+    except TypeError:
+        raise TypeError(f"{argument} must be an iterable, not {type(value).__name__}") from None
+
+
+class CircuitBreaker(_BreakerBase):
+    """A circuit breaker with pybreaker 1.4.1's interface on a lock-free core.
+
+    Beyond pybreaker: ``ignore=`` (exceptions that count as neither success
+    nor failure), ``half_open_max_calls``, ``probe_lease`` (seconds before a
+    lost probe's slot is reclaimed), ``clock=`` (a ``ManualClock`` for tests),
+    and asyncio: ``await cb.call_async(f)``, ``@cb`` on ``async def`` and
+    ``async with cb.calling()``.
+    """
+
+    def __init__(
+        self,
+        fail_max: int = 5,
+        reset_timeout: float = 60,
+        success_threshold: int = 1,
+        exclude: Iterable[type[BaseException] | Callable[[BaseException], bool]] | None = None,
+        listeners: Sequence[Any] | None = None,
+        state_storage: CircuitBreakerStorage | None = None,
+        name: str | None = None,
+        throw_new_error_on_trip: bool = True,
+        *,
+        ignore: Iterable[type[BaseException] | Callable[[BaseException], bool]] | None = None,
+        half_open_max_calls: int = 1,
+        probe_lease: float | None = None,
+        clock: ManualClock | None = None,
+    ) -> None:
+        redis: dict[str, Any] = {}
+        if state_storage is None:
+            initial = STATE_CLOSED
+        elif isinstance(state_storage, CircuitRedisStorage):
+            initial = state_storage.state
+            redis = dict(
+                redis_url=state_storage._url,
+                redis_namespace=state_storage._namespace,
+                redis_policy=state_storage._policy,
+                redis_command_timeout=state_storage._command_timeout,
+                redis_refresh_interval=state_storage._refresh_interval,
+            )
+        elif isinstance(state_storage, CircuitMemoryStorage):
+            initial = state_storage.state
+        else:
+            raise TypeError(
+                "state_storage must be a CircuitMemoryStorage or a CircuitRedisStorage, "
+                f"not {type(state_storage).__name__}: the state lives in the compiled core"
+            )
+        self._init(
+            name=name,
+            fail_max=fail_max,
+            reset_timeout=reset_timeout,
+            success_threshold=success_threshold,
+            half_open_max_calls=half_open_max_calls,
+            probe_lease=probe_lease,
+            exclude=_as_tuple(exclude, "exclude"),
+            ignore=_as_tuple(ignore, "ignore"),
+            listeners=_as_tuple(listeners, "listeners"),
+            throw_new_error_on_trip=throw_new_error_on_trip,
+            clock=clock,
+            initial_state=initial,
+            **redis,
+        )
+        self._state_storage = state_storage or CircuitMemoryStorage(initial)
+        if redis:
+            _fork_registry.add(self)
+
+    call_async = _call_async
+
+    # The decorator: @cb, @cb(), cb(func).
+    @overload
+    def __call__(self, func: Callable[P, T], /) -> Callable[P, T]: ...
+
+    @overload
+    def __call__(self) -> Callable[[Callable[P, T]], Callable[P, T]]: ...
+
+    def __call__(self, *call_args: Any, **call_kwargs: Any) -> Any:
+        call_kwargs.pop("__pybreaker_call_async", None)
+        if call_kwargs:
+            raise TypeError(f"unexpected keyword arguments: {', '.join(call_kwargs)}")
+        if len(call_args) > 1:
+            raise TypeError("the decorator takes one function")
+        if call_args:
+            return self._wrap(call_args[0])
+        return self._wrap
+
+    def _wrap(self, func: Any) -> Any:
+        if not callable(func):
+            raise TypeError(f"can only decorate a callable, not {type(func).__name__}")
+        if inspect.iscoroutinefunction(func):
+            admit, succeed, fail = self._admit, self._succeed, self._fail
+
+            @functools.wraps(func)
+            async def wrapper(*args: Any, **kwargs: Any) -> Any:
+                # `_call_async` inlined: one coroutine frame per call, not two.
+                ticket = admit(func, args, kwargs)
+                try:
+                    result = await func(*args, **kwargs)
+                except BaseException as exc:
+                    fail(ticket, exc)
+                    raise
+                succeed(ticket)
+                return result
+
+            return wrapper
+        return functools.wraps(func)(self._decorate(func))
+
+    def add_listener(self, listener: Any) -> None:
+        self._set_listeners(self.listeners + (listener,))
+
+    def add_listeners(self, *listeners: Any) -> None:
+        self._set_listeners(self.listeners + listeners)
+
+    def remove_listener(self, listener: Any) -> None:
+        current = list(self.listeners)
+        current.remove(listener)
+        self._set_listeners(tuple(current))
+
+    def add_excluded_exception(self, exception: type[BaseException] | Callable[[BaseException], bool]) -> None:
+        self._set_exclude(self.excluded_exceptions + (exception,))
+
+    def add_excluded_exceptions(self, *exceptions: type[BaseException] | Callable[[BaseException], bool]) -> None:
+        self._set_exclude(self.excluded_exceptions + exceptions)
+
+    def remove_excluded_exception(self, exception: type[BaseException] | Callable[[BaseException], bool]) -> None:
+        current = list(self.excluded_exceptions)
+        current.remove(exception)
+        self._set_exclude(tuple(current))
+
+    def __repr__(self) -> str:
+        return f"<CircuitBreaker name={self.name!r} state={self.current_state!r}>"

@@ -1,0 +1,66 @@
+//! Checking what Python hands in: each error names the argument and its unit.
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyFloat, PyInt};
+use std::time::Duration;
+
+fn type_name(value: &Bound<'_, PyAny>) -> String {
+    value
+        .get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".to_owned())
+}
+
+/// An `int` from 1 to `max` (a `bool` is refused: `True` is no count).
+pub(crate) fn count(name: &str, value: &Bound<'_, PyAny>, max: u32) -> PyResult<u32> {
+    if value.is_instance_of::<PyBool>() || !value.is_instance_of::<PyInt>() {
+        return Err(PyTypeError::new_err(format!(
+            "{name} must be an int, not {}",
+            type_name(value)
+        )));
+    }
+    match value.extract::<i64>() {
+        Ok(v) if (1..=i64::from(max)).contains(&v) => Ok(v as u32),
+        _ => Err(PyValueError::new_err(format!(
+            "{name} must be between 1 and {max}, got {}",
+            value.repr().map(|r| r.to_string()).unwrap_or_default()
+        ))),
+    }
+}
+
+/// A number of seconds (`int` or `float`, finite, at least zero, or above
+/// zero when `positive`), kept as whole milliseconds.
+pub(crate) fn seconds(name: &str, value: &Bound<'_, PyAny>, positive: bool) -> PyResult<Duration> {
+    if value.is_instance_of::<PyBool>()
+        || !(value.is_instance_of::<PyInt>() || value.is_instance_of::<PyFloat>())
+    {
+        return Err(PyTypeError::new_err(format!(
+            "{name} must be a number of seconds (int or float), not {}",
+            type_name(value)
+        )));
+    }
+    let secs: f64 = value.extract()?;
+    let bad = || {
+        let floor = if positive { "above 0" } else { "at least 0" };
+        PyValueError::new_err(format!(
+            "{name} must be a finite number of seconds {floor}, got {secs}"
+        ))
+    };
+    if !secs.is_finite() || secs < 0.0 || (positive && secs <= 0.0) {
+        return Err(bad());
+    }
+    let d = Duration::try_from_secs_f64(secs).map_err(|_| bad())?;
+    if positive && d.as_millis() == 0 {
+        return Err(PyValueError::new_err(format!(
+            "{name} must be at least 0.001 seconds (kept in whole milliseconds), got {secs}"
+        )));
+    }
+    Ok(d)
+}
+
+/// Seconds as Python sees them.
+pub(crate) fn to_seconds(d: Duration) -> f64 {
+    d.as_secs_f64()
+}

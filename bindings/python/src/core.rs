@@ -1,0 +1,170 @@
+//! The Rust breaker behind a Python one, and what it takes to build it again
+//! in a forked child.
+
+use crate::args;
+use crate::events::Bridge;
+use breakerbox::clock::{Clock, ManualClock};
+use breakerbox::redis::{FaultPolicy, RedisState};
+use breakerbox::{CircuitBreaker, ConfigError, State};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// A test clock: time moves only when told to (`advance`). Pass it as
+/// `clock=` to a breaker; clones of one clock share its timeline.
+#[pyclass(frozen, module = "breakerbox._breakerbox", name = "ManualClock")]
+#[derive(Clone)]
+pub(crate) struct PyManualClock(pub(crate) ManualClock);
+
+#[pymethods]
+impl PyManualClock {
+    #[new]
+    fn new() -> Self {
+        PyManualClock(ManualClock::new())
+    }
+
+    /// Moves time forward by `seconds` (kept in whole milliseconds).
+    fn advance(&self, seconds: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.0.advance(args::seconds("seconds", seconds, false)?);
+        Ok(())
+    }
+
+    /// Seconds since the clock's origin.
+    #[getter]
+    fn now(&self) -> f64 {
+        self.0.now_ms() as f64 / 1000.0
+    }
+
+    /// How many times breakers have read this clock.
+    #[getter]
+    fn reads(&self) -> u64 {
+        self.0.reads()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("ManualClock(now={})", self.now())
+    }
+}
+
+/// Where a shared breaker's state lives, as `CircuitRedisStorage` gives it.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub(crate) state: RedisState,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        url: &str,
+        namespace: Option<String>,
+        policy: &str,
+        command_timeout: Duration,
+        refresh_interval: Duration,
+    ) -> PyResult<Shared> {
+        let policy = match policy {
+            "local" => FaultPolicy::Local,
+            "fail_open" => FaultPolicy::FailOpen,
+            "fail_closed" => FaultPolicy::FailClosed,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "policy must be 'local', 'fail_open' or 'fail_closed', got {other:?}"
+                )))
+            }
+        };
+        let mut state = RedisState::connect(url)
+            .map_err(|e| PyValueError::new_err(format!("redis_client: {e}")))?
+            .policy(policy)
+            .command_timeout(command_timeout)
+            .refresh_interval(refresh_interval);
+        if let Some(ns) = namespace {
+            state = state.namespace(ns);
+        }
+        Ok(Shared { state })
+    }
+}
+
+/// Everything a breaker is built from.
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) name: String,
+    pub(crate) fail_max: u32,
+    pub(crate) reset_timeout: Duration,
+    pub(crate) success_threshold: u32,
+    pub(crate) half_open_max_calls: u32,
+    pub(crate) probe_lease: Option<Duration>,
+    pub(crate) clock: Option<ManualClock>,
+    pub(crate) shared: Option<Shared>,
+}
+
+pub(crate) fn config_error(e: ConfigError) -> PyErr {
+    PyValueError::new_err(e.to_string())
+}
+
+/// A core breaker and the configuration it was built from.
+pub(crate) struct Core {
+    pub(crate) breaker: CircuitBreaker,
+    config: Config,
+    lease_set: AtomicBool,
+}
+
+impl Core {
+    /// Builds the breaker; a shared one makes its first round trip here, so
+    /// call this with the GIL released.
+    pub(crate) fn build(config: Config, initial: State) -> Result<Core, ConfigError> {
+        let mut b = CircuitBreaker::builder()
+            .name(config.name.clone())
+            .fail_max(config.fail_max)
+            .reset_timeout(config.reset_timeout)
+            .success_threshold(config.success_threshold)
+            .half_open_max_calls(config.half_open_max_calls)
+            .listener(Bridge);
+        if let Some(lease) = config.probe_lease {
+            b = b.probe_lease(lease);
+        }
+        if let Some(clock) = &config.clock {
+            b = b.clock(clock.clone());
+        }
+        if let Some(shared) = &config.shared {
+            b = b.shared(shared.state.clone());
+        }
+        let breaker = b.build()?;
+        // A shared breaker starts where its fleet is; a local one where asked.
+        if config.shared.is_none() {
+            match initial {
+                State::Closed => None,
+                State::Open => breaker.open(),
+                State::HalfOpen => breaker.half_open(),
+            };
+        }
+        Ok(Core {
+            breaker,
+            config,
+            lease_set: AtomicBool::new(false),
+        })
+    }
+
+    pub(crate) fn is_shared(&self) -> bool {
+        self.config.shared.is_some()
+    }
+
+    /// The same breaker, built anew with the limits in force now: for a
+    /// forked child, which must not use its parent's watcher thread or
+    /// connections. It starts from the fleet's state.
+    pub(crate) fn rebuild(&self) -> Result<Core, ConfigError> {
+        let b = &self.breaker;
+        let mut config = self.config.clone();
+        config.fail_max = b.fail_max();
+        config.reset_timeout = b.reset_timeout();
+        config.success_threshold = b.success_threshold();
+        config.half_open_max_calls = b.half_open_max_calls();
+        if config.probe_lease.is_some() || self.lease_set.load(Ordering::Acquire) {
+            config.probe_lease = Some(b.probe_lease());
+        }
+        Core::build(config, State::Closed)
+    }
+
+    /// Remembers a lease set at run time, so a rebuild keeps it.
+    pub(crate) fn note_probe_lease(&self) {
+        self.lease_set.store(true, Ordering::Release);
+    }
+}

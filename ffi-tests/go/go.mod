@@ -1,3 +1,0 @@
-module breakerbox
-
-go 1.19

@@ -1,0 +1,268 @@
+//! A breaker whose state is shared by a fleet through Redis (the `redis`
+//! feature; `BREAKERBOX_REDIS` in the header).
+
+use crate::config::{builder_from, cb_builder, cb_config, write_handle};
+use crate::handle::cb_breaker;
+use crate::status::cb_status;
+use breakerbox::redis::{FaultPolicy, RedisState};
+use std::ffi::{c_char, CStr};
+use std::time::Duration;
+
+/// What a Redis-backed breaker decides while Redis is unreachable.
+///
+/// Taken as a 32-bit integer and checked: a value outside this list is
+/// `CB_STATUS_INVALID_ARGUMENT`.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum cb_fault_policy {
+    /// Go on as a per-process breaker on the local mirror. The default.
+    Local = 0,
+    /// Admit every call; outcomes are not counted.
+    FailOpen = 1,
+    /// Reject every call.
+    FailClosed = 2,
+}
+
+/// A fault policy exactly as C passed it; [`cb_fault_policy`] in the header.
+#[doc(hidden)]
+#[repr(transparent)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawFaultPolicy(pub u32);
+
+impl RawFaultPolicy {
+    fn to_policy(self) -> Option<FaultPolicy> {
+        match self.0 {
+            x if x == cb_fault_policy::Local as u32 => Some(FaultPolicy::Local),
+            x if x == cb_fault_policy::FailOpen as u32 => Some(FaultPolicy::FailOpen),
+            x if x == cb_fault_policy::FailClosed as u32 => Some(FaultPolicy::FailClosed),
+            _ => None,
+        }
+    }
+}
+
+/// A builder's Redis settings; the timeouts apply only with a URL.
+#[derive(Default)]
+pub(crate) struct RedisOptions {
+    state: Option<RedisState>,
+    policy: Option<FaultPolicy>,
+    command_timeout: Option<Duration>,
+    connect_timeout: Option<Duration>,
+    refresh_interval: Option<Duration>,
+}
+
+impl RedisOptions {
+    /// Shares the breaker's state when a URL was set. Redis options without
+    /// a URL are refused rather than silently dropped.
+    pub(crate) fn apply(&self, builder: breakerbox::Builder) -> Result<breakerbox::Builder, cb_status> {
+        let Some(state) = &self.state else {
+            let any = self.policy.is_some()
+                || self.command_timeout.is_some()
+                || self.connect_timeout.is_some()
+                || self.refresh_interval.is_some();
+            return if any {
+                Err(cb_status::InvalidArgument)
+            } else {
+                Ok(builder)
+            };
+        };
+        let mut state = state.clone();
+        if let Some(policy) = self.policy {
+            state = state.policy(policy);
+        }
+        if let Some(timeout) = self.command_timeout {
+            state = state.command_timeout(timeout);
+        }
+        if let Some(timeout) = self.connect_timeout {
+            state = state.connect_timeout(timeout);
+        }
+        if let Some(interval) = self.refresh_interval {
+            state = state.refresh_interval(interval);
+        }
+        Ok(builder.shared(state))
+    }
+}
+
+/// A NUL-terminated UTF-8 string; `None` for NULL.
+///
+/// # Safety
+///
+/// `ptr` is NULL or NUL-terminated, and outlives `'a`.
+unsafe fn optional_str<'a>(ptr: *const c_char) -> Result<Option<&'a str>, cb_status> {
+    if ptr.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: non-NULL and NUL-terminated per the contract.
+    let text = unsafe { CStr::from_ptr(ptr) }.to_str();
+    text.map(Some).map_err(|_| cb_status::InvalidArgument)
+}
+
+/// Parses `redis_url` and `namespace_` into a shared state.
+///
+/// # Safety
+///
+/// Both are NULL or NUL-terminated.
+unsafe fn redis_state(redis_url: *const c_char, namespace_: *const c_char) -> Result<RedisState, cb_status> {
+    // SAFETY: NULL or NUL-terminated per the contract.
+    let url = unsafe { optional_str(redis_url) }?.ok_or(cb_status::InvalidArgument)?;
+    // SAFETY: as above.
+    let namespace = unsafe { optional_str(namespace_) }?;
+    let state = RedisState::connect(url).map_err(|_| cb_status::StorageError)?;
+    Ok(match namespace {
+        Some(ns) => state.namespace(ns),
+        None => state,
+    })
+}
+
+/// Makes a breaker whose state is shared, through the Redis at `redis_url`,
+/// with every breaker of the same namespace: one logical breaker for a fleet
+/// of processes (see the README's consistency model). Writes its handle to
+/// `*out`; the handle takes the same functions as a `cb_new` one, and is
+/// released with `cb_free`.
+///
+/// `redis_url` is like "redis://127.0.0.1:6379/". `namespace_` is NULL (the
+/// breaker's name, or "default") or a NUL-terminated UTF-8 name. Redis is
+/// contacted now, within its timeouts (by default 100 ms per command, 250 ms
+/// to connect; a `cb_builder` sets them and the fault policy); a Redis that
+/// is down is not an error: the breaker decides locally, reconnects in the
+/// background and re-syncs.
+///
+/// Returns `CB_STATUS_OK`; `CB_STATUS_INVALID_ARGUMENT` as `cb_new` does, or
+/// when `redis_url` is NULL or either string is not valid UTF-8;
+/// `CB_STATUS_STORAGE_ERROR` when `redis_url` is not a Redis URL. `*out` is
+/// written only on `CB_STATUS_OK`.
+///
+/// # Safety
+///
+/// As `cb_new`; `redis_url` is NULL or a NUL-terminated string; `namespace_`
+/// is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn cb_new_redis(
+    config: *const cb_config,
+    redis_url: *const c_char,
+    namespace_: *const c_char,
+    out: *mut *mut cb_breaker,
+) -> cb_status {
+    ffi_panic_boundary! {
+        try_non_null!(config);
+        try_non_null!(redis_url);
+        try_non_null!(out);
+        // SAFETY: every pointer is as this function's contract requires.
+        let built = unsafe { builder_from(config) }.and_then(|mut builder| {
+            // SAFETY: as above.
+            builder.redis.state = Some(unsafe { redis_state(redis_url, namespace_) }?);
+            builder.build()
+        });
+        // SAFETY: `out` is non-NULL and writable per the contract.
+        unsafe { write_handle(built, out) }
+    }
+}
+
+/// Shares the state of the breakers this builder makes through the Redis at
+/// `redis_url`, under `namespace_`, as `cb_new_redis` does.
+/// `CB_STATUS_INVALID_ARGUMENT` when `builder` or `redis_url` is NULL or a
+/// string is not valid UTF-8; `CB_STATUS_STORAGE_ERROR` when `redis_url` is
+/// not a Redis URL. Nothing is contacted until `cb_builder_build`.
+///
+/// # Safety
+///
+/// `builder` is NULL or a live builder not in use by another call;
+/// `redis_url` and `namespace_` are NULL or NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn cb_builder_set_redis(
+    builder: *mut cb_builder,
+    redis_url: *const c_char,
+    namespace_: *const c_char,
+) -> cb_status {
+    ffi_panic_boundary! {
+        let builder = try_mut_from_ptr!(builder);
+        // SAFETY: NULL or NUL-terminated per the contract.
+        match unsafe { redis_state(redis_url, namespace_) } {
+            Ok(state) => {
+                builder.redis.state = Some(state);
+                cb_status::Ok
+            }
+            Err(status) => status,
+        }
+    }
+}
+
+/// Sets what the breaker decides while Redis is unreachable (default
+/// `CB_FAULT_POLICY_LOCAL`). `CB_STATUS_INVALID_ARGUMENT` for a NULL builder
+/// or a value outside `cb_fault_policy`, and nothing changes.
+///
+/// # Safety
+///
+/// `builder` is NULL or a live builder not in use by another call.
+#[no_mangle]
+pub unsafe extern "C" fn cb_builder_set_redis_fault_policy(
+    builder: *mut cb_builder,
+    policy: RawFaultPolicy,
+) -> cb_status {
+    ffi_panic_boundary! {
+        let builder = try_mut_from_ptr!(builder);
+        let Some(policy) = policy.to_policy() else {
+            return cb_status::InvalidArgument;
+        };
+        builder.redis.policy = Some(policy);
+        cb_status::Ok
+    }
+}
+
+/// Stores `ms` milliseconds (at least 1) in `field`.
+fn set_ms(field: &mut Option<Duration>, ms: u64) -> cb_status {
+    if ms == 0 {
+        return cb_status::InvalidArgument;
+    }
+    *field = Some(Duration::from_millis(ms));
+    cb_status::Ok
+}
+
+/// Sets the longest one call waits on Redis, in milliseconds (at least 1;
+/// default 100). `CB_STATUS_INVALID_ARGUMENT` for a NULL builder or 0.
+///
+/// # Safety
+///
+/// `builder` is NULL or a live builder not in use by another call.
+#[no_mangle]
+pub unsafe extern "C" fn cb_builder_set_redis_command_timeout_ms(
+    builder: *mut cb_builder,
+    ms: u64,
+) -> cb_status {
+    ffi_panic_boundary! {
+        set_ms(&mut try_mut_from_ptr!(builder).redis.command_timeout, ms)
+    }
+}
+
+/// Sets the longest opening a connection to Redis may take, in milliseconds
+/// (at least 1; default 250). `CB_STATUS_INVALID_ARGUMENT` for a NULL
+/// builder or 0.
+///
+/// # Safety
+///
+/// `builder` is NULL or a live builder not in use by another call.
+#[no_mangle]
+pub unsafe extern "C" fn cb_builder_set_redis_connect_timeout_ms(
+    builder: *mut cb_builder,
+    ms: u64,
+) -> cb_status {
+    ffi_panic_boundary! {
+        set_ms(&mut try_mut_from_ptr!(builder).redis.connect_timeout, ms)
+    }
+}
+
+/// Sets how often the local mirror is refreshed from Redis in case an
+/// announcement was lost, in milliseconds (at least 1; default 1000).
+/// `CB_STATUS_INVALID_ARGUMENT` for a NULL builder or 0.
+///
+/// # Safety
+///
+/// `builder` is NULL or a live builder not in use by another call.
+#[no_mangle]
+pub unsafe extern "C" fn cb_builder_set_redis_refresh_interval_ms(
+    builder: *mut cb_builder,
+    ms: u64,
+) -> cb_status {
+    ffi_panic_boundary! {
+        set_ms(&mut try_mut_from_ptr!(builder).redis.refresh_interval, ms)
+    }
+}
