@@ -1,6 +1,6 @@
 //! The circuit breaker and its permits.
 
-use crate::clock::{duration_to_ms, ClockSource};
+use crate::clock::{duration_to_ms, ClockSource, LazyNow};
 use crate::config::{self, Builder, Classifier, Settings};
 use crate::error::{ConfigError, Error, Rejected};
 use crate::listener::Listeners;
@@ -197,13 +197,14 @@ impl CircuitBreaker {
         if self.shared.is_some() {
             return self.acquire_slow();
         }
-        match self.state.rejects(&self.settings, &mut self.clock.lazy()) {
-            Some(state) => self.reject(state),
+        let mut now = self.clock.lazy();
+        match self.state.rejects(&self.settings, &mut now) {
+            Some(state) => self.reject(state, &mut now),
             None => self.acquire_slow(),
         }
     }
 
-    fn reject(&self, state: State) -> Result<Ticket, Rejected> {
+    fn reject(&self, state: State, now: &mut LazyNow<'_>) -> Result<Ticket, Rejected> {
         if self.policy.is_some() {
             if let Some(ticket) = self.shadow_admit(state) {
                 return Ok(ticket);
@@ -212,7 +213,7 @@ impl CircuitBreaker {
         if !self.listeners.is_empty() {
             self.notify_rejected(state);
         }
-        Err(self.rejected(state))
+        Err(self.rejected(state, now))
     }
 
     #[cold]
@@ -224,13 +225,14 @@ impl CircuitBreaker {
     // Not `#[cold]`: an open breaker's rejections all come through here.
     #[inline(never)]
     fn acquire_slow(&self) -> Result<Ticket, Rejected> {
+        let mut now = self.clock.lazy();
         #[cfg(feature = "redis")]
         let decision = match &self.shared {
             Some(fleet) => fleet.acquire(self, &self.settings.limits()),
-            None => self.state.acquire(&self.settings, &mut self.clock.lazy()),
+            None => self.state.acquire(&self.settings, &mut now),
         };
         #[cfg(not(feature = "redis"))]
-        let decision = self.state.acquire(&self.settings, &mut self.clock.lazy());
+        let decision = self.state.acquire(&self.settings, &mut now);
         match decision {
             Acquire::Admitted { ticket, transition } => {
                 let ticket = ticket.with_tag(self.tag);
@@ -241,7 +243,7 @@ impl CircuitBreaker {
                 }
                 Ok(ticket)
             }
-            Acquire::Rejected(state) => self.reject(state),
+            Acquire::Rejected(state) => self.reject(state, &mut now),
         }
     }
 
@@ -276,28 +278,19 @@ impl CircuitBreaker {
 
     #[inline(never)]
     fn record_and_report(&self, ticket: Ticket, outcome: Outcome, elapsed_ms: Option<u64>) -> Recorded {
-        if outcome == Outcome::Success && elapsed_ms.is_none() && self.window_success(ticket) {
-            return Recorded::Counted;
+        if let Some(p) = &self.policy {
+            return self.record_with_policy(p, ticket, outcome, elapsed_ms);
         }
-        let decided = match &self.policy {
-            Some(_) if self.mode() == Mode::Disabled => return Recorded::Counted,
-            Some(p) => self.record_in_policy(p, ticket, outcome, elapsed_ms),
-            None => None,
-        };
         // Checked again for breakers with listeners (a shared breaker always
         // has one): a clean success must not take the slow path, which for a
         // shared breaker is a round trip.
-        let recorded = if let Some(recorded) = decided {
-            recorded
-        } else if outcome == Outcome::Success && self.state.success_is_noop(ticket) {
+        let recorded = if outcome == Outcome::Success && self.state.success_is_noop(ticket) {
             Recorded::Counted
         } else {
             self.record_slow(ticket, outcome)
         };
-        if recorded != Recorded::Stale {
-            if !self.listeners.is_empty() {
-                self.report_outcome(outcome);
-            }
+        if !self.listeners.is_empty() && recorded != Recorded::Stale {
+            self.report_outcome(outcome);
             self.report_transition(recorded.transition());
         }
         recorded

@@ -228,6 +228,7 @@ impl ClockSource {
         LazyNow {
             clock: self,
             cached: None,
+            coarse: None,
         }
     }
 }
@@ -237,6 +238,20 @@ impl ClockSource {
 pub(crate) struct LazyNow<'a> {
     clock: &'a ClockSource,
     cached: Option<u64>,
+    /// The coarse reading `reached` took, if any.
+    coarse: Option<u64>,
+}
+
+impl LazyNow<'_> {
+    /// The latest reading this decision took (precise, else coarse), or a
+    /// coarse one now: never ahead of the precise time.
+    #[inline]
+    pub(crate) fn latest_ms(&mut self) -> u64 {
+        match (self.cached, self.coarse) {
+            (Some(now), _) | (None, Some(now)) => now,
+            (None, None) => *self.coarse.insert(self.clock.coarse().0),
+        }
+    }
 }
 
 impl crate::state::Now for LazyNow<'_> {
@@ -251,6 +266,7 @@ impl crate::state::Now for LazyNow<'_> {
             return now >= deadline_ms;
         }
         let (coarse, lag) = self.clock.coarse();
+        self.coarse = Some(coarse);
         if coarse.saturating_add(lag) < deadline_ms {
             // The precise time is at most `lag` ahead: still before the deadline.
             return false;

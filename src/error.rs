@@ -10,13 +10,19 @@ pub struct Rejected {
     /// The state that refused: [`State::Open`], or [`State::HalfOpen`] with
     /// every probe slot taken.
     pub state: State,
-    /// How long until a probe may be admitted, if known.
-    retry_after: Option<Duration>,
+    /// Milliseconds until a probe may be admitted; `UNKNOWN` if not known.
+    /// A bare integer keeps a rejection (and every `Result` holding one) small.
+    retry_after_ms: u64,
 }
 
+const UNKNOWN: u64 = u64::MAX;
+
 impl Rejected {
-    pub(crate) fn new(state: State, retry_after: Option<Duration>) -> Rejected {
-        Rejected { state, retry_after }
+    pub(crate) fn new(state: State, retry_after_ms: Option<u64>) -> Rejected {
+        Rejected {
+            state,
+            retry_after_ms: retry_after_ms.map_or(UNKNOWN, |ms| ms.min(UNKNOWN - 1)),
+        }
     }
 
     /// How long until the breaker may admit a probe. Open: the time left
@@ -27,7 +33,7 @@ impl Rejected {
     /// when not known (an open period whose backoff is not yet published, or
     /// a custom clock that reads no time).
     pub fn retry_after(&self) -> Option<Duration> {
-        self.retry_after
+        (self.retry_after_ms != UNKNOWN).then(|| Duration::from_millis(self.retry_after_ms))
     }
 }
 

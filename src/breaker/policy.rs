@@ -133,6 +133,36 @@ impl CircuitBreaker {
         self
     }
 
+    /// Records a call of a breaker with a policy: disabled counts nothing;
+    /// the window decides closed-state calls; the consecutive rule the rest.
+    /// Every transition reaches [`CircuitBreaker::on_transition`], listeners or not.
+    pub(super) fn record_with_policy(
+        &self,
+        p: &Policy,
+        ticket: Ticket,
+        outcome: Outcome,
+        elapsed_ms: Option<u64>,
+    ) -> Recorded {
+        if p.mode == Mode::Disabled {
+            return Recorded::Counted;
+        }
+        if outcome == Outcome::Success && elapsed_ms.is_none() && self.window_success(p, ticket) {
+            return Recorded::Counted;
+        }
+        let recorded = match self.record_in_policy(p, ticket, outcome, elapsed_ms) {
+            Some(recorded) => recorded,
+            None if outcome == Outcome::Success && self.state.success_is_noop(ticket) => Recorded::Counted,
+            None => self.record_slow(ticket, outcome),
+        };
+        if recorded != Recorded::Stale {
+            if !self.listeners.is_empty() {
+                self.report_outcome(outcome);
+            }
+            self.report_transition(recorded.transition());
+        }
+        recorded
+    }
+
     /// Records into the window when it decides this ticket (a closed-state
     /// call of a windowed breaker), or swallows it (disabled); `None` leaves
     /// it to the consecutive rule.
@@ -176,18 +206,11 @@ impl CircuitBreaker {
     /// with no listener to tell is one CAS on this thread's stripe. `false`:
     /// take the general path.
     #[inline]
-    pub(super) fn window_success(&self, ticket: Ticket) -> bool {
-        let Some(p) = self.policy.as_deref() else {
-            return false;
-        };
+    fn window_success(&self, p: &Policy, ticket: Ticket) -> bool {
         let Some(w) = &p.window else {
             return false;
         };
-        if p.mode == Mode::Disabled
-            || ticket.is_probe()
-            || !self.listeners.is_empty()
-            || !self.state.is_current(ticket)
-        {
+        if ticket.is_probe() || !self.listeners.is_empty() || !self.state.is_current(ticket) {
             return false;
         }
         w.add(self.window_epoch(w), false, false);
@@ -234,12 +257,11 @@ impl CircuitBreaker {
         Some(self.state.inert_ticket().with_tag(self.tag))
     }
 
-    pub(super) fn rejected(&self, state: State) -> Rejected {
-        let retry_after = self
-            .state
-            .retry_after_ms(&self.settings, self.clock.coarse_ms())
-            .map(Duration::from_millis);
-        Rejected::new(state, retry_after)
+    /// The rejection, with the time left read from the decision's own clock
+    /// reading where it took one.
+    pub(super) fn rejected(&self, state: State, now: &mut crate::clock::LazyNow<'_>) -> Rejected {
+        let retry_after_ms = self.state.retry_after_ms(&self.settings, now.latest_ms());
+        Rejected::new(state, retry_after_ms)
     }
 
     /// When a call starts, if its duration counts (slow calls configured).
