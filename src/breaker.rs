@@ -273,6 +273,9 @@ impl CircuitBreaker {
         if outcome == Outcome::Success && self.plain && self.state.success_is_noop(ticket) {
             return Recorded::Counted;
         }
+        if outcome == Outcome::Success && !self.plain && self.window_success(ticket) {
+            return Recorded::Counted;
+        }
         self.record_and_report(ticket, outcome, None)
     }
 

@@ -9,15 +9,47 @@ pub(crate) use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 #[cfg(breakerbox_loom)]
 pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-/// A small number fixed per thread, handed out round-robin: which stripe of
-/// a rate window this thread writes. Not a modelled atomic under loom: no
-/// ordering depends on it, only which cache line a thread tends to write.
+/// Stripes of a rate window that one thread may own (see `window.rs`).
+#[cfg(not(breakerbox_loom))]
+pub(crate) const OWNED_STRIPES: usize = 15;
+// Under loom every thread takes the shared stripe: its CAS is what is modelled.
+#[cfg(breakerbox_loom)]
+pub(crate) const OWNED_STRIPES: usize = 0;
+
+/// Which rate-window stripe this thread owns: below [`OWNED_STRIPES`], a
+/// stripe no other live thread writes; otherwise none (use the shared one).
+/// A thread claims a free stripe on first use and frees it when it exits,
+/// so short-lived threads recycle stripes. Not a modelled atomic under loom:
+/// the claim word is touched only at a thread's first use and exit.
 #[inline]
 pub(crate) fn thread_index() -> usize {
-    use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static INDEX: usize = NEXT.fetch_add(1, Relaxed);
+    use core::sync::atomic::{AtomicU32, Ordering::*};
+    static CLAIMED: AtomicU32 = AtomicU32::new(0);
+    struct Claim(usize);
+    impl Drop for Claim {
+        fn drop(&mut self) {
+            if self.0 < OWNED_STRIPES {
+                // Release: the next owner sees this thread's last records.
+                CLAIMED.fetch_and(!(1 << self.0), Release);
+            }
+        }
     }
-    INDEX.try_with(|i| *i).unwrap_or(0)
+    fn claim() -> usize {
+        let mut current = CLAIMED.load(Relaxed);
+        loop {
+            let free = (!current).trailing_zeros() as usize;
+            if free >= OWNED_STRIPES {
+                return usize::MAX;
+            }
+            match CLAIMED.compare_exchange_weak(current, current | 1 << free, Acquire, Relaxed) {
+                Ok(_) => return free,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+    thread_local! {
+        static CLAIM: Claim = Claim(claim());
+    }
+    // A thread being torn down owns nothing any more.
+    CLAIM.try_with(|c| c.0).unwrap_or(usize::MAX)
 }

@@ -4,9 +4,10 @@
 //! # Counting without shared writes
 //!
 //! The window is a set of *stripes*, one cache line each (`CachePadded`).
-//! A thread always writes the same stripe (threads are numbered round-robin
-//! on first use), so two threads share a line only when there are more
-//! threads than stripes. A stripe is a ring of 16 words, one per epoch
+//! A thread claims one of 15 stripes on first use and frees it when it
+//! exits; while it owns it no other thread writes it, so it records with a
+//! plain load and store (no read-modify-write, so no `lock` prefix). With
+//! more than 15 live threads the rest share the 16th stripe, with a CAS. A stripe is a ring of 16 words, one per epoch
 //! (the slot is the epoch modulo 16); the window reads the last `buckets`:
 //!
 //! | bits   | field                                          |
@@ -16,16 +17,15 @@
 //! | 32..48 | slow calls                                     |
 //! | 48..64 | the bucket's epoch, modulo 2^16                |
 //!
-//! A record is one compare-and-swap on its own stripe's word; a word whose
-//! epoch tag is older is restarted at the new epoch by the same CAS, so a
-//! bucket rolls over without losing or keeping a count. A word never goes
+//! A word whose epoch tag is older is restarted at the new epoch by the same
+//! store (or CAS), so a bucket rolls over without losing or keeping a count. A word never goes
 //! back to an older epoch: a record that arrives late for its bucket is
 //! dropped. A stripe's bucket saturates at 65,535 calls: later calls of that
 //! thread in that bucket are not counted at all (a sample, not a bias).
 //!
 //! Only failures and slow calls read the window (every word of every stripe)
-//! to decide whether to trip; a plain success never does, so it is one CAS
-//! on a line the thread owns. The rate a decision sees is therefore exact
+//! to decide whether to trip; a plain success never does, so it is one
+//! store (or, on the shared stripe, one CAS). The rate a decision sees is therefore exact
 //! for records that finished before it, and may miss records racing it.
 //!
 //! # Buckets
@@ -49,7 +49,7 @@
 
 use crate::clock::duration_to_ms;
 use crate::error::ConfigError;
-use crate::sync::{thread_index, AtomicU64, Ordering};
+use crate::sync::{thread_index, AtomicU64, Ordering, OWNED_STRIPES};
 use crossbeam_utils::CachePadded;
 use std::time::Duration;
 
@@ -64,11 +64,9 @@ pub const DEFAULT_SLOW_CALL_RATE_THRESHOLD: f32 = 100.0;
 /// Default calls a window must hold before it may trip (resilience4j's).
 pub const DEFAULT_MINIMUM_CALLS: u32 = 100;
 
-#[cfg(not(breakerbox_loom))]
-const STRIPES: usize = 16;
-// Under loom every thread shares one stripe: the CAS on it is what is modelled.
-#[cfg(breakerbox_loom)]
-const STRIPES: usize = 1;
+/// Stripes owned by one live thread each; threads beyond share the last.
+const OWNED: usize = OWNED_STRIPES;
+const STRIPES: usize = OWNED + 1;
 
 /// Slots per stripe: a power of two, so a slot is a mask away from its epoch.
 const RING: usize = MAX_WINDOW_BUCKETS as usize;
@@ -207,6 +205,21 @@ impl WindowConfig {
     }
 }
 
+/// `current` with one more call (`one`) in epoch `tag`; `None` when the call
+/// is not counted: the bucket is saturated, or already reused by a newer epoch.
+#[inline]
+fn counted(current: u64, tag: u64, one: u64) -> Option<u64> {
+    let current_tag = current >> TAG_SHIFT;
+    if current_tag == tag {
+        // Saturated: this call is not sampled.
+        (current & COUNT_MAX != COUNT_MAX).then_some(current + one)
+    } else if tag.wrapping_sub(current_tag) & TAG_MASK < 1 << (COUNT_BITS - 1) {
+        Some((tag << TAG_SHIFT) + one) // the bucket rolled over: start it afresh
+    } else {
+        None // late for a bucket already reused by a newer epoch
+    }
+}
+
 /// What one bucket spans.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Span {
@@ -309,26 +322,25 @@ impl Window {
     }
 
     /// Counts one call in `epoch`'s bucket of this thread's stripe.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn add(&self, epoch: u64, failed: bool, slow: bool) {
-        let stripe = &self.stripes[thread_index() % STRIPES];
-        let word = &stripe[epoch as usize % RING];
+        let thread = thread_index();
+        let slot = epoch as usize % RING;
         let tag = epoch & TAG_MASK;
         let one = 1 | (u64::from(failed) << FAILURE_SHIFT) | (u64::from(slow) << SLOW_SHIFT);
+        if thread < OWNED {
+            // Only this thread writes this stripe: a load and a store, no
+            // read-modify-write. Readers see the word before or after.
+            let word = &self.stripes[thread][slot];
+            if let Some(next) = counted(word.load(Ordering::Relaxed), tag, one) {
+                word.store(next, Ordering::Release);
+            }
+            return;
+        }
+        let word = &self.stripes[OWNED][slot];
         let mut current = word.load(Ordering::Relaxed);
-        loop {
-            let current_tag = current >> TAG_SHIFT;
-            let base = if current_tag == tag {
-                if current & COUNT_MAX == COUNT_MAX {
-                    return; // saturated: this call is not sampled
-                }
-                current
-            } else if tag.wrapping_sub(current_tag) & TAG_MASK < 1 << (COUNT_BITS - 1) {
-                tag << TAG_SHIFT // the bucket rolled over: start it afresh
-            } else {
-                return; // late for a bucket already reused by a newer epoch
-            };
-            match word.compare_exchange_weak(current, base + one, Ordering::Release, Ordering::Relaxed) {
+        while let Some(next) = counted(current, tag, one) {
+            match word.compare_exchange_weak(current, next, Ordering::Release, Ordering::Relaxed) {
                 Ok(_) => return,
                 Err(actual) => current = actual,
             }

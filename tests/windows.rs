@@ -591,3 +591,23 @@ fn disabled_admits_everything_and_counts_nothing() {
     assert!(b.try_acquire().is_ok(), "even forced open");
     assert_eq!(events.take(), ["closed->open"], "only the forced change");
 }
+
+#[test]
+fn owned_and_shared_stripes_lose_no_count() {
+    let clock = ManualClock::new();
+    let b = count(&clock, 10_000, 10_000, 50.0);
+    for round in 1..=2u64 {
+        // 20 live threads: 15 own a stripe, 5 share one; the second round's
+        // threads reuse the stripes the first round's freed.
+        let barrier = std::sync::Barrier::new(20);
+        std::thread::scope(|s| {
+            for _ in 0..20 {
+                s.spawn(|| {
+                    barrier.wait();
+                    run(&b, &"S".repeat(100));
+                });
+            }
+        });
+        assert_eq!(b.window_calls(), Some(round * 2_000));
+    }
+}

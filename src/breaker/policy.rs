@@ -146,9 +146,6 @@ impl CircuitBreaker {
         if p.mode == Mode::Disabled {
             return Recorded::Counted;
         }
-        if outcome == Outcome::Success && elapsed_ms.is_none() && self.window_success(p, ticket) {
-            return Recorded::Counted;
-        }
         let recorded = match self.record_in_policy(p, ticket, outcome, elapsed_ms) {
             Some(recorded) => recorded,
             None if outcome == Outcome::Success && self.state.success_is_noop(ticket) => Recorded::Counted,
@@ -203,14 +200,21 @@ impl CircuitBreaker {
     }
 
     /// The hot path of a windowed breaker: an untimed closed-state success
-    /// with no listener to tell is one CAS on this thread's stripe. `false`:
+    /// with no listener to tell is one store on this thread's stripe. `false`:
     /// take the general path.
-    #[inline]
-    fn window_success(&self, p: &Policy, ticket: Ticket) -> bool {
+    #[inline(never)]
+    pub(super) fn window_success(&self, ticket: Ticket) -> bool {
+        let Some(p) = self.policy.as_deref() else {
+            return false;
+        };
         let Some(w) = &p.window else {
             return false;
         };
-        if ticket.is_probe() || !self.listeners.is_empty() || !self.state.is_current(ticket) {
+        if p.mode == Mode::Disabled
+            || ticket.is_probe()
+            || !self.listeners.is_empty()
+            || !self.state.is_current(ticket)
+        {
             return false;
         }
         w.add(self.window_epoch(w), false, false);
