@@ -16,6 +16,13 @@ pub(crate) const OWNED_STRIPES: usize = 15;
 #[cfg(breakerbox_loom)]
 pub(crate) const OWNED_STRIPES: usize = 0;
 
+/// Whether `index` names an owned stripe (never, under loom).
+#[inline]
+#[allow(clippy::absurd_extreme_comparisons)] // OWNED_STRIPES is 0 under loom
+pub(crate) fn owns_stripe(index: usize) -> bool {
+    index < OWNED_STRIPES
+}
+
 /// Which rate-window stripe this thread owns: below [`OWNED_STRIPES`], a
 /// stripe no other live thread writes; otherwise none (use the shared one).
 /// A thread claims a free stripe on first use and frees it when it exits,
@@ -28,7 +35,7 @@ pub(crate) fn thread_index() -> usize {
     struct Claim(usize);
     impl Drop for Claim {
         fn drop(&mut self) {
-            if self.0 < OWNED_STRIPES {
+            if owns_stripe(self.0) {
                 // Release: the next owner sees this thread's last records.
                 CLAIMED.fetch_and(!(1 << self.0), Release);
             }
@@ -38,7 +45,7 @@ pub(crate) fn thread_index() -> usize {
         let mut current = CLAIMED.load(Relaxed);
         loop {
             let free = (!current).trailing_zeros() as usize;
-            if free >= OWNED_STRIPES {
+            if !owns_stripe(free) {
                 return usize::MAX;
             }
             match CLAIMED.compare_exchange_weak(current, current | 1 << free, Acquire, Relaxed) {

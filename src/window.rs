@@ -49,7 +49,7 @@
 
 use crate::clock::duration_to_ms;
 use crate::error::ConfigError;
-use crate::sync::{thread_index, AtomicU64, Ordering, OWNED_STRIPES};
+use crate::sync::{owns_stripe, thread_index, AtomicU64, Ordering, OWNED_STRIPES};
 use crossbeam_utils::CachePadded;
 use std::time::Duration;
 
@@ -328,7 +328,7 @@ impl Window {
         let slot = epoch as usize % RING;
         let tag = epoch & TAG_MASK;
         let one = 1 | (u64::from(failed) << FAILURE_SHIFT) | (u64::from(slow) << SLOW_SHIFT);
-        if thread < OWNED {
+        if owns_stripe(thread) {
             // Only this thread writes this stripe: a load and a store, no
             // read-modify-write. Readers see the word before or after.
             let word = &self.stripes[thread][slot];
