@@ -611,3 +611,22 @@ fn owned_and_shared_stripes_lose_no_count() {
         assert_eq!(b.window_calls(), Some(round * 2_000));
     }
 }
+
+#[test]
+fn registry_defaults_carry_the_window() {
+    let clock = ManualClock::new();
+    let c = clock.clone();
+    let registry = breakerbox::Registry::new(move |b| {
+        b.count_window(4)
+            .minimum_calls(2)
+            .mode(Mode::MetricsOnly)
+            .clock(c.clone())
+    });
+    let b = registry.get_or_create("db").unwrap();
+    assert_eq!(b.mode(), Mode::MetricsOnly);
+    run(&b, "S");
+    assert_eq!(b.failure_rate(), None, "below the minimum");
+    assert!(run(&b, "F")[0].tripped(), "2 calls, 50%");
+    assert_eq!(b.state(), State::Open);
+    assert!(b.try_acquire().is_ok(), "and, shadowed, still admits");
+}
