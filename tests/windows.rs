@@ -630,3 +630,65 @@ fn registry_defaults_carry_the_window() {
     assert_eq!(b.state(), State::Open);
     assert!(b.try_acquire().is_ok(), "and, shadowed, still admits");
 }
+
+/// Four threads, mixed outcomes, a window that trips and recovers many
+/// times: every state is entered as often as left, and every trip a record
+/// reported is one `Closed -> Open` event (none lost, none twice).
+#[test]
+fn stress_states_balance_and_each_trip_is_reported_once() {
+    let clock = ManualClock::new();
+    let events = Arc::new(Events::default());
+    let b = base(&clock)
+        .count_window(16)
+        .minimum_calls(4)
+        .failure_rate_threshold(50.0)
+        .reset_timeout(Duration::from_millis(1))
+        .shared_listener(events.clone())
+        .build()
+        .unwrap();
+    let trips: usize = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4u64)
+            .map(|t| {
+                let (b, clock) = (&b, &clock);
+                s.spawn(move || {
+                    let mut trips = 0;
+                    for i in 0..2_000u64 {
+                        if (i + t) % 64 == 0 {
+                            clock.advance(MS);
+                        }
+                        if let Ok(p) = b.try_acquire() {
+                            let fail = (i * 7 + t) % 3 != 0;
+                            trips += usize::from(if fail { p.failure() } else { p.success() }.tripped());
+                        }
+                    }
+                    trips
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    let changes: Vec<String> = events.take().into_iter().filter(|e| e.contains("->")).collect();
+    assert!(trips > 1, "the stress must trip more than once: {trips}");
+    assert_eq!(changes.iter().filter(|e| *e == "closed->open").count(), trips);
+    // Listeners of different threads may report in either order, so check
+    // the counts, which do not depend on it: each state entered as often as
+    // left, but for the initial and the final one.
+    let n = |e: &str| changes.iter().filter(|c| *c == e).count() as i64;
+    let legal = [
+        "closed->open",
+        "open->half-open",
+        "half-open->closed",
+        "half-open->open",
+    ];
+    assert!(changes.iter().all(|c| legal.contains(&c.as_str())), "{changes:?}");
+    let is = |st: State| i64::from(b.state() == st);
+    assert_eq!(1 + n("half-open->closed") - n("closed->open"), is(State::Closed));
+    assert_eq!(
+        n("closed->open") + n("half-open->open") - n("open->half-open"),
+        is(State::Open)
+    );
+    assert_eq!(
+        n("open->half-open") - n("half-open->closed") - n("half-open->open"),
+        is(State::HalfOpen)
+    );
+}
