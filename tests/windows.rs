@@ -508,6 +508,18 @@ fn an_open_rejection_says_how_long_until_a_probe() {
 }
 
 #[test]
+fn a_retry_after_beyond_32_bits_of_milliseconds_is_unknown() {
+    let clock = ManualClock::new();
+    let fits = Duration::from_millis(u64::from(u32::MAX) - 1);
+    let b = base(&clock).reset_timeout(fits).fail_max(1).build().unwrap();
+    trip_count(&b);
+    assert_eq!(b.try_acquire().unwrap_err().retry_after(), Some(fits));
+    let b = base(&clock).reset_timeout(fits + 2 * MS).fail_max(1).build().unwrap();
+    trip_count(&b);
+    assert_eq!(b.try_acquire().unwrap_err().retry_after(), None, "49.7 days and more");
+}
+
+#[test]
 fn an_open_rejection_follows_the_backoff() {
     let clock = ManualClock::new();
     let b = base(&clock)
