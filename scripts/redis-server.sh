@@ -30,7 +30,7 @@ start_redis_server() {
             fi
             if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
                 export BREAKERBOX_REDIS_URL="redis://127.0.0.1:$port/"
-                echo "==> redis-server on 127.0.0.1:$port (pid $redis_server_pid)"
+                echo "==> redis-server $("$redis_server_bin" --version | awk '{print $3}') on 127.0.0.1:$port (pid $redis_server_pid)"
                 return 0
             fi
             sleep 0.1

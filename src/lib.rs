@@ -86,7 +86,8 @@
 //! | `redis` | `redis` | one breaker for a fleet of processes, shared through Redis |
 //! | — | `anyhow` | `exclude`/`ignore` also look inside an `anyhow::Error` |
 //!
-//! The C ABI ([`ffi`]) and its header are described in the README.
+//! The C ABI is the separate `breakerbox-ffi` crate (`ffi/`); the README
+//! shows how to install and link it.
 #![deny(unsafe_op_in_unsafe_fn, unused_must_use)]
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

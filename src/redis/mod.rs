@@ -65,7 +65,7 @@
 //! No call waits on Redis longer than the command timeout (default 100 ms;
 //! this includes opening a connection, bounded by the connect timeout too).
 //! The first call that meets a fault reports it through
-//! [`Listener::storage_error`]; from then on
+//! [`Listener::storage_error`](crate::Listener::storage_error); from then on
 //! calls decide without the network by the [`FaultPolicy`], while the
 //! watcher thread reconnects with exponential backoff (up to
 //! `max_backoff`). Once Redis answers again the mirror takes the fleet's
