@@ -104,6 +104,28 @@ impl fmt::Debug for Backoff {
     }
 }
 
+/// `base_ms × multiplier^(attempt − 1)`, at most `cap_ms`. Multiplied step
+/// by step, each step rounded exactly: `powi` may come out an ulp short, and
+/// 100 × 2 then waited 199 ms (seen under miri). At most 2^16 steps, and
+/// only while below the cap.
+fn grown_ms(base_ms: u64, multiplier: f64, cap_ms: u64, attempt: u32) -> u64 {
+    let cap = cap_ms as f64;
+    let mut grown = base_ms as f64;
+    if multiplier > 1.0 && base_ms > 0 {
+        for _ in 1..attempt.min(1 << 16) {
+            if grown >= cap {
+                break;
+            }
+            grown *= multiplier;
+        }
+    }
+    if grown >= cap {
+        cap_ms
+    } else {
+        grown as u64
+    }
+}
+
 /// A backoff in use: the attempt count and the jitter's random state.
 pub(crate) struct OpenBackoff {
     policy: Backoff,
@@ -130,12 +152,7 @@ impl OpenBackoff {
                 jitter,
             } => {
                 let cap_ms = crate::clock::duration_to_ms(*cap).max(base_ms);
-                let grown = base_ms as f64 * multiplier.powi(attempt.saturating_sub(1).min(1 << 16) as i32);
-                let d = if grown >= cap_ms as f64 {
-                    cap_ms
-                } else {
-                    grown as u64
-                };
+                let d = grown_ms(base_ms, *multiplier, cap_ms, attempt);
                 match jitter {
                     Jitter::None => d,
                     Jitter::Full => self.uniform(d + 1),

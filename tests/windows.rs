@@ -514,9 +514,17 @@ fn a_retry_after_beyond_32_bits_of_milliseconds_is_unknown() {
     let b = base(&clock).reset_timeout(fits).fail_max(1).build().unwrap();
     trip_count(&b);
     assert_eq!(b.try_acquire().unwrap_err().retry_after(), Some(fits));
-    let b = base(&clock).reset_timeout(fits + 2 * MS).fail_max(1).build().unwrap();
+    let b = base(&clock)
+        .reset_timeout(fits + 2 * MS)
+        .fail_max(1)
+        .build()
+        .unwrap();
     trip_count(&b);
-    assert_eq!(b.try_acquire().unwrap_err().retry_after(), None, "49.7 days and more");
+    assert_eq!(
+        b.try_acquire().unwrap_err().retry_after(),
+        None,
+        "49.7 days and more"
+    );
 }
 
 #[test]
