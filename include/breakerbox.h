@@ -20,8 +20,10 @@
  *     the breakers cb_builder_build() makes from it are independent of it.
  *
  * THREADING
- *   - Every function taking `const cb_breaker *` is thread-safe and lock-free:
- *     share one breaker between any number of threads. Only cb_free() needs
+ *   - Every function taking `const cb_breaker *` is thread-safe, and
+ *     lock-free for cb_new() handles (a cb_new_redis() handle's calls that
+ *     reach Redis take a pooled connection under a lock and wait up to the
+ *     command timeout): share one breaker between any number of threads. Only cb_free() needs
  *     exclusive access: no other call may be in progress or follow it.
  *   - The state-change callback runs on the thread whose call made the
  *     transition, once per transition, after the new state is visible. It
@@ -144,7 +146,9 @@ enum cb_status
      */
     CB_STATUS_REJECTED = 1,
     /**
-     * The permit's episode has ended, or it was already recorded: nothing changed.
+     * The permit's episode has ended, or it is a probe permit already
+     * recorded (caught among the first 16 probes of a half-open episode):
+     * nothing changed.
      */
     CB_STATUS_STALE_PERMIT = 2,
     /**
@@ -248,7 +252,8 @@ typedef uint32_t cb_fault_policy;
  * A circuit breaker. Opaque: made by `cb_new` (or `cb_builder_build`),
  * released by `cb_free`.
  *
- * Every function taking a `const cb_breaker *` is thread-safe and lock-free.
+ * Every function taking a `const cb_breaker *` is thread-safe; lock-free for
+ * `cb_new` handles.
  */
 typedef struct cb_breaker cb_breaker;
 
@@ -617,11 +622,12 @@ cb_status cb_try_acquire(const cb_breaker *breaker, cb_permit *out_permit);
  * `CB_STATUS_INVALID_ARGUMENT` for a NULL breaker, an outcome outside
  * `cb_outcome`, or bits this breaker never issued.
  *
- * Recording twice is caught as far as one atomic word allows: a probe permit
- * recorded twice is stale whenever no other probe is in flight (always so
- * with `half_open_max_calls` 1); a closed-state permit recorded twice is
- * stale only if the state changed in between (a second success changes
- * nothing anyway; a second failure counts again). Record each permit once.
+ * A probe permit recorded twice is stale (each probe holds its own slot),
+ * among the first 16 probes admitted in its half-open episode; after that a
+ * second record may free another probe's slot. A closed-state permit
+ * recorded twice is stale only if the state changed in between (a second
+ * success changes nothing anyway; a second failure counts again). Record
+ * each permit once.
  *
  * # Safety
  *
