@@ -14,37 +14,10 @@
 mod common;
 
 use breakerbox::CircuitBreaker;
-use common::{config, MutexBreaker, LONG};
+use common::{config, run_split, MutexBreaker, LONG};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use peers::{failsafe_consecutive, failsafe_default};
 use recloser::Recloser;
-use std::sync::Barrier;
-use std::time::{Duration, Instant};
-
-/// Runs `iters` calls of `op` split over `threads` threads that start
-/// together; returns the wall time from the first start to the last end.
-fn run_split(threads: usize, iters: u64, op: &(impl Fn() + Sync)) -> Duration {
-    let barrier = Barrier::new(threads);
-    let per_thread = iters.div_ceil(threads as u64);
-    let spans: Vec<(Instant, Instant)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
-                    barrier.wait();
-                    let start = Instant::now();
-                    for _ in 0..per_thread {
-                        op();
-                    }
-                    (start, Instant::now())
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    let first = spans.iter().map(|s| s.0).min().unwrap();
-    let last = spans.iter().map(|s| s.1).max().unwrap();
-    last - first
-}
 
 thread_local! {
     static OWN: CircuitBreaker = CircuitBreaker::builder().build().unwrap();

@@ -6,7 +6,7 @@ use crate::clock::ClockSource;
 use crate::error::ConfigError;
 use crate::events::{Events, StorageHealth};
 use crate::settings::Settings;
-use crate::state::{Acquire, Outcome, Recorded, State, StateCell, Ticket, Transition};
+use crate::state::{Acquire, LimitSource, Outcome, Recorded, State, StateCell, Ticket, Transition};
 
 /// What a backend decides with, lent by the breaker for one call: the state
 /// word (for a shared breaker, its local mirror), the live settings and the
@@ -104,11 +104,14 @@ impl Backend {
         }
     }
 
-    /// A rejection decided from one load, where the backend allows it.
+    /// A rejection decided from one load, where the backend allows it, with
+    /// the time left to its deadline by the reading that decided it.
     #[inline]
-    pub(crate) fn rejects(&self, core: Core<'_>) -> Option<State> {
+    /// `limits`: the settings, or a view of them that skips what the breaker
+    /// cannot have (a plain one's backoff).
+    pub(crate) fn rejects(&self, core: Core<'_>, limits: &impl LimitSource) -> Option<(State, u64)> {
         match self {
-            Backend::Local => core.cell.rejects(core.settings, &mut core.clock.lazy()),
+            Backend::Local => core.cell.rejects(limits, &mut core.clock.lazy()),
             #[cfg(feature = "redis")]
             Backend::Shared(_) => None,
         }

@@ -7,7 +7,7 @@ use crate::error::{ConfigError, Error, Rejected};
 use crate::events::Events;
 use crate::listener::Listeners;
 use crate::name::Name;
-use crate::settings::{self, Settings};
+use crate::settings::{self, NoBackoff, Settings};
 use crate::state::{Acquire, LimitSource, Outcome, Recorded, State, StateCell, Ticket, Transition};
 use std::any::Any;
 use std::collections::hash_map::RandomState;
@@ -16,6 +16,10 @@ use std::hash::{BuildHasher, Hasher};
 use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::time::Duration;
+
+mod policy;
+pub(crate) use policy::PolicyConfig;
+pub use policy::{Mode, TimedPermit};
 
 /// A circuit breaker whose state is one atomic word, changed lock-free.
 ///
@@ -56,6 +60,11 @@ pub struct CircuitBreaker {
     /// Where the state lives (for a shared breaker, `state` is its local
     /// mirror). Consulted only on the cold paths.
     backend: Backend,
+    /// Rate window, backoff, shadow mode; `None` for the consecutive rule.
+    policy: Option<Box<policy::Policy>>,
+    /// No listeners and no policy: a clean success needs nothing but a load,
+    /// and a cold path has nothing to tell.
+    plain: bool,
 }
 
 /// A ticket that this breaker did not issue, or bits that are no ticket at all.
@@ -102,6 +111,8 @@ impl CircuitBreaker {
         plan: Plan,
     ) -> Result<Self, ConfigError> {
         let mut breaker = CircuitBreaker {
+            plain: listeners.is_empty(),
+            policy: None,
             state: StateCell::new(),
             settings,
             clock,
@@ -129,8 +140,20 @@ impl CircuitBreaker {
 
     /// Tells the listeners what a cold path did: the one place transitions
     /// are reported, for every backend, once each.
+    #[inline]
     fn report(&self, events: Events) {
-        if self.listeners.is_empty() || events.is_empty() {
+        if self.plain || events.is_empty() {
+            return;
+        }
+        self.report_events(events);
+    }
+
+    #[inline(never)]
+    fn report_events(&self, events: Events) {
+        if let Some(p) = &self.policy {
+            events.transitions().for_each(|t| self.on_transition(p, t));
+        }
+        if self.listeners.is_empty() {
             return;
         }
         events.drain(
@@ -155,19 +178,31 @@ impl CircuitBreaker {
     /// (`.map_err(|e| e.to_string())`), or a `&'static str`.
     pub fn call<T, E: 'static>(&self, op: impl FnOnce() -> Result<T, E>) -> Result<T, Error<E>> {
         let permit = self.try_acquire().map_err(Error::Rejected)?;
+        let started_ms = if self.plain { None } else { self.call_started_ms() };
         match op() {
             Ok(value) => {
-                let _ = permit.success();
+                let _ = self.finish(permit, Outcome::Success, started_ms);
                 Ok(value)
             }
             Err(error) => {
                 let outcome = self.classify(&error);
-                let recorded = permit.record(outcome);
+                let recorded = self.finish(permit, outcome, started_ms);
                 Err(Error::Failed {
                     error,
                     tripped: recorded.tripped(),
                     outcome,
                 })
+            }
+        }
+    }
+
+    #[inline]
+    fn finish(&self, permit: Permit<'_>, outcome: Outcome, started_ms: Option<u64>) -> Recorded {
+        match started_ms {
+            None => permit.record(outcome),
+            Some(s) => {
+                let elapsed = self.clock.precise_ms().saturating_sub(s);
+                permit.record_timed(outcome, Duration::from_millis(elapsed))
             }
         }
     }
@@ -209,17 +244,41 @@ impl CircuitBreaker {
     /// and a coarse clock reading; anything else takes the CAS loop.
     #[inline(never)]
     fn acquire_not_closed(&self) -> Result<Ticket, Rejected> {
-        match self.backend.rejects(self.core()) {
-            Some(state) => self.reject(state),
+        if !self.plain {
+            return self.acquire_not_plain();
+        }
+        // Plain: no backoff to look up and nobody to tell.
+        match self.backend.rejects(self.core(), &NoBackoff(&self.settings)) {
+            Some((state, left_ms)) => Err(self.rejection(state, left_ms)),
             None => self.acquire_slow(),
         }
     }
 
-    fn reject(&self, state: State) -> Result<Ticket, Rejected> {
+    #[inline(never)]
+    fn acquire_not_plain(&self) -> Result<Ticket, Rejected> {
+        match self.backend.rejects(self.core(), &self.settings) {
+            Some((state, left_ms)) => self.reject(state, left_ms),
+            None => self.acquire_slow(),
+        }
+    }
+
+    /// `left_ms`: the time left to the deadline by the decision's own clock
+    /// reading (`u64::MAX`: not known); nothing more is read here.
+    #[inline]
+    fn rejection(&self, state: State, left_ms: u64) -> Rejected {
+        Rejected::new(state, self.name, self.backend.fails_closed()).with_retry_after_ms(left_ms)
+    }
+
+    /// A rejection on a breaker that is not plain: a shadow mode admits it,
+    /// listeners hear of it.
+    fn reject(&self, state: State, left_ms: u64) -> Result<Ticket, Rejected> {
+        if let Some(ticket) = self.shadow_admit(state) {
+            return Ok(ticket);
+        }
         if !self.listeners.is_empty() {
             self.notify_rejected(state);
         }
-        Err(Rejected::new(state, self.name, self.backend.fails_closed()))
+        Err(self.rejection(state, left_ms))
     }
 
     /// Applies what a shared breaker's fleet announced.
@@ -252,8 +311,26 @@ impl CircuitBreaker {
             }
             Acquire::Rejected(state) => {
                 self.report(events);
-                self.reject(state)
+                let left_ms = self.left_after_rejection(state);
+                match self.plain {
+                    true => Err(self.rejection(state, left_ms)),
+                    false => self.reject(state, left_ms),
+                }
             }
+        }
+    }
+
+    /// The time left for a rejection the CAS loop or a fleet decided: what
+    /// the state word (a shared breaker's mirror) says now, if it still
+    /// rejects in `state` and no fault policy refused; else not known.
+    #[cold]
+    fn left_after_rejection(&self, state: State) -> u64 {
+        if self.backend.fails_closed() {
+            return u64::MAX;
+        }
+        match self.state.rejects(&self.settings, &mut self.clock.lazy()) {
+            Some((now_state, left_ms)) if now_state == state => left_ms,
+            _ => u64::MAX,
         }
     }
 
@@ -280,24 +357,52 @@ impl CircuitBreaker {
     /// else goes out of line, so this inlines small into every caller.
     #[inline]
     fn record_valid(&self, ticket: Ticket, outcome: Outcome) -> Recorded {
-        if outcome == Outcome::Success && self.listeners.is_empty() && self.state.success_is_noop(ticket) {
+        if outcome == Outcome::Success && self.success_needs_nothing(ticket) {
             return Recorded::Counted;
         }
         self.record_and_report(ticket, outcome)
     }
 
+    /// A clean success: one load for a plain breaker; a windowed one adds
+    /// the call to its window on its own stripe.
+    #[inline]
+    fn success_needs_nothing(&self, ticket: Ticket) -> bool {
+        match self.plain {
+            true => self.state.success_is_noop(ticket),
+            false => self.window_success(ticket),
+        }
+    }
+
     #[inline(never)]
     fn record_and_report(&self, ticket: Ticket, outcome: Outcome) -> Recorded {
+        if !self.plain {
+            return self.record_not_plain(ticket, outcome);
+        }
+        // Nobody to tell: the events are dropped.
+        let mut events = Events::default();
+        self.backend.record(self.core(), ticket, outcome, &mut events)
+    }
+
+    #[inline(never)]
+    fn record_not_plain(&self, ticket: Ticket, outcome: Outcome) -> Recorded {
+        if let Some(p) = &self.policy {
+            return self.record_with_policy(p, ticket, outcome, None);
+        }
         // Checked again for breakers with listeners: a clean success must not
         // take the slow path, which for a shared breaker is a round trip.
         if outcome == Outcome::Success && self.state.success_is_noop(ticket) {
-            if !self.listeners.is_empty() {
-                self.report_outcome(outcome);
-            }
+            self.report_outcome(outcome);
             return Recorded::Counted;
         }
         let mut events = Events::default();
         let recorded = self.backend.record(self.core(), ticket, outcome, &mut events);
+        self.report_record(recorded, outcome, events)
+    }
+
+    /// Tells what a record did: the outcome to the listeners, then its events.
+    /// Always inlined: out of line, every failure paid for moving `events`.
+    #[inline(always)]
+    fn report_record(&self, recorded: Recorded, outcome: Outcome, events: Events) -> Recorded {
         if !self.listeners.is_empty() && recorded != Recorded::Stale {
             // A panicking outcome listener must not hide the transition: it
             // is reported before the panic goes on.

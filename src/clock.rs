@@ -136,10 +136,13 @@ fn read_ms(clock_id: libc::clockid_t) -> Option<u64> {
     // SAFETY: `ts` is a valid, writable timespec; a clock the system
     // refuses is reported in the return code, which is checked.
     let rc = unsafe { libc::clock_gettime(clock_id, &mut ts) };
+    // Seconds since boot cannot overflow these in 584 million years, so the
+    // arithmetic is plain: saturating, it cost three instructions on every
+    // rejection.
     (rc == 0).then(|| {
         (ts.tv_sec as u64)
-            .saturating_mul(1000)
-            .saturating_add(ts.tv_nsec as u64 / 1_000_000)
+            .wrapping_mul(1000)
+            .wrapping_add(ts.tv_nsec as u64 / 1_000_000)
     })
 }
 
@@ -274,6 +277,18 @@ impl ClockSource {
         }
     }
 
+    /// A coarse reading: never ahead of the precise time.
+    #[inline]
+    pub(crate) fn coarse_ms(&self) -> u64 {
+        self.coarse().0
+    }
+
+    /// A precise reading.
+    #[inline]
+    pub(crate) fn precise_ms(&self) -> u64 {
+        self.now_ms()
+    }
+
     /// A reading taken at most once per decision, and only if needed.
     pub(crate) fn lazy(&self) -> LazyNow<'_> {
         LazyNow {
@@ -290,13 +305,12 @@ pub(crate) struct LazyNow<'a> {
     cached: Option<u64>,
 }
 
-impl LazyNow<'_> {
-    /// Near the deadline: the precise reading decides.
-    #[inline(never)]
-    fn precisely_reached(&mut self, deadline_ms: u64) -> bool {
-        use crate::state::Now;
-        self.now_ms() >= deadline_ms
-    }
+/// Near the deadline the precise reading decides: out of line, and taking
+/// the clock rather than the `LazyNow`, so a rejection's reading stays in
+/// registers.
+#[inline(never)]
+fn precise_ms(clock: &ClockSource) -> u64 {
+    clock.now_ms()
 }
 
 impl crate::state::Now for LazyNow<'_> {
@@ -309,15 +323,23 @@ impl crate::state::Now for LazyNow<'_> {
     // cost about twice the instructions.
     #[inline(always)]
     fn reached(&mut self, deadline_ms: u64) -> bool {
+        self.left(deadline_ms).is_none()
+    }
+
+    // The reading that decides also says how long is left: a coarse one is
+    // never ahead of the truth, so the time left is never short.
+    #[inline(always)]
+    fn left(&mut self, deadline_ms: u64) -> Option<u64> {
         if let Some(now) = self.cached {
-            return now >= deadline_ms;
+            return (now < deadline_ms).then(|| deadline_ms - now);
         }
         let (coarse, lag) = self.clock.coarse();
         if coarse.saturating_add(lag) < deadline_ms {
             // The precise time is at most `lag` ahead: still before the deadline.
-            return false;
+            return Some(deadline_ms - coarse);
         }
-        self.precisely_reached(deadline_ms)
+        let now = *self.cached.insert(precise_ms(self.clock));
+        (now < deadline_ms).then(|| deadline_ms - now)
     }
 }
 

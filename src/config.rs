@@ -87,6 +87,8 @@ pub struct Builder {
     listeners: Vec<Arc<dyn Listener>>,
     classifier: Classifier,
     plan: Plan,
+    /// The closed state's rule, the shadow mode and the open backoff.
+    pub(crate) policy: crate::breaker::PolicyConfig,
 }
 
 impl Default for Builder {
@@ -102,6 +104,7 @@ impl Default for Builder {
             listeners: Vec::new(),
             classifier: Classifier::default(),
             plan: Plan::Local,
+            policy: Default::default(),
         }
     }
 }
@@ -330,6 +333,17 @@ impl Builder {
             self.reset_timeout,
             self.probe_lease,
         )?;
+        let settings = match self.policy.backoff.is_some() {
+            true => settings.with_open_backoff(),
+            false => settings,
+        };
+        let policy = self.policy.build()?;
+        if policy.is_some() && !matches!(self.plan, Plan::Local) {
+            return Err(ConfigError::Invalid {
+                field: "shared",
+                expected: "used with the consecutive rule, enforcing, without a backoff",
+            });
+        }
         let clock = match self.clock {
             Some(clock) => ClockSource::Custom(clock),
             None => ClockSource::Monotonic(MonotonicClock::new()),
@@ -342,5 +356,6 @@ impl Builder {
             self.classifier,
             self.plan,
         )
+        .map(|breaker| breaker.with_policy(policy))
     }
 }

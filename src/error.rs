@@ -32,16 +32,42 @@ pub struct Rejected {
     /// Refused by a shared breaker's `FailClosed` fault policy while its
     /// store is unreachable, not by the fleet's state.
     by_fault_policy: bool,
+    /// Milliseconds from the decision's own clock reading to its deadline
+    /// (the one subtraction its check already made); [`UNKNOWN`] if not known.
+    retry_after_ms: u32,
     breaker: &'static Name,
 }
+
+/// No retry-after known (or more than `u32::MAX` ms away).
+const UNKNOWN: u32 = u32::MAX;
 
 impl Rejected {
     pub(crate) fn new(state: State, breaker: &'static Name, by_fault_policy: bool) -> Self {
         Rejected {
             state,
             by_fault_policy,
+            retry_after_ms: UNKNOWN,
             breaker,
         }
+    }
+
+    /// With the time left from the decision's clock reading to its deadline.
+    #[inline]
+    pub(crate) fn with_retry_after_ms(mut self, ms: u64) -> Self {
+        self.retry_after_ms = u32::try_from(ms).unwrap_or(UNKNOWN);
+        self
+    }
+
+    /// How long until the breaker may admit a probe, from the clock reading
+    /// its decision took. Open: the time left of the open period (from a
+    /// coarse reading, so it may be longer than the truth by the coarse lag,
+    /// never shorter). Half-open with every slot taken: the time left on the
+    /// latest probe's lease, an upper bound (a probe recorded sooner frees
+    /// its slot sooner). `None` when not known: an open period whose backoff
+    /// is not yet published, a rejection by a fault policy, a shared
+    /// breaker's fleet rejecting a call its mirror would admit.
+    pub fn retry_after(&self) -> Option<Duration> {
+        (self.retry_after_ms != UNKNOWN).then(|| Duration::from_millis(u64::from(self.retry_after_ms)))
     }
 
     /// The name of the breaker that refused ("" when it has none).
@@ -223,6 +249,13 @@ pub enum ConfigError {
     /// A [`Registry`](crate::Registry) keeps named breakers only; the name
     /// asked for was empty.
     Unnamed,
+    /// The named field is outside what it accepts.
+    Invalid {
+        /// The field, as the builder method names it.
+        field: &'static str,
+        /// What it accepts.
+        expected: &'static str,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -239,6 +272,7 @@ impl fmt::Display for ConfigError {
                 write!(f, "{field} must be at least {} ms", min.as_millis())
             }
             ConfigError::Unnamed => f.write_str("a registered breaker needs a name: got \"\""),
+            ConfigError::Invalid { field, expected } => write!(f, "{field} must be {expected}"),
         }
     }
 }

@@ -49,6 +49,11 @@ impl Events {
         self.len == 0 && self.storage_error.is_none()
     }
 
+    /// The changes in order.
+    pub(crate) fn transitions(&self) -> impl Iterator<Item = Transition> + '_ {
+        self.transitions.iter().take(self.len).flatten().copied()
+    }
+
     /// The fault first (it explains the changes), then the changes in order.
     pub(crate) fn drain(
         self,

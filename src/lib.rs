@@ -93,6 +93,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backend;
+mod backoff;
 mod breaker;
 pub mod clock;
 mod config;
@@ -120,8 +121,10 @@ pub mod tower;
 #[cfg(feature = "tracing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
 pub mod tracing;
+mod window;
 
-pub use breaker::{CircuitBreaker, InvalidTicket, Permit};
+pub use backoff::{Backoff, Jitter};
+pub use breaker::{CircuitBreaker, InvalidTicket, Mode, Permit, TimedPermit};
 pub use config::Builder;
 pub use error::{ConfigError, Error, Rejected};
 pub use events::StorageHealth;
@@ -132,3 +135,7 @@ pub use settings::{
     MIN_DEFAULT_PROBE_LEASE,
 };
 pub use state::{Outcome, Recorded, State, Ticket, Transition};
+pub use window::{
+    WindowKind, DEFAULT_FAILURE_RATE_THRESHOLD, DEFAULT_MINIMUM_CALLS, DEFAULT_SLOW_CALL_RATE_THRESHOLD,
+    DEFAULT_WINDOW_BUCKETS, MAX_WINDOW_BUCKETS,
+};

@@ -1,6 +1,7 @@
 //! The live settings: the limits each decision of the state word reads,
 //! changed by runtime setters, and the checks every value passes first.
 
+use crate::backoff::OpenFor;
 use crate::clock::duration_to_ms;
 use crate::error::ConfigError;
 use crate::state::{LimitSource, Limits, ProbeLimit, MAX_HALF_OPEN_COUNT};
@@ -60,6 +61,8 @@ pub(crate) struct Settings {
     reset_timeout_ms: AtomicU64,
     /// Zero: follow the reset timeout (at least [`MIN_DEFAULT_PROBE_LEASE`]).
     probe_lease_ms: AtomicU64,
+    /// The open period's length when a backoff chooses it.
+    pub(crate) open_for: OpenFor,
 }
 
 impl LimitSource for Settings {
@@ -96,6 +99,43 @@ impl LimitSource for Settings {
             ms => ms,
         }
     }
+
+    #[inline]
+    fn open_for_ms(&self, episode: u32) -> Option<u64> {
+        self.open_for.get(episode, || self.reset_timeout_ms())
+    }
+}
+
+/// The live limits of a breaker known to have no backoff: the open period
+/// is the reset timeout, without looking for a published one. The plain
+/// breaker's rejection path, which must not pay for a backoff it lacks.
+pub(crate) struct NoBackoff<'a>(pub(crate) &'a Settings);
+
+impl LimitSource for NoBackoff<'_> {
+    #[inline]
+    fn fail_max(&self) -> u32 {
+        self.0.fail_max()
+    }
+
+    #[inline]
+    fn success_threshold(&self) -> u32 {
+        self.0.success_threshold()
+    }
+
+    #[inline]
+    fn half_open_max_calls(&self) -> u32 {
+        self.0.half_open_max_calls()
+    }
+
+    #[inline]
+    fn reset_timeout_ms(&self) -> u64 {
+        self.0.reset_timeout_ms()
+    }
+
+    #[inline]
+    fn probe_lease_ms(&self) -> u64 {
+        self.0.probe_lease_ms()
+    }
 }
 
 impl Settings {
@@ -116,7 +156,14 @@ impl Settings {
             ),
             reset_timeout_ms: AtomicU64::new(duration_to_ms(reset_timeout)),
             probe_lease_ms: AtomicU64::new(probe_lease_ms),
+            open_for: OpenFor::new(false),
         })
+    }
+
+    /// Each open period's length is then published by the backoff.
+    pub(crate) fn with_open_backoff(mut self) -> Settings {
+        self.open_for = OpenFor::new(true);
+        self
     }
 
     /// Every limit at once, for a store that sends them along.

@@ -392,3 +392,56 @@ fn contended_threads_do_not_allocate_per_call() {
     });
     assert_eq!(counts, vec![0, 0], "allocations per thread");
 }
+
+/// Rate windows, slow calls, backoff, retry-after and shadow modes: every
+/// path of a call, after the breaker is built.
+#[test]
+fn windows_backoff_and_modes() {
+    use breakerbox::{Backoff, Jitter, Mode};
+    let clock = ManualClock::new();
+    let windowed = |b: breakerbox::Builder| {
+        b.minimum_calls(4)
+            .slow_call_duration(Duration::from_millis(50))
+            .reset_timeout(Duration::from_millis(100))
+            .open_backoff(Backoff::exponential(2.0, Duration::from_secs(1)).jitter(Jitter::Equal))
+            .clock(clock.clone())
+            .build()
+            .unwrap()
+    };
+    for breaker in [
+        windowed(CircuitBreaker::builder().count_window(8)),
+        windowed(CircuitBreaker::builder().time_window(Duration::from_secs(1))),
+    ] {
+        assert_no_alloc("window success", 1000, || {
+            assert_eq!(breaker.try_acquire().unwrap().success(), Recorded::Counted);
+        });
+        assert_no_alloc("window timed success, call()", 100, || {
+            let _ = breaker.try_acquire_timed().unwrap().success();
+            let _ = breaker.call(|| Ok::<_, ()>(()));
+            assert!(breaker.failure_rate().is_some());
+        });
+        assert_no_alloc("window trip, rejection, probe, close", 20, || {
+            while breaker.state() == State::Closed {
+                let p = breaker.try_acquire().unwrap();
+                let _ = p.record_timed(Outcome::Failure, Duration::from_millis(80));
+            }
+            let rejected = breaker.try_acquire().unwrap_err();
+            assert!(rejected.retry_after().is_some());
+            clock.advance(breaker.open_for().unwrap());
+            assert!(breaker.try_acquire().unwrap().success().transition().is_some());
+        });
+    }
+    let shadow = CircuitBreaker::builder()
+        .count_window(4)
+        .minimum_calls(1)
+        .mode(Mode::MetricsOnly)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let disabled = CircuitBreaker::builder().mode(Mode::Disabled).build().unwrap();
+    assert_no_alloc("shadow trip and admission; disabled", 100, || {
+        let _ = shadow.try_acquire().unwrap().failure();
+        assert_eq!(shadow.try_acquire().unwrap().failure(), Recorded::Stale);
+        let _ = disabled.try_acquire().unwrap().failure();
+    });
+}

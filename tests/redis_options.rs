@@ -251,5 +251,8 @@ fn a_fail_closed_rejection_says_it_is_the_fault_policy() {
     let _ = open.try_acquire().unwrap().failure();
     let rejected = open.try_acquire().unwrap_err();
     assert!(!rejected.is_fault_policy());
-    assert_eq!(rejected.to_string(), "circuit breaker <unnamed> is open: call rejected");
+    assert_eq!(
+        rejected.to_string(),
+        "circuit breaker <unnamed> is open: call rejected"
+    );
 }

@@ -10,7 +10,7 @@
 #![allow(dead_code)]
 
 use criterion::Criterion;
-use std::sync::Mutex;
+use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 /// Short runs: the whole `cargo bench` has to fit in a few minutes on two cores.
@@ -107,4 +107,29 @@ impl MutexBreaker {
     pub fn close(&self) {
         *self.inner.lock().unwrap() = MutexState::Closed { failures: 0 };
     }
+}
+
+/// Runs `iters` calls of `op` split over `threads` threads that start
+/// together; returns the wall time from the first start to the last end.
+pub fn run_split(threads: usize, iters: u64, op: &(impl Fn() + Sync)) -> Duration {
+    let barrier = Barrier::new(threads);
+    let per_thread = iters.div_ceil(threads as u64);
+    let spans: Vec<(Instant, Instant)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    let start = Instant::now();
+                    for _ in 0..per_thread {
+                        op();
+                    }
+                    (start, Instant::now())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let first = spans.iter().map(|s| s.0).min().unwrap();
+    let last = spans.iter().map(|s| s.1).max().unwrap();
+    last - first
 }

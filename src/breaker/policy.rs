@@ -1,0 +1,440 @@
+//! The optional part of a breaker: a rate window for the closed state, a
+//! backoff for the open period, and the shadow modes. A breaker with none of
+//! them (and no listeners) is `plain`: its clean successes never come here.
+
+use super::{CircuitBreaker, InvalidTicket, Permit};
+use crate::backoff::{Backoff, OpenBackoff};
+use crate::config::Builder;
+use crate::error::{ConfigError, Rejected};
+use crate::events::Events;
+use crate::state::{Outcome, Recorded, State, Ticket, Transition};
+use crate::window::{Window, WindowConfig, WindowKind};
+use std::fmt;
+use std::time::Duration;
+
+/// Whether the breaker acts on its decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Mode {
+    /// Rejects calls while open (the default).
+    #[default]
+    Enforcing,
+    /// Shadow mode: every decision is made, counted and reported to
+    /// listeners (transitions and would-be rejections included), but no call
+    /// is rejected. A call admitted where it would have been rejected is not
+    /// recorded: its ticket is stale from the start.
+    MetricsOnly,
+    /// Every call is admitted and nothing is counted or reported. Forced
+    /// states still change, but reject nothing.
+    Disabled,
+}
+
+/// What a builder collects beyond the consecutive rule.
+#[derive(Clone, Default)]
+pub(crate) struct PolicyConfig {
+    pub(crate) window: WindowConfig,
+    pub(crate) mode: Mode,
+    pub(crate) backoff: Option<Backoff>,
+}
+
+impl PolicyConfig {
+    /// Checks everything; `None` when the breaker stays plain.
+    pub(crate) fn build(self) -> Result<Option<Box<Policy>>, ConfigError> {
+        let window = self.window.build()?;
+        if let Some(b) = &self.backoff {
+            b.check()?;
+        }
+        if window.is_none() && self.backoff.is_none() && self.mode == Mode::Enforcing {
+            return Ok(None);
+        }
+        let seed = u64::from(super::random_tag()) << 32 | u64::from(super::random_tag());
+        Ok(Some(Box::new(Policy {
+            mode: self.mode,
+            window,
+            backoff: self.backoff.map(|b| OpenBackoff::new(b, seed)),
+        })))
+    }
+}
+
+pub(crate) struct Policy {
+    mode: Mode,
+    window: Option<Window>,
+    backoff: Option<OpenBackoff>,
+}
+
+/// Rate windows, slow calls, backoff and shadow modes.
+impl Builder {
+    /// Trip on the failure rate of the last `size` calls instead of
+    /// consecutive failures (`fail_max` is then unused in the closed state).
+    /// See the README's rules table for the semantics.
+    pub fn count_window(mut self, size: u32) -> Self {
+        self.policy.window.kind = WindowKind::Count { size };
+        self
+    }
+
+    /// Trip on the failure rate of the calls of the last `duration`, kept in
+    /// [`Builder::window_buckets`] buckets of `duration / buckets` each.
+    pub fn time_window(mut self, duration: Duration) -> Self {
+        self.policy.window.kind = WindowKind::Time { duration };
+        self
+    }
+
+    /// Buckets a window is kept in (default 10, 1 to 16): the window
+    /// advances one bucket at a time, so its span is exact to one bucket.
+    pub fn window_buckets(mut self, buckets: u32) -> Self {
+        self.policy.window.buckets = buckets;
+        self
+    }
+
+    /// The failure rate, in percent, at or above which a window trips
+    /// (default 50, above 0 and at most 100).
+    pub fn failure_rate_threshold(mut self, percent: f32) -> Self {
+        self.policy.window.failure_rate_threshold = percent;
+        self
+    }
+
+    /// Calls a window must hold before it may trip (default 100; a count
+    /// window needs at most its size).
+    pub fn minimum_calls(mut self, calls: u32) -> Self {
+        self.policy.window.minimum_calls = calls;
+        self
+    }
+
+    /// A call that takes longer than `duration` (whole milliseconds) is slow,
+    /// whatever its outcome. Off by default: only then is a call timed.
+    pub fn slow_call_duration(mut self, duration: Duration) -> Self {
+        self.policy.window.slow_call_duration = Some(duration);
+        self
+    }
+
+    /// The slow-call rate, in percent, at or above which a window trips
+    /// (default 100).
+    pub fn slow_call_rate_threshold(mut self, percent: f32) -> Self {
+        self.policy.window.slow_call_rate_threshold = percent;
+        self
+    }
+
+    /// Whether the breaker rejects, only reports, or does nothing.
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.policy.mode = mode;
+        self
+    }
+
+    /// Lengthens each consecutive open period (the reset timeout is the
+    /// first); a close starts over.
+    pub fn open_backoff(mut self, backoff: Backoff) -> Self {
+        self.policy.backoff = Some(backoff);
+        self
+    }
+}
+
+impl CircuitBreaker {
+    pub(crate) fn with_policy(mut self, policy: Option<Box<Policy>>) -> Self {
+        self.plain = self.listeners.is_empty() && policy.is_none();
+        self.policy = policy;
+        self
+    }
+
+    /// Records a call of a breaker with a policy: disabled counts nothing;
+    /// the window decides closed-state calls; the consecutive rule the rest.
+    /// Every transition reaches [`CircuitBreaker::on_transition`], listeners or not.
+    pub(super) fn record_with_policy(
+        &self,
+        p: &Policy,
+        ticket: Ticket,
+        outcome: Outcome,
+        elapsed_ms: Option<u64>,
+    ) -> Recorded {
+        if p.mode == Mode::Disabled {
+            return Recorded::Counted;
+        }
+        let mut events = Events::default();
+        let recorded = match self.record_in_policy(p, ticket, outcome, elapsed_ms) {
+            Some(recorded) => {
+                events.transition(recorded.transition());
+                recorded
+            }
+            None if outcome == Outcome::Success && self.state.success_is_noop(ticket) => Recorded::Counted,
+            None => self.backend.record(self.core(), ticket, outcome, &mut events),
+        };
+        self.report_record(recorded, outcome, events)
+    }
+
+    /// Records into the window when it decides this ticket (a closed-state
+    /// call of a windowed breaker), or swallows it (disabled); `None` leaves
+    /// it to the consecutive rule.
+    pub(super) fn record_in_policy(
+        &self,
+        p: &Policy,
+        ticket: Ticket,
+        outcome: Outcome,
+        elapsed_ms: Option<u64>,
+    ) -> Option<Recorded> {
+        let w = p.window.as_ref()?;
+        if ticket.is_probe() {
+            return None;
+        }
+        if !self.state.is_current(ticket) {
+            return Some(Recorded::Stale);
+        }
+        if outcome == Outcome::Ignored {
+            return Some(Recorded::Counted);
+        }
+        let slow = matches!((w.slow_after_ms(), elapsed_ms), (Some(limit), Some(e)) if e > limit);
+        let failed = outcome == Outcome::Failure;
+        let epoch = self.window_epoch(w);
+        w.add(epoch, failed, slow);
+        if !(failed || slow) {
+            return Some(Recorded::Counted);
+        }
+        let tally = w.tally(epoch);
+        // A policy is local only (the builder refuses a shared one), so the
+        // window trips the word itself.
+        let recorded = match w.should_trip(&tally) {
+            true => match self.state.trip(ticket, &mut self.clock.lazy()) {
+                Some(t) => Recorded::Transitioned(t),
+                None => Recorded::Counted,
+            },
+            false => Recorded::Counted,
+        };
+        w.roll_if_full(epoch, &tally);
+        Some(recorded)
+    }
+
+    /// The hot path of a windowed breaker: an untimed closed-state success
+    /// with no listener to tell is one store on this thread's stripe. `false`:
+    /// take the general path.
+    #[inline(never)]
+    pub(super) fn window_success(&self, ticket: Ticket) -> bool {
+        let Some(p) = self.policy.as_deref() else {
+            return false;
+        };
+        let Some(w) = &p.window else {
+            return false;
+        };
+        if p.mode == Mode::Disabled
+            || ticket.is_probe()
+            || !self.listeners.is_empty()
+            || !self.state.is_current(ticket)
+        {
+            return false;
+        }
+        w.add(self.window_epoch(w), false, false);
+        true
+    }
+
+    #[inline]
+    fn window_epoch(&self, w: &Window) -> u64 {
+        w.epoch(|| self.clock.coarse_ms())
+    }
+
+    /// Every transition: the window starts empty (resilience4j's rule), and
+    /// an open period gets its length from the backoff.
+    pub(super) fn on_transition(&self, p: &Policy, t: Transition) {
+        let rate = match (&p.window, t.to) {
+            (Some(w), State::Open) => w.rates(self.window_epoch(w)).0,
+            _ => None,
+        };
+        if let Some(w) = &p.window {
+            w.reset();
+        }
+        if let Some(b) = &p.backoff {
+            match t.to {
+                State::Open => {
+                    let ms = b.next_ms(crate::state::LimitSource::reset_timeout_ms(&self.settings), rate);
+                    self.settings.open_for.publish(self.state.episode(), ms);
+                }
+                State::Closed => b.reset(),
+                State::HalfOpen => {}
+            }
+        }
+    }
+
+    /// A shadow mode admits what it would reject, with a ticket that counts
+    /// for nothing.
+    pub(super) fn shadow_admit(&self, state: State) -> Option<Ticket> {
+        let mode = self.policy.as_ref()?.mode;
+        if mode == Mode::Enforcing {
+            return None;
+        }
+        if mode == Mode::MetricsOnly && !self.listeners.is_empty() {
+            self.notify_rejected(state);
+        }
+        Some(self.state.inert_ticket().with_tag(self.tag))
+    }
+
+    /// When a call starts, if its duration counts (slow calls configured).
+    #[inline]
+    pub(super) fn call_started_ms(&self) -> Option<u64> {
+        let w = self.policy.as_ref()?.window.as_ref()?;
+        w.slow_after_ms()?;
+        Some(self.clock.precise_ms())
+    }
+
+    fn elapsed_since(&self, started_ms: Option<u64>) -> Option<u64> {
+        started_ms.map(|s| self.clock.precise_ms().saturating_sub(s))
+    }
+
+    /// Records how the call admitted with `ticket` ended and how long it
+    /// took (whole milliseconds count toward the slow-call rate).
+    pub fn record_timed(
+        &self,
+        ticket: Ticket,
+        outcome: Outcome,
+        elapsed: Duration,
+    ) -> Result<Recorded, InvalidTicket> {
+        if !self.backend.issued(ticket, self.tag) {
+            return Err(InvalidTicket);
+        }
+        Ok(self.record_valid_timed(ticket, outcome, Some(crate::clock::duration_to_ms(elapsed))))
+    }
+
+    fn record_valid_timed(&self, ticket: Ticket, outcome: Outcome, elapsed_ms: Option<u64>) -> Recorded {
+        match (elapsed_ms, self.policy.as_deref()) {
+            (Some(_), Some(p)) => self.record_with_policy(p, ticket, outcome, elapsed_ms),
+            _ => self.record_valid(ticket, outcome),
+        }
+    }
+
+    /// Like [`CircuitBreaker::try_acquire`], but the breaker times the call
+    /// from now until it is recorded (reading its clock only when slow calls
+    /// are configured).
+    pub fn try_acquire_timed(&self) -> Result<TimedPermit<'_>, Rejected> {
+        let permit = self.try_acquire()?;
+        Ok(TimedPermit {
+            started_ms: if self.plain { None } else { self.call_started_ms() },
+            permit,
+        })
+    }
+
+    /// The window's failure rate in percent; `None` without a window or below
+    /// its minimum number of calls.
+    pub fn failure_rate(&self) -> Option<f32> {
+        let w = self.policy.as_ref()?.window.as_ref()?;
+        w.rates(self.window_epoch(w)).0
+    }
+
+    /// The window's slow-call rate in percent; `None` without a window, without
+    /// slow calls configured, or below its minimum number of calls.
+    pub fn slow_call_rate(&self) -> Option<f32> {
+        let w = self.policy.as_ref()?.window.as_ref()?;
+        w.slow_after_ms()?;
+        w.rates(self.window_epoch(w)).1
+    }
+
+    /// Calls the window holds now; `None` without a window.
+    pub fn window_calls(&self) -> Option<u64> {
+        let w = self.policy.as_ref()?.window.as_ref()?;
+        Some(w.tally(self.window_epoch(w)).calls)
+    }
+
+    /// Whether the breaker enforces, only reports, or is disabled.
+    pub fn mode(&self) -> Mode {
+        self.policy.as_ref().map_or(Mode::Enforcing, |p| p.mode)
+    }
+
+    /// How long the current open period lasts (the reset timeout without a
+    /// backoff); `None` when not open, or while its length is being chosen.
+    pub fn open_for(&self) -> Option<Duration> {
+        let s = self.state.load();
+        if s.state() != State::Open {
+            return None;
+        }
+        crate::state::LimitSource::open_for_ms(&self.settings, s.generation()).map(Duration::from_millis)
+    }
+}
+
+impl Permit<'_> {
+    /// Records `outcome` and how long the call took (see
+    /// [`CircuitBreaker::record_timed`]).
+    pub fn record_timed(self, outcome: Outcome, elapsed: Duration) -> Recorded {
+        let breaker = self.breaker;
+        let ticket = self.into_ticket();
+        breaker.record_valid_timed(ticket, outcome, Some(crate::clock::duration_to_ms(elapsed)))
+    }
+}
+
+/// A permit that times its call (see [`CircuitBreaker::try_acquire_timed`]).
+/// Dropping it unrecorded counts as a failure, as for [`Permit`].
+#[must_use = "record the call with success(), failure() or ignore(); dropping it records a failure"]
+pub struct TimedPermit<'a> {
+    permit: Permit<'a>,
+    started_ms: Option<u64>,
+}
+
+impl TimedPermit<'_> {
+    /// The call succeeded.
+    pub fn success(self) -> Recorded {
+        self.record(Outcome::Success)
+    }
+
+    /// The call failed.
+    pub fn failure(self) -> Recorded {
+        self.record(Outcome::Failure)
+    }
+
+    /// The call counts as neither.
+    pub fn ignore(self) -> Recorded {
+        self.record(Outcome::Ignored)
+    }
+
+    /// Records `outcome` and the time since the permit was issued.
+    pub fn record(self, outcome: Outcome) -> Recorded {
+        let breaker = self.permit.breaker;
+        let elapsed = breaker.elapsed_since(self.started_ms);
+        let ticket = self.permit.into_ticket();
+        breaker.record_valid_timed(ticket, outcome, elapsed)
+    }
+
+    /// Whether this permit admitted a half-open probe.
+    pub fn is_probe(&self) -> bool {
+        self.permit.is_probe()
+    }
+}
+
+impl fmt::Debug for TimedPermit<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TimedPermit")
+            .field("permit", &self.permit)
+            .field("started_ms", &self.started_ms)
+            .finish()
+    }
+}
+
+#[cfg(all(test, feature = "redis"))]
+mod tests {
+    use crate::redis::RedisState;
+    use crate::{Backoff, Builder, CircuitBreaker, ConfigError, Mode};
+    use std::time::Duration;
+
+    /// A fleet decides by the consecutive rule only: each window, backoff or
+    /// mode option is refused at build, before any round trip (nothing
+    /// listens on port 1).
+    #[test]
+    fn a_shared_breaker_refuses_every_window_backoff_and_mode_option() {
+        type Option_ = fn(Builder) -> Builder;
+        let options: [(&str, Option_); 5] = [
+            ("count_window", |b| b.count_window(10)),
+            ("time_window", |b| b.time_window(Duration::from_secs(10))),
+            ("open_backoff", |b| {
+                b.open_backoff(Backoff::exponential(2.0, Duration::from_secs(60)))
+            }),
+            ("mode(MetricsOnly)", |b| b.mode(Mode::MetricsOnly)),
+            ("mode(Disabled)", |b| b.mode(Mode::Disabled)),
+        ];
+        for (name, option) in options {
+            let shared = RedisState::connect("redis://127.0.0.1:1/").unwrap();
+            let err = option(CircuitBreaker::builder().shared(shared))
+                .build()
+                .unwrap_err();
+            assert!(
+                matches!(err, ConfigError::Invalid { field: "shared", .. }),
+                "{name}: {err:?}"
+            );
+            assert_eq!(
+                err.to_string(),
+                "shared must be used with the consecutive rule, enforcing, without a backoff",
+                "{name}"
+            );
+        }
+    }
+}
