@@ -128,6 +128,11 @@ impl LimitSource for NoBackoff<'_> {
     }
 
     #[inline]
+    fn probe_limit(&self) -> ProbeLimit {
+        self.0.probe_limit()
+    }
+
+    #[inline]
     fn reset_timeout_ms(&self) -> u64 {
         self.0.reset_timeout_ms()
     }
