@@ -23,6 +23,9 @@ pub(crate) const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 /// What an endpoint's breakers share.
 pub(crate) struct Hub {
     pub(crate) transport: Arc<dyn Transport>,
+    /// The process that made it: a child made by `fork` has none of its
+    /// parent's threads, so it makes hubs of its own.
+    pid: u32,
     connect_timeout: Duration,
     state: Mutex<Members>,
     wake: Condvar,
@@ -51,13 +54,17 @@ impl Hub {
         connect_timeout: Duration,
         make: impl FnOnce() -> Arc<dyn Transport>,
     ) -> Arc<Hub> {
+        let pid = std::process::id();
         let mut hubs = hubs();
         if let Some(hub) = hubs.get(&key).and_then(Weak::upgrade) {
-            return hub;
+            if hub.pid == pid {
+                return hub;
+            }
         }
-        hubs.retain(|_, hub| hub.strong_count() > 0);
+        hubs.retain(|_, hub| hub.upgrade().is_some_and(|hub| hub.pid == pid));
         let hub = Arc::new(Hub {
             transport: make(),
+            pid,
             connect_timeout,
             state: Mutex::new(Members {
                 list: Vec::new(),

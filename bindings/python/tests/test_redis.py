@@ -90,6 +90,10 @@ def test_listeners_see_fleet_transitions_made_elsewhere(redis_url):
     other = shared(redis_url, ns)
     other.open()
     assert seen_within(lambda: watcher.current_state == "open", STALENESS) is not None
+    # Getters only look; the next call applies the fleet's news and reports it.
+    assert changes == []
+    with pytest.raises(CircuitBreakerError):
+        watcher.call(lambda: 1)
     assert changes == [("closed", "open")]
 
 
