@@ -75,7 +75,7 @@ fn count_is_valid(value: u32, max: u32) -> bool {
 
 static TRANSITIONS: AtomicU32 = AtomicU32::new(0);
 
-unsafe extern "C" fn on_state_change(
+unsafe extern "C-unwind" fn on_state_change(
     _: *mut c_void,
     breaker: *const cb_breaker,
     from: cb_state,
