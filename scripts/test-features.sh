@@ -31,7 +31,7 @@ step "classification through anyhow errors" cargo test --features anyhow --test 
 step "doc tests (anyhow)" cargo test --features anyhow --doc -- Builder::exclude
 # The doc examples of the integration modules (the core suite runs the rest).
 step "doc tests ($ours)" cargo test --features "$ours" --doc -- \
-    src/future.rs src/registry.rs src/tower.rs src/metrics.rs src/tracing.rs src/llm.rs
+    src/integrations/
 
 step "example http_tower" cargo run --quiet -p breakerbox-integration --example http_tower
 step "example llm" cargo run --quiet -p breakerbox-integration --example llm

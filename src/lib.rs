@@ -92,50 +92,47 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod backend;
-mod backoff;
+// The layers, bottom up; each imports only the ones before it: the loom
+// seam, the core (the state word and what it reads), the shared backend
+// (the fleet protocol and its transports), the breaker and its API, the
+// integrations.
 mod breaker;
-pub mod clock;
-mod config;
-mod error;
-mod events;
-pub mod future;
-mod listener;
-#[cfg(feature = "llm")]
-#[cfg_attr(docsrs, doc(cfg(feature = "llm")))]
-pub mod llm;
-#[cfg(feature = "metrics")]
-#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
-pub mod metrics;
-mod name;
+mod integrations;
+mod machine;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
-pub mod registry;
-mod settings;
-mod state;
 mod sync;
+
+#[cfg(feature = "llm")]
+#[cfg_attr(docsrs, doc(cfg(feature = "llm")))]
+pub use integrations::llm;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub use integrations::metrics;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
-pub mod tower;
+pub use integrations::tower;
 #[cfg(feature = "tracing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
-pub mod tracing;
-mod window;
+pub use integrations::tracing;
+pub use integrations::{future, registry};
+pub use machine::clock;
 
-pub use backoff::{Backoff, Jitter};
+pub use breaker::builder::Builder;
+pub use breaker::error::{Error, Rejected};
+pub use breaker::listener::Listener;
 pub use breaker::{CircuitBreaker, InvalidTicket, Mode, Permit, TimedPermit};
-pub use config::Builder;
-pub use error::{ConfigError, Error, Rejected};
-pub use events::StorageHealth;
-pub use listener::Listener;
-pub use registry::Registry;
-pub use settings::{
+pub use integrations::registry::Registry;
+pub use machine::backoff::{Backoff, Jitter};
+pub use machine::config_error::ConfigError;
+pub use machine::events::StorageHealth;
+pub use machine::settings::{
     DEFAULT_FAIL_MAX, DEFAULT_HALF_OPEN_MAX_CALLS, DEFAULT_RESET_TIMEOUT, DEFAULT_SUCCESS_THRESHOLD,
     MIN_DEFAULT_PROBE_LEASE,
 };
-pub use state::{Outcome, Recorded, State, Ticket, Transition};
-pub use window::{
+pub use machine::state::{Outcome, Recorded, State, Ticket, Transition};
+pub use machine::window::{
     WindowKind, DEFAULT_FAILURE_RATE_THRESHOLD, DEFAULT_MINIMUM_CALLS, DEFAULT_SLOW_CALL_RATE_THRESHOLD,
     DEFAULT_WINDOW_BUCKETS, MAX_WINDOW_BUCKETS,
 };

@@ -3,12 +3,13 @@
 //! them (and no listeners) is `plain`: its clean successes never come here.
 
 use super::{CircuitBreaker, InvalidTicket, Permit};
-use crate::backoff::{Backoff, OpenBackoff};
-use crate::config::Builder;
-use crate::error::{ConfigError, Rejected};
-use crate::events::Events;
-use crate::state::{Outcome, Recorded, State, Ticket, Transition};
-use crate::window::{Window, WindowConfig, WindowKind};
+use crate::breaker::builder::Builder;
+use crate::breaker::error::Rejected;
+use crate::machine::backoff::{Backoff, OpenBackoff};
+use crate::machine::config_error::ConfigError;
+use crate::machine::events::Events;
+use crate::machine::state::{Outcome, Recorded, State, Ticket, Transition};
+use crate::machine::window::{Window, WindowConfig, WindowKind};
 use std::fmt;
 use std::time::Duration;
 
@@ -240,7 +241,10 @@ impl CircuitBreaker {
         if let Some(b) = &p.backoff {
             match t.to {
                 State::Open => {
-                    let ms = b.next_ms(crate::state::LimitSource::reset_timeout_ms(&self.settings), rate);
+                    let ms = b.next_ms(
+                        crate::machine::state::LimitSource::reset_timeout_ms(&self.settings),
+                        rate,
+                    );
                     self.settings.open_for.publish(self.state.episode(), ms);
                 }
                 State::Closed => b.reset(),
@@ -285,7 +289,11 @@ impl CircuitBreaker {
         if !self.backend.issued(ticket, self.tag) {
             return Err(InvalidTicket);
         }
-        Ok(self.record_valid_timed(ticket, outcome, Some(crate::clock::duration_to_ms(elapsed))))
+        Ok(self.record_valid_timed(
+            ticket,
+            outcome,
+            Some(crate::machine::clock::duration_to_ms(elapsed)),
+        ))
     }
 
     fn record_valid_timed(&self, ticket: Ticket, outcome: Outcome, elapsed_ms: Option<u64>) -> Recorded {
@@ -339,7 +347,8 @@ impl CircuitBreaker {
         if s.state() != State::Open {
             return None;
         }
-        crate::state::LimitSource::open_for_ms(&self.settings, s.generation()).map(Duration::from_millis)
+        crate::machine::state::LimitSource::open_for_ms(&self.settings, s.generation())
+            .map(Duration::from_millis)
     }
 }
 
@@ -349,7 +358,11 @@ impl Permit<'_> {
     pub fn record_timed(self, outcome: Outcome, elapsed: Duration) -> Recorded {
         let breaker = self.breaker;
         let ticket = self.into_ticket();
-        breaker.record_valid_timed(ticket, outcome, Some(crate::clock::duration_to_ms(elapsed)))
+        breaker.record_valid_timed(
+            ticket,
+            outcome,
+            Some(crate::machine::clock::duration_to_ms(elapsed)),
+        )
     }
 }
 

@@ -5,9 +5,9 @@ use super::protocol::{Code, Op, RawView, Reply, Seed};
 use super::store::Store;
 use super::watcher::Hub;
 use super::{FaultPolicy, RedisState, StorageError, StorageErrorKind};
-use crate::clock::ClockSource;
-use crate::events::{Events, StorageHealth};
-use crate::state::{
+use crate::machine::clock::ClockSource;
+use crate::machine::events::{Events, StorageHealth};
+use crate::machine::state::{
     Acquire, FleetView, Gate, Limits, Now, Outcome, Recorded, Snapshot, State, StateCell, Ticket, Transition,
 };
 use crate::sync::{AtomicU32, Ordering};

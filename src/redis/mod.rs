@@ -101,6 +101,7 @@ mod store;
 pub mod transport;
 mod watcher;
 
+pub use crate::machine::events::StorageErrorKind;
 pub(crate) use fleet::{Fleet, Mirror, DEGRADED_TAG};
 pub use transport::{Script, Subscriber, Transport};
 
@@ -310,24 +311,6 @@ impl RedisState {
         self.notifications = on;
         self
     }
-}
-
-/// What kind of fault the store met.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum StorageErrorKind {
-    /// The Redis URL could not be parsed.
-    InvalidUrl,
-    /// Redis did not answer within the timeout.
-    Timeout,
-    /// The connection failed or was lost.
-    Unreachable,
-    /// Redis answered with an error.
-    Server,
-    /// Redis answered something the breaker does not understand.
-    Protocol,
-    /// The watcher thread could not be started.
-    Thread,
 }
 
 /// A fault of the shared state's store. Reported to listeners; never fatal.

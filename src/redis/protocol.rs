@@ -3,7 +3,7 @@
 //! talks to a server; a [`Transport`](super::transport::Transport) does.
 
 use super::transport::Script;
-use crate::state::{Limits, Outcome, State, Ticket, Transition, GENERATION_MODULUS};
+use crate::machine::state::{Limits, Outcome, State, Ticket, Transition, GENERATION_MODULUS};
 use std::sync::OnceLock;
 
 /// Every fleet transition, as one server-side script.

@@ -4,7 +4,7 @@
 use super::protocol::{self, Op, Reply, Seed};
 use super::transport::Transport;
 use super::StorageError;
-use crate::state::Limits;
+use crate::machine::state::Limits;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -313,7 +313,7 @@ fn precise_ms(clock: &ClockSource) -> u64 {
     clock.now_ms()
 }
 
-impl crate::state::Now for LazyNow<'_> {
+impl crate::machine::state::Now for LazyNow<'_> {
     #[inline]
     fn now_ms(&mut self) -> u64 {
         *self.cached.get_or_insert_with(|| self.clock.now_ms())
@@ -346,7 +346,7 @@ impl crate::state::Now for LazyNow<'_> {
 #[cfg(all(test, target_os = "linux", not(miri)))]
 mod tests {
     use super::*;
-    use crate::state::Now;
+    use crate::machine::state::Now;
 
     /// A clock id no kernel knows, standing in for a coarse clock that a
     /// sandbox or seccomp profile refuses.

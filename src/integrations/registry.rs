@@ -23,10 +23,10 @@
 //! assert_eq!(health, vec![("db".to_string(), State::Open)]);
 //! ```
 
+use crate::breaker::builder::Builder;
 use crate::breaker::CircuitBreaker;
-use crate::config::Builder;
-use crate::error::ConfigError;
-use crate::state::State;
+use crate::machine::config_error::ConfigError;
+use crate::machine::state::State;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};

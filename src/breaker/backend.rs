@@ -2,11 +2,11 @@
 //! enum, matched here and nowhere else. Above this module the breaker speaks
 //! only of [`Backend`]; a `cfg` belongs on a variant, not in its methods.
 
-use crate::clock::ClockSource;
-use crate::error::ConfigError;
-use crate::events::{Events, StorageHealth};
-use crate::settings::Settings;
-use crate::state::{Acquire, LimitSource, Outcome, Recorded, State, StateCell, Ticket, Transition};
+use crate::machine::clock::ClockSource;
+use crate::machine::config_error::ConfigError;
+use crate::machine::events::{Events, StorageHealth};
+use crate::machine::settings::Settings;
+use crate::machine::state::{Acquire, LimitSource, Outcome, Recorded, State, StateCell, Ticket, Transition};
 
 /// What a backend decides with, lent by the breaker for one call: the state
 /// word (for a shared breaker, its local mirror), the live settings and the
@@ -227,7 +227,7 @@ impl Backend {
 
     /// The state word as getters report it: the mirror, or the view the
     /// fleet announced and no call has applied yet. Changes nothing.
-    pub(crate) fn peek(&self, core: Core<'_>) -> crate::state::Snapshot {
+    pub(crate) fn peek(&self, core: Core<'_>) -> crate::machine::state::Snapshot {
         match self {
             Backend::Local => core.cell.load(),
             #[cfg(feature = "redis")]

@@ -47,9 +47,9 @@
 //! # Ok::<(), breakerbox::ConfigError>(())
 //! ```
 
+use crate::breaker::error::{Error, Rejected};
 use crate::breaker::CircuitBreaker;
-use crate::error::{Error, Rejected};
-use crate::state::{Outcome, Recorded, Ticket};
+use crate::machine::state::{Outcome, Recorded, Ticket};
 use std::borrow::Borrow;
 use std::fmt;
 use std::future::Future;

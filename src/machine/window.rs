@@ -47,8 +47,8 @@
 //! Epoch tags are kept modulo 2^16: a stripe not written for a multiple of
 //! 65,536 bucket widths could be read as current for one bucket.
 
-use crate::clock::duration_to_ms;
-use crate::error::ConfigError;
+use crate::machine::clock::duration_to_ms;
+use crate::machine::config_error::ConfigError;
 use crate::sync::{owns_stripe, thread_index, AtomicU64, Ordering, OWNED_STRIPES};
 use crossbeam_utils::CachePadded;
 use std::time::Duration;

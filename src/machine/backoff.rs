@@ -151,7 +151,7 @@ impl OpenBackoff {
                 cap,
                 jitter,
             } => {
-                let cap_ms = crate::clock::duration_to_ms(*cap).max(base_ms);
+                let cap_ms = crate::machine::clock::duration_to_ms(*cap).max(base_ms);
                 let d = grown_ms(base_ms, *multiplier, cap_ms, attempt);
                 match jitter {
                     Jitter::None => d,
@@ -160,7 +160,7 @@ impl OpenBackoff {
                 }
             }
             Kind::Custom(f) => catch_unwind(AssertUnwindSafe(|| f(attempt, failure_rate)))
-                .map(crate::clock::duration_to_ms)
+                .map(crate::machine::clock::duration_to_ms)
                 .unwrap_or(base_ms),
         }
     }

@@ -21,9 +21,9 @@
 //! # let _ = breaker;
 //! ```
 
+use crate::breaker::listener::Listener;
 use crate::breaker::CircuitBreaker;
-use crate::listener::Listener;
-use crate::state::State;
+use crate::machine::state::State;
 use ::tracing::{event, Level};
 
 /// The `target` of every event.

@@ -1,15 +1,15 @@
 //! The builder: what a breaker is made from, checked once at `build()`.
 
-use crate::backend::Plan;
+use crate::breaker::backend::Plan;
+use crate::breaker::listener::{Listener, Listeners, StateChangeFn};
 use crate::breaker::CircuitBreaker;
-use crate::clock::{Clock, ClockSource, MonotonicClock};
-use crate::error::ConfigError;
-use crate::listener::{Listener, Listeners, StateChangeFn};
-use crate::settings::Settings;
-use crate::settings::{
+use crate::machine::clock::{Clock, ClockSource, MonotonicClock};
+use crate::machine::config_error::ConfigError;
+use crate::machine::settings::Settings;
+use crate::machine::settings::{
     DEFAULT_FAIL_MAX, DEFAULT_HALF_OPEN_MAX_CALLS, DEFAULT_RESET_TIMEOUT, DEFAULT_SUCCESS_THRESHOLD,
 };
-use crate::state::{Outcome, State};
+use crate::machine::state::{Outcome, State};
 use std::any::Any;
 use std::error::Error as StdError;
 use std::sync::Arc;

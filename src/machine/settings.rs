@@ -1,10 +1,10 @@
 //! The live settings: the limits each decision of the state word reads,
 //! changed by runtime setters, and the checks every value passes first.
 
-use crate::backoff::OpenFor;
-use crate::clock::duration_to_ms;
-use crate::error::ConfigError;
-use crate::state::{LimitSource, Limits, ProbeLimit, MAX_HALF_OPEN_COUNT};
+use crate::machine::backoff::OpenFor;
+use crate::machine::clock::duration_to_ms;
+use crate::machine::config_error::ConfigError;
+use crate::machine::state::{LimitSource, Limits, ProbeLimit, MAX_HALF_OPEN_COUNT};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 

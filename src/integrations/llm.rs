@@ -52,11 +52,12 @@
 //! assert!(matches!(second, LlmError::CircuitOpen { ref provider, .. } if &**provider == "acme"));
 //! ```
 
+use crate::breaker::builder::Builder;
+use crate::breaker::error::Rejected;
 use crate::breaker::CircuitBreaker;
-use crate::config::Builder;
-use crate::error::{ConfigError, Rejected};
-use crate::future::TicketGuard;
-use crate::state::{Outcome, State};
+use crate::integrations::future::TicketGuard;
+use crate::machine::config_error::ConfigError;
+use crate::machine::state::{Outcome, State};
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;

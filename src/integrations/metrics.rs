@@ -34,9 +34,9 @@
 //! # let _ = breaker;
 //! ```
 
+use crate::breaker::listener::Listener;
 use crate::breaker::CircuitBreaker;
-use crate::listener::Listener;
-use crate::state::State;
+use crate::machine::state::State;
 use ::metrics::{counter, describe_counter, describe_gauge, gauge, Counter, Gauge, Label};
 use std::sync::OnceLock;
 

@@ -5,7 +5,7 @@
 //! exactly once, by the thread whose compare-and-swap made it.
 
 use crate::breaker::CircuitBreaker;
-use crate::state::State;
+use crate::machine::state::State;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 

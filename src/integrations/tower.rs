@@ -36,10 +36,10 @@
 //! # let _ = layer;
 //! ```
 
+use crate::breaker::error::Rejected;
 use crate::breaker::CircuitBreaker;
-use crate::error::Rejected;
-use crate::future::{poll_admitted, TicketGuard};
-use crate::state::Outcome;
+use crate::integrations::future::{poll_admitted, TicketGuard};
+use crate::machine::state::Outcome;
 use std::borrow::Borrow;
 use std::fmt;
 use std::future::Future;

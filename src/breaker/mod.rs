@@ -1,14 +1,15 @@
 //! The circuit breaker and its permits.
 
-use crate::backend::{Backend, Core, Plan};
-use crate::clock::{duration_to_ms, ClockSource};
-use crate::config::{Builder, Classifier};
-use crate::error::{ConfigError, Error, Rejected};
-use crate::events::Events;
-use crate::listener::Listeners;
-use crate::name::Name;
-use crate::settings::{self, NoBackoff, Settings};
-use crate::state::{Acquire, LimitSource, Outcome, Recorded, State, StateCell, Ticket, Transition};
+use crate::breaker::backend::{Backend, Core, Plan};
+use crate::breaker::builder::{Builder, Classifier};
+use crate::breaker::error::{Error, Rejected};
+use crate::breaker::listener::Listeners;
+use crate::breaker::name::Name;
+use crate::machine::clock::{duration_to_ms, ClockSource};
+use crate::machine::config_error::ConfigError;
+use crate::machine::events::Events;
+use crate::machine::settings::{self, NoBackoff, Settings};
+use crate::machine::state::{Acquire, LimitSource, Outcome, Recorded, State, StateCell, Ticket, Transition};
 use std::any::Any;
 use std::collections::hash_map::RandomState;
 use std::fmt;
@@ -17,6 +18,11 @@ use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
+pub(crate) mod backend;
+pub(crate) mod builder;
+pub(crate) mod error;
+pub(crate) mod listener;
+pub(crate) mod name;
 mod policy;
 pub(crate) use policy::PolicyConfig;
 pub use policy::{Mode, TimedPermit};
@@ -90,7 +96,7 @@ impl Default for CircuitBreaker {
 fn random_tag() -> u32 {
     let mut hasher = RandomState::new().build_hasher();
     hasher.write_u8(0);
-    (hasher.finish() as u32 & crate::backend::TAG_BITS).max(1)
+    (hasher.finish() as u32 & crate::breaker::backend::TAG_BITS).max(1)
 }
 
 impl CircuitBreaker {
@@ -497,7 +503,7 @@ impl CircuitBreaker {
 
     /// The word as the getters report it: for a shared breaker, with what
     /// its fleet announced. A getter changes nothing and runs no listener.
-    fn snapshot(&self) -> crate::state::Snapshot {
+    fn snapshot(&self) -> crate::machine::state::Snapshot {
         self.backend.peek(self.core())
     }
 
@@ -525,7 +531,7 @@ impl CircuitBreaker {
     /// How the store that shares this breaker's state is doing: reachable
     /// or degraded, since when, and the latest fault. `None` for a breaker
     /// whose state is in memory.
-    pub fn storage_health(&self) -> Option<crate::events::StorageHealth> {
+    pub fn storage_health(&self) -> Option<crate::machine::events::StorageHealth> {
         self.backend.health()
     }
 

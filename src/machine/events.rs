@@ -3,7 +3,7 @@
 //! the path is done (never from inside it, so a panicking listener cannot
 //! leave a decision half made).
 
-use crate::state::Transition;
+use crate::machine::state::Transition;
 use std::time::Instant;
 
 /// How the store behind a shared breaker is doing; see
@@ -18,6 +18,25 @@ pub struct StorageHealth {
     pub since: Instant,
     /// The latest fault met, if any, as its message.
     pub last_error: Option<String>,
+}
+
+#[cfg(feature = "redis")]
+/// What kind of fault the store met.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StorageErrorKind {
+    /// The Redis URL could not be parsed.
+    InvalidUrl,
+    /// Redis did not answer within the timeout.
+    Timeout,
+    /// The connection failed or was lost.
+    Unreachable,
+    /// Redis answered with an error.
+    Server,
+    /// Redis answered something the breaker does not understand.
+    Protocol,
+    /// The watcher thread could not be started.
+    Thread,
 }
 
 /// Events of one cold path. More transitions than fit cannot happen in one
