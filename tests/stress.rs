@@ -1,9 +1,10 @@
 //! Many threads, random outcomes, bounded run: never more probes in flight
-//! than allowed, and every transition reported exactly once.
+//! than allowed, and every transition reported exactly once, under the
+//! consecutive rule and under each rate window (with a backoff).
 #![cfg(not(miri))]
 
 use breakerbox::clock::ManualClock;
-use breakerbox::{CircuitBreaker, Listener, Outcome, State};
+use breakerbox::{Backoff, Builder, CircuitBreaker, Jitter, Listener, Outcome, State};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,13 +33,16 @@ impl Rng {
 }
 
 fn hammer(half_open_max_calls: u32) {
+    hammer_with(half_open_max_calls, |b| b.fail_max(3));
+}
+
+fn hammer_with(half_open_max_calls: u32, policy: fn(Builder) -> Builder) {
     const THREADS: u64 = 4;
     const CALLS_PER_THREAD: u64 = 60_000;
     let clock = ManualClock::new();
     let transitions = Arc::new(Transitions::default());
     let breaker = Arc::new(
-        CircuitBreaker::builder()
-            .fail_max(3)
+        policy(CircuitBreaker::builder())
             .success_threshold(2)
             .half_open_max_calls(half_open_max_calls)
             .reset_timeout(Duration::from_millis(2))
@@ -87,6 +91,9 @@ fn hammer(half_open_max_calls: u32) {
                         _ => Outcome::Ignored,
                     };
                     let _ = permit.record(outcome);
+                    if let Some(rate) = breaker.failure_rate() {
+                        assert!((0.0..=100.0).contains(&rate), "a failure rate of {rate}%");
+                    }
                 }
                 admitted
             })
@@ -135,4 +142,22 @@ fn one_probe_at_most_under_contention() {
 #[test]
 fn two_probes_at_most_under_contention() {
     hammer(2);
+}
+
+#[test]
+fn a_count_window_under_contention() {
+    hammer_with(2, |b| {
+        b.count_window(20).minimum_calls(10).failure_rate_threshold(30.0)
+    });
+}
+
+#[test]
+fn a_time_window_with_a_backoff_under_contention() {
+    hammer_with(1, |b| {
+        b.time_window(Duration::from_millis(50))
+            .window_buckets(5)
+            .minimum_calls(10)
+            .failure_rate_threshold(30.0)
+            .open_backoff(Backoff::exponential(2.0, Duration::from_millis(16)).jitter(Jitter::Full))
+    });
 }
