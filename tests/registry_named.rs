@@ -149,3 +149,47 @@ fn the_config_closure_may_use_the_registry_itself() {
     registry.get_or_create("x").unwrap();
     assert_eq!(registry.names(), ["created-by-config", "x"]);
 }
+
+#[test]
+fn window_defaults_apply_to_every_breaker_made() {
+    use breakerbox::{Mode, Outcome};
+    let registry = Registry::new(|b| {
+        b.count_window(10)
+            .minimum_calls(4)
+            .failure_rate_threshold(50.0)
+            .mode(Mode::MetricsOnly)
+    });
+    for name in ["db", "payments"] {
+        let breaker = registry.get_or_create(name).unwrap();
+        assert_eq!(breaker.mode(), Mode::MetricsOnly);
+        let record = |outcome| {
+            let ticket = breaker.acquire_ticket().expect("metrics-only admits every call");
+            breaker.record(ticket, outcome).unwrap();
+        };
+        for outcome in [Outcome::Success, Outcome::Failure, Outcome::Success] {
+            record(outcome);
+        }
+        assert_eq!(
+            breaker.failure_rate(),
+            None,
+            "{name}: below the minimum of 4 calls"
+        );
+        assert_eq!(breaker.window_calls(), Some(3), "{name}");
+        // 2 of 4 failed: the rate reached the threshold over the minimum.
+        record(Outcome::Failure);
+        assert_eq!(
+            breaker.state(),
+            State::Open,
+            "{name}: the would-be state is reported"
+        );
+        assert_eq!(
+            breaker.window_calls(),
+            Some(0),
+            "{name}: the trip cleared the window"
+        );
+        assert!(
+            breaker.try_acquire().is_ok(),
+            "{name}: metrics-only never rejects"
+        );
+    }
+}
