@@ -48,6 +48,9 @@ pub(crate) struct RedisOptions {
     command_timeout: Option<Duration>,
     connect_timeout: Option<Duration>,
     refresh_interval: Option<Duration>,
+    max_backoff: Option<Duration>,
+    require_reachable: bool,
+    notifications: Option<bool>,
 }
 
 impl RedisOptions {
@@ -58,7 +61,10 @@ impl RedisOptions {
             let any = self.policy.is_some()
                 || self.command_timeout.is_some()
                 || self.connect_timeout.is_some()
-                || self.refresh_interval.is_some();
+                || self.refresh_interval.is_some()
+                || self.max_backoff.is_some()
+                || self.require_reachable
+                || self.notifications.is_some();
             return if any {
                 Err(cb_status::InvalidArgument)
             } else {
@@ -77,6 +83,15 @@ impl RedisOptions {
         }
         if let Some(interval) = self.refresh_interval {
             state = state.refresh_interval(interval);
+        }
+        if let Some(backoff) = self.max_backoff {
+            state = state.max_backoff(backoff);
+        }
+        if self.require_reachable {
+            state = state.require_reachable();
+        }
+        if let Some(on) = self.notifications {
+            state = state.notifications(on);
         }
         Ok(builder.shared(state))
     }
@@ -264,5 +279,57 @@ pub unsafe extern "C" fn cb_builder_set_redis_refresh_interval_ms(
 ) -> cb_status {
     ffi_panic_boundary! {
         set_ms(&mut try_mut_from_ptr!(builder).redis.refresh_interval, ms)
+    }
+}
+
+/// Sets the longest wait between attempts to reconnect to Redis, in
+/// milliseconds (at least 1; default 1000; the first wait is 10 ms,
+/// doubling up to this). `CB_STATUS_INVALID_ARGUMENT` for a NULL builder or 0.
+///
+/// # Safety
+///
+/// `builder` is NULL or a live builder not in use by another call.
+#[no_mangle]
+pub unsafe extern "C" fn cb_builder_set_redis_max_backoff_ms(builder: *mut cb_builder, ms: u64) -> cb_status {
+    ffi_panic_boundary! {
+        set_ms(&mut try_mut_from_ptr!(builder).redis.max_backoff, ms)
+    }
+}
+
+/// Makes `cb_builder_build` fail with `CB_STATUS_STORAGE_ERROR` when its
+/// first sync with Redis fails, instead of starting degraded (the default:
+/// a Redis that is down is a fault, reported, not an error).
+/// `CB_STATUS_INVALID_ARGUMENT` for a NULL builder.
+///
+/// # Safety
+///
+/// `builder` is NULL or a live builder not in use by another call.
+#[no_mangle]
+pub unsafe extern "C" fn cb_builder_set_redis_require_reachable(builder: *mut cb_builder) -> cb_status {
+    ffi_panic_boundary! {
+        try_mut_from_ptr!(builder).redis.require_reachable = true;
+        cb_status::Ok
+    }
+}
+
+/// Whether changes are announced and listened for by pub/sub: 1 (the
+/// default) or 0, when processes learn of each other's changes only by the
+/// periodic refresh. `CB_STATUS_INVALID_ARGUMENT` for a NULL builder or a
+/// value other than 0 and 1, and nothing changes.
+///
+/// # Safety
+///
+/// `builder` is NULL or a live builder not in use by another call.
+#[no_mangle]
+pub unsafe extern "C" fn cb_builder_set_redis_notifications(builder: *mut cb_builder, on: u32) -> cb_status {
+    ffi_panic_boundary! {
+        let builder = try_mut_from_ptr!(builder);
+        match on {
+            0 | 1 => {
+                builder.redis.notifications = Some(on == 1);
+                cb_status::Ok
+            }
+            _ => cb_status::InvalidArgument,
+        }
     }
 }

@@ -119,9 +119,15 @@ impl cb_status {
     }
 }
 
+/// A store that must be reachable at build and is not is a storage error;
+/// every other refusal is a bad argument.
 impl From<breakerbox::ConfigError> for cb_status {
-    fn from(_: breakerbox::ConfigError) -> Self {
-        cb_status::InvalidArgument
+    fn from(error: breakerbox::ConfigError) -> Self {
+        match error {
+            #[cfg(feature = "redis")]
+            breakerbox::ConfigError::Unreachable { .. } => cb_status::StorageError,
+            _ => cb_status::InvalidArgument,
+        }
     }
 }
 
