@@ -1108,6 +1108,33 @@ cb_mode cb_current_mode(const cb_breaker *breaker);
  */
 uint64_t cb_open_for_ms(const cb_breaker *breaker);
 
+#if (defined(BREAKERBOX_REDIS) && defined(BREAKERBOX_REDIS_CLUSTER))
+/**
+ * Shares the state of the breakers this builder makes through the Redis
+ * Cluster reached at any of the `nodes_len` URLs at `nodes`
+ * ("redis://host:port/" each; the slot map is learnt from the first that
+ * answers), under `namespace_` (as for `cb_builder_set_redis`; its keys
+ * stay on one slot). Replaces a URL set by `cb_builder_set_redis`; the
+ * other Redis options apply alike. Nothing is contacted until
+ * `cb_builder_build`. The strings are copied.
+ *
+ * `CB_STATUS_INVALID_ARGUMENT` when `builder` or `nodes` is NULL,
+ * `nodes_len` is 0, a node is NULL, or a string is not valid UTF-8;
+ * `CB_STATUS_STORAGE_ERROR` when a node is not a Redis URL. Nothing changes
+ * on an error. Only in a library built with the `redis-cluster` feature.
+ *
+ * # Safety
+ *
+ * `builder` is NULL or a live builder not in use by another call; `nodes`
+ * is NULL or points to `nodes_len` readable pointers, each NULL or a
+ * NUL-terminated string; `namespace_` is NULL or a NUL-terminated string.
+ */
+cb_status cb_builder_set_redis_cluster(cb_builder *builder,
+                                       const char *const *nodes,
+                                       size_t nodes_len,
+                                       const char *namespace_);
+#endif
+
 #if defined(BREAKERBOX_REDIS)
 /**
  * Makes a breaker whose state is shared, through the Redis at `redis_url`,
@@ -1116,7 +1143,9 @@ uint64_t cb_open_for_ms(const cb_breaker *breaker);
  * `*out`; the handle takes the same functions as a `cb_new` one, and is
  * released with `cb_free`.
  *
- * `redis_url` is like "redis://127.0.0.1:6379/". `namespace_` is NULL (the
+ * `redis_url` is like "redis://127.0.0.1:6379/" (a password as
+ * "redis://user:password@host/"; "rediss://" for TLS, in a library built
+ * with the `redis-tls` feature). `namespace_` is NULL (the
  * breaker's name, or "default") or a NUL-terminated UTF-8 name. Redis is
  * contacted now, within its timeouts (by default 100 ms per command, 250 ms
  * to connect; a `cb_builder` sets them and the fault policy); a Redis that

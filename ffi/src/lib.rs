@@ -62,6 +62,8 @@ pub use policy::{
     cb_builder_set_time_window_ms, cb_builder_set_window_buckets, cb_current_mode, cb_failure_rate,
     cb_jitter, cb_mode, cb_open_for_ms, cb_slow_call_rate, cb_window_calls, RawJitter, RawMode, CB_NO_VALUE,
 };
+#[cfg(feature = "redis-cluster")]
+pub use redis::cb_builder_set_redis_cluster;
 #[cfg(feature = "redis")]
 pub use redis::{
     cb_builder_set_redis, cb_builder_set_redis_command_timeout_ms, cb_builder_set_redis_connect_timeout_ms,

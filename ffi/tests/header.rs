@@ -98,6 +98,7 @@ fn header_declares_the_whole_abi() {
         "cb_status cb_builder_set_redis_max_backoff_ms(cb_builder *builder, uint64_t ms);",
         "cb_status cb_builder_set_redis_require_reachable(cb_builder *builder);",
         "cb_status cb_builder_set_redis_notifications(cb_builder *builder, uint32_t on);",
+        "cb_status cb_builder_set_redis_cluster(cb_builder *builder, const char *const *nodes, size_t nodes_len, const char *namespace_);",
         "#define CB_RATE_NONE -1.0",
         "#define CB_NO_VALUE UINT64_MAX",
         "CB_MODE_ENFORCING = 0,",
