@@ -66,14 +66,14 @@
  *   Every 0.x library has the soname libbreakerbox.so.0, and a program built
  *   against an older 0.x header runs against any newer 0.x library. So these
  *   never change within 0.x: the name, parameters and return type of an
- *   exported function; the layout of cb_config and cb_permit; the value of
- *   an existing enum constant or status code, and what it means. What a 0.x
- *   release may do: add functions (cb_builder setters among them), add enum
- *   constants and status codes after the last (treat an unknown status as an
- *   error), and fix behaviour that contradicts this header. Settings added
- *   after 0.1 are set on a cb_builder; cb_config never grows. A program that
- *   needs a newer function can check cb_version() at run time. Anything else
- *   needs a new soname.
+ *   exported function; the layout of cb_config, cb_permit, cb_timed_permit
+ *   and cb_storage_health; the value of an existing enum constant or status
+ *   code, and what it means. What a 0.x release may do: add functions
+ *   (cb_builder setters among them), add enum constants and status codes
+ *   after the last (treat an unknown status as an error), and fix behaviour
+ *   that contradicts this header. Settings added after 0.1 are set on a
+ *   cb_builder; cb_config never grows. A program that needs a newer function
+ *   can check cb_version() at run time. Anything else needs a new soname.
  *
  * RECORDING TWICE
  *   A permit is meant to be recorded once. Recording a permit from an earlier
@@ -169,7 +169,8 @@ enum cb_status
      * recorded (caught among the first 16 probes of a half-open episode of
      * a `cb_new` handle; a `cb_new_redis` handle's fleet counts probes, so
      * there a second record frees another probe's slot while one is in
-     * flight): nothing changed.
+     * flight), or the permit of a call that a `CB_MODE_METRICS_ONLY`
+     * breaker admitted where it would have rejected it: nothing changed.
      */
     CB_STATUS_STALE_PERMIT = 2,
     /**
