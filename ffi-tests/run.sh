@@ -128,38 +128,47 @@ LINK=(-L"$STATIC" -lbreakerbox -lpthread -ldl -lm)
 export LD_LIBRARY_PATH="$PREFIX/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
 # --- C ----------------------------------------------------------------------
-c_build() { # OUTPUT EXTRA_FLAGS...
-    local out="$1"
-    shift
-    cc -std=c11 "${WARN[@]}" -g -O1 "$@" -Iinclude ffi-tests/c/test_breaker.c "${LINK[@]}" -o "$out"
+# test_breaker.c: behaviour, bad input, callbacks, threads; test_policy.c:
+# rate windows, slow calls, backoff, modes, retry-after, on a manual clock.
+C_TESTS=(test_breaker test_policy)
+c_build() { # SOURCE OUTPUT EXTRA_FLAGS...
+    local src="$1" out="$2"
+    shift 2
+    cc -std=c11 "${WARN[@]}" -g -O1 "$@" -Iinclude -Iffi-tests/c "ffi-tests/c/$src.c" "${LINK[@]}" -o "$out"
 }
 
-step "C: build" c_build "$BUILD/test_c"
-step "C: run" "$BUILD/test_c"
+for t in "${C_TESTS[@]}"; do
+    step "C: build $t" c_build "$t" "$BUILD/$t"
+    step "C: run $t" "$BUILD/$t"
+done
 passed+=(c)
 
-step "C: build with ASan/UBSan" c_build "$BUILD/test_c_asan" \
-    -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
-step "C: run under ASan/UBSan" env ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 "$BUILD/test_c_asan"
+for t in "${C_TESTS[@]}"; do
+    step "C: build $t with ASan/UBSan" c_build "$t" "$BUILD/${t}_asan" \
+        -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+    step "C: run $t under ASan/UBSan" env ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+        UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 "$BUILD/${t}_asan"
+done
 passed+=(c-asan-ubsan)
 
-valgrind_run() {
-    local log="$BUILD/valgrind.log"
+valgrind_run() { # PROGRAM
+    local log="$BUILD/valgrind-$1.log"
     if ! valgrind --quiet --leak-check=full --show-leak-kinds=all --errors-for-leak-kinds=all \
-        --suppressions=ffi-tests/valgrind.supp --error-exitcode=1 --log-file="$log" "$BUILD/test_c"; then
+        --suppressions=ffi-tests/valgrind.supp --error-exitcode=1 --log-file="$log" "$BUILD/$1"; then
         cat "$log"
-        echo "C under valgrind: FAIL" >&2
+        echo "C under valgrind: FAIL ($1)" >&2
         return 1
     fi
     if [ -s "$log" ]; then # --quiet: anything logged is an error or a leak
         cat "$log"
-        echo "C under valgrind: FAIL (see the report above)" >&2
+        echo "C under valgrind: FAIL ($1; see the report above)" >&2
         return 1
     fi
-    echo "C under valgrind: PASS (0 errors, 0 bytes leaked; still reachable: only the interned names, see ffi-tests/valgrind.supp)"
+    echo "C under valgrind: PASS ($1: 0 errors, 0 bytes leaked; still reachable: only the interned names, see ffi-tests/valgrind.supp)"
 }
-step "C: run under valgrind" valgrind_run
+for t in "${C_TESTS[@]}"; do
+    step "C: run $t under valgrind" valgrind_run "$t"
+done
 passed+=(c-valgrind)
 
 # --- the README's C example, exactly as written, built through pkg-config ----

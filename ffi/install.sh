@@ -10,8 +10,10 @@
 #
 # Environment: PREFIX (default /usr/local), LIBDIR (default PREFIX/lib),
 # DESTDIR (staging root, prepended to every path written), FEATURES (cargo
-# features of breakerbox-ffi, e.g. "redis"; redis adds -DBREAKERBOX_REDIS to
-# the compile flags of both the .pc file and the CMake targets).
+# features of breakerbox-ffi, e.g. "redis"; redis, redis-tls and
+# redis-cluster add -DBREAKERBOX_REDIS, and redis-cluster also
+# -DBREAKERBOX_REDIS_CLUSTER, to the compile flags of both the .pc file and
+# the CMake targets).
 source "$(dirname "$0")/../scripts/lib.sh"
 cd "$ROOT"
 
@@ -30,8 +32,11 @@ cargo_args=(build --release -p breakerbox-ffi)
 cflags="" defines=""
 if [ -n "$FEATURES" ]; then
     cargo_args+=(--features "$FEATURES")
-    if [[ ",$FEATURES," == *,redis,* ]]; then
+    if [[ ",$FEATURES," =~ ,redis(-tls|-cluster)?, ]]; then
         cflags=" -DBREAKERBOX_REDIS" defines="BREAKERBOX_REDIS"
+    fi
+    if [[ ",$FEATURES," == *,redis-cluster,* ]]; then
+        cflags+=" -DBREAKERBOX_REDIS_CLUSTER" defines+=";BREAKERBOX_REDIS_CLUSTER"
     fi
 fi
 step "cargo ${cargo_args[*]}" cargo "${cargo_args[@]}"

@@ -23,6 +23,7 @@
 
 #include "breakerbox.h"
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -39,6 +40,13 @@ enum class State : std::uint32_t {
     Closed = CB_STATE_CLOSED,
     Open = CB_STATE_OPEN,
     HalfOpen = CB_STATE_HALF_OPEN,
+};
+
+/** Whether a breaker acts on its decisions (see cb_mode). */
+enum class Mode : std::uint32_t {
+    Enforcing = CB_MODE_ENFORCING,
+    MetricsOnly = CB_MODE_METRICS_ONLY,
+    Disabled = CB_MODE_DISABLED,
 };
 
 /** How a call ended. */
@@ -96,6 +104,16 @@ public:
         return cb_record(breaker_, permit_, static_cast<cb_outcome>(outcome));
     }
 
+    /** Records `outcome` and how long the call took (see cb_record_timed()). */
+    cb_status record_timed(Outcome outcome, std::chrono::milliseconds elapsed) noexcept {
+        if (!armed_) {
+            return CB_STATUS_STALE_PERMIT;
+        }
+        armed_ = false;
+        const auto ms = elapsed.count() < 0 ? 0 : static_cast<std::uint64_t>(elapsed.count());
+        return cb_record_timed(breaker_, permit_, static_cast<cb_outcome>(outcome), ms);
+    }
+
     cb_status success() noexcept { return record(Outcome::Success); }
     cb_status failure() noexcept { return record(Outcome::Failure); }
     cb_status ignore() noexcept { return record(Outcome::Ignored); }
@@ -148,6 +166,18 @@ public:
         handle_ = handle;
     }
 
+    /** Makes a breaker from a builder's settings (windows, backoff, mode,
+     *  clock: the cb_builder_set_* functions); the builder stays the
+     *  caller's. Throws Error when cb_builder_build() refuses them. */
+    explicit Breaker(const cb_builder *builder) {
+        cb_breaker *handle = nullptr;
+        const cb_status status = cb_builder_build(builder, &handle);
+        if (status != CB_STATUS_OK) {
+            throw Error(status);
+        }
+        handle_ = handle;
+    }
+
     Breaker(Breaker &&other) noexcept
         : handle_(std::exchange(other.handle_, nullptr)), callback_(std::move(other.callback_)) {}
 
@@ -174,10 +204,38 @@ public:
         return Permit(handle_, permit);
     }
 
+    /** As try_acquire(); when rejected, also sets `retry_after` to how long
+     *  until a probe may be admitted (std::nullopt when not known; see
+     *  cb_try_acquire_retry_after()). Admitted, `retry_after` is left alone. */
+    std::optional<Permit> try_acquire(std::optional<std::chrono::milliseconds> &retry_after) const noexcept {
+        cb_permit permit;
+        std::uint64_t ms = 0;
+        if (cb_try_acquire_retry_after(handle_, &permit, &ms) != CB_STATUS_OK) {
+            retry_after = to_duration(ms);
+            return std::nullopt;
+        }
+        return Permit(handle_, permit);
+    }
+
     State state() const noexcept { return static_cast<State>(cb_current_state(handle_)); }
     std::uint32_t fail_counter() const noexcept { return cb_fail_counter(handle_); }
     std::uint32_t success_counter() const noexcept { return cb_success_counter(handle_); }
     std::uint32_t probes_in_flight() const noexcept { return cb_probes_in_flight(handle_); }
+
+    /** The window's failure rate in percent; std::nullopt without a window
+     *  or below its minimum number of calls. */
+    std::optional<float> failure_rate() const noexcept { return to_rate(cb_failure_rate(handle_)); }
+    /** The window's slow-call rate in percent; std::nullopt without a window,
+     *  without a slow-call duration, or below its minimum number of calls. */
+    std::optional<float> slow_call_rate() const noexcept { return to_rate(cb_slow_call_rate(handle_)); }
+    /** Calls in the window; std::nullopt without a window. */
+    std::optional<std::uint64_t> window_calls() const noexcept {
+        const std::uint64_t calls = cb_window_calls(handle_);
+        return calls == CB_NO_VALUE ? std::nullopt : std::optional<std::uint64_t>(calls);
+    }
+    Mode mode() const noexcept { return static_cast<Mode>(cb_current_mode(handle_)); }
+    /** How long the current open period lasts; std::nullopt when not open. */
+    std::optional<std::chrono::milliseconds> open_for() const noexcept { return to_duration(cb_open_for_ms(handle_)); }
 
     void force_open() const noexcept { (void)cb_force_open(handle_); }
     void force_half_open() const noexcept { (void)cb_force_half_open(handle_); }
@@ -207,6 +265,18 @@ public:
     const cb_breaker *get() const noexcept { return handle_; }
 
 private:
+    static std::optional<float> to_rate(float rate) noexcept {
+        return rate < 0.0f ? std::nullopt : std::optional<float>(rate);
+    }
+
+    static std::optional<std::chrono::milliseconds> to_duration(std::uint64_t ms) noexcept {
+        using rep = std::chrono::milliseconds::rep;
+        if (ms == CB_NO_VALUE || ms > static_cast<std::uint64_t>(std::chrono::milliseconds::max().count())) {
+            return std::nullopt;
+        }
+        return std::chrono::milliseconds(static_cast<rep>(ms));
+    }
+
     static void trampoline(void *user_data, const cb_breaker *, cb_state from, cb_state to) noexcept {
         (*static_cast<StateChangeFn *>(user_data))(static_cast<State>(from), static_cast<State>(to));
     }

@@ -2,8 +2,10 @@
  * cb_new_redis from C: two handles on one namespace are one breaker, bad
  * input is an error code, and the handles take the ordinary permit
  * functions. A cb_builder sets the Redis options (fault policy, timeouts,
- * refresh interval), and storage errors reach its on_storage_error
- * callback. Needs BREAKERBOX_REDIS_URL (scripts/test-redis.sh sets it).
+ * refresh interval, reconnect backoff, notifications, required
+ * reachability), storage errors reach its on_storage_error callback, and
+ * cb_get_storage_health reports the store's health. Needs
+ * BREAKERBOX_REDIS_URL (scripts/test-redis.sh sets it).
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -70,6 +72,11 @@ static void test_builder_options_and_storage_errors(const cb_config *config, con
     CHECK(cb_builder_set_redis_connect_timeout_ms(builder, 0) == CB_STATUS_INVALID_ARGUMENT);
     CHECK(cb_builder_set_redis_refresh_interval_ms(builder, 0) == CB_STATUS_INVALID_ARGUMENT);
     CHECK(cb_builder_set_redis_fault_policy(NULL, CB_FAULT_POLICY_LOCAL) == CB_STATUS_INVALID_ARGUMENT);
+    CHECK(cb_builder_set_redis_max_backoff_ms(builder, 0) == CB_STATUS_INVALID_ARGUMENT);
+    CHECK(cb_builder_set_redis_max_backoff_ms(NULL, 5) == CB_STATUS_INVALID_ARGUMENT);
+    CHECK(cb_builder_set_redis_notifications(builder, 2) == CB_STATUS_INVALID_ARGUMENT);
+    CHECK(cb_builder_set_redis_notifications(NULL, 1) == CB_STATUS_INVALID_ARGUMENT);
+    CHECK(cb_builder_set_redis_require_reachable(NULL) == CB_STATUS_INVALID_ARGUMENT);
 
     /* Redis options without a URL are refused, not silently dropped. */
     CHECK(cb_builder_set_redis_fault_policy(builder, CB_FAULT_POLICY_FAIL_CLOSED) == CB_STATUS_OK);
@@ -95,9 +102,37 @@ static void test_builder_options_and_storage_errors(const cb_config *config, con
     CHECK(cb_try_acquire(down, &permit) == CB_STATUS_REJECTED);
     CHECK(atomic_load(&errors.count) > 0);
     CHECK(cb_try_acquire(down, &permit) == CB_STATUS_REJECTED);
+    /* Its health: shared, unreachable, with the latest fault's message,
+     * cut to fit a small buffer. */
+    cb_storage_health health;
+    char message[256], small[8];
+    CHECK(cb_get_storage_health(down, &health, message, sizeof message) == CB_STATUS_OK);
+    CHECK(health.shared == 1 && health.reachable == 0);
+    CHECK(health.last_error_len > 0 && strlen(message) == (health.last_error_len < sizeof message ? health.last_error_len : sizeof message - 1));
+    CHECK(cb_get_storage_health(down, &health, small, sizeof small) == CB_STATUS_OK);
+    CHECK(strlen(small) <= sizeof small - 1 && strncmp(small, message, strlen(small)) == 0);
+    /* A fault policy refusal has no retry-after. */
+    uint64_t retry_after = 0;
+    CHECK(cb_try_acquire_retry_after(down, &permit, &retry_after) == CB_STATUS_REJECTED);
+    CHECK(retry_after == CB_NO_VALUE);
     cb_free(down);
     CHECK(atomic_load(&errors.without_message) == 0);
     CHECK(atomic_load(&errors.wrong_handle) == 0);
+
+    /* Required reachable: the build itself fails, as a storage error. */
+    CHECK(cb_builder_set_redis_require_reachable(builder) == CB_STATUS_OK);
+    CHECK(cb_builder_set_redis_max_backoff_ms(builder, 100) == CB_STATUS_OK);
+    CHECK(cb_builder_set_redis_notifications(builder, 0) == CB_STATUS_OK);
+    out = untouched;
+    CHECK(cb_builder_build(builder, &out) == CB_STATUS_STORAGE_ERROR && out == untouched);
+
+    /* Windows, backoff and modes are per-process rules, refused with Redis. */
+    cb_builder *windowed = NULL;
+    CHECK(cb_builder_new(config, &windowed) == CB_STATUS_OK);
+    CHECK(cb_builder_set_redis(windowed, url, ns) == CB_STATUS_OK);
+    CHECK(cb_builder_set_count_window(windowed, 10) == CB_STATUS_OK);
+    CHECK(cb_builder_build(windowed, &out) == CB_STATUS_INVALID_ARGUMENT && out == untouched);
+    cb_builder_free(windowed);
 
     /* The same options against the live Redis: admitted, no error. */
     storage_errors_t none = {0, 0, 0, NULL};
@@ -107,6 +142,8 @@ static void test_builder_options_and_storage_errors(const cb_config *config, con
     CHECK(cb_builder_build(builder, &up) == CB_STATUS_OK && up != NULL);
     CHECK(cb_try_acquire(up, &permit) == CB_STATUS_OK);
     CHECK(cb_record(up, permit, CB_OUTCOME_SUCCESS) == CB_STATUS_OK);
+    CHECK(cb_get_storage_health(up, &health, message, sizeof message) == CB_STATUS_OK);
+    CHECK(health.shared == 1 && health.reachable == 1 && health.last_error_len == 0 && message[0] == '\0');
     cb_free(up);
     CHECK(atomic_load(&none.count) == 0);
     cb_builder_free(builder);

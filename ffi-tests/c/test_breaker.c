@@ -4,6 +4,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include "breakerbox.h"
+#include "check.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -12,44 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static int checks_failed = 0;
-static int checks_run = 0;
-static int tests_failed = 0;
-static int tests_run = 0;
-
-#define CHECK(cond)                                                                     \
-    do {                                                                                \
-        checks_run++;                                                                   \
-        if (!(cond)) {                                                                  \
-            checks_failed++;                                                            \
-            fprintf(stderr, "  FAILED %s:%d: %s\n", __FILE__, __LINE__, #cond);         \
-        }                                                                               \
-    } while (0)
-
-#define CHECK_EQ(a, b)                                                                  \
-    do {                                                                                \
-        long long check_a_ = (long long)(a), check_b_ = (long long)(b);                 \
-        checks_run++;                                                                   \
-        if (check_a_ != check_b_) {                                                     \
-            checks_failed++;                                                            \
-            fprintf(stderr, "  FAILED %s:%d: %s == %s (%lld != %lld)\n", __FILE__,      \
-                    __LINE__, #a, #b, check_a_, check_b_);                              \
-        }                                                                               \
-    } while (0)
-
-static void run_test(const char *name, void (*test)(void)) {
-    int before = checks_failed;
-    tests_run++;
-    test();
-    if (checks_failed != before) {
-        tests_failed++;
-        printf("not ok - %s\n", name);
-    } else {
-        printf("ok - %s\n", name);
-    }
-    fflush(stdout);
-}
 
 static cb_breaker *make(cb_config config) {
     cb_breaker *b = NULL;

@@ -42,6 +42,8 @@ void run(const char *name, void (*test)()) {
 }
 
 using breakerbox::Breaker;
+using breakerbox::Error;
+using breakerbox::Mode;
 using breakerbox::Outcome;
 using breakerbox::Permit;
 using breakerbox::State;
@@ -257,6 +259,64 @@ void threads_half_open_admits_at_most_the_limit() {
     CHECK(b.success_counter() == static_cast<uint32_t>(successes.load()));
 }
 
+std::uint64_t manual_now(void *user_data) {
+    return static_cast<std::atomic<std::uint64_t> *>(user_data)->load();
+}
+
+// A builder's windows, backoff and clock, through the wrapper's getters.
+void a_builder_with_a_window_and_a_backoff() {
+    std::atomic<std::uint64_t> now{1000};
+    cb_config c = config(1);
+    c.reset_timeout_ms = 100;
+    cb_builder *builder = nullptr;
+    CHECK(cb_builder_new(&c, &builder) == CB_STATUS_OK);
+    CHECK(cb_builder_set_clock(builder, manual_now, &now) == CB_STATUS_OK);
+    CHECK(cb_builder_set_count_window(builder, 4) == CB_STATUS_OK);
+    CHECK(cb_builder_set_minimum_calls(builder, 4) == CB_STATUS_OK);
+    CHECK(cb_builder_set_slow_call_duration_ms(builder, 50) == CB_STATUS_OK);
+    CHECK(cb_builder_set_open_backoff_exponential(builder, 3.0, 10000, CB_JITTER_NONE) == CB_STATUS_OK);
+    Breaker b(builder);
+    Breaker other(builder);  // a builder makes any number of independent breakers
+    cb_builder_free(builder);
+    CHECK(b.mode() == Mode::Enforcing);
+    CHECK(b.window_calls() == std::optional<std::uint64_t>(0));
+    CHECK(!b.failure_rate() && !b.slow_call_rate() && !b.open_for());
+    for (int i = 0; i < 3; i++) {
+        auto permit = b.try_acquire();
+        CHECK(permit && permit->record_timed(Outcome::Success, std::chrono::milliseconds(i * 40)) == CB_STATUS_OK);
+    }
+    CHECK(b.try_acquire()->failure() == CB_STATUS_OK);  // 1 of 4 failed, 1 of 4 slow (80 ms)
+    CHECK(b.state() == State::Closed);
+    CHECK(b.failure_rate() == std::optional<float>(25.0f));
+    CHECK(b.slow_call_rate() == std::optional<float>(25.0f));
+    CHECK(other.window_calls() == std::optional<std::uint64_t>(0));
+
+    b.force_open();
+    CHECK(b.open_for() == std::optional<std::chrono::milliseconds>(100));
+    std::optional<std::chrono::milliseconds> retry_after;
+    CHECK(!b.try_acquire(retry_after));
+    CHECK(retry_after == std::optional<std::chrono::milliseconds>(100));
+    now += 100;
+    auto probe = b.try_acquire(retry_after);
+    CHECK(probe && probe->failure() == CB_STATUS_OK);  // re-opens: 3 × 100 ms
+    CHECK(b.open_for() == std::optional<std::chrono::milliseconds>(300));
+    now += 299;
+    CHECK(!b.try_acquire(retry_after));
+    CHECK(retry_after == std::optional<std::chrono::milliseconds>(1));
+
+    cb_builder *bad = nullptr;
+    CHECK(cb_builder_new(nullptr, &bad) == CB_STATUS_OK);
+    CHECK(cb_builder_set_slow_call_duration_ms(bad, 10) == CB_STATUS_OK);  // needs a window
+    bool threw = false;
+    try {
+        Breaker refused(bad);
+    } catch (const Error &e) {
+        threw = e.status() == CB_STATUS_INVALID_ARGUMENT;
+    }
+    CHECK(threw);
+    cb_builder_free(bad);
+}
+
 } // namespace
 
 // A C callback (not the wrapper's noexcept trampoline) that throws: the
@@ -296,6 +356,52 @@ void a_throwing_callback_aborts() {
     }
 }
 
+std::uint64_t throwing_backoff(void *, std::uint32_t, float) {
+    throw std::runtime_error("thrown from a backoff function");
+}
+
+std::uint64_t throwing_clock(void *) { throw std::runtime_error("thrown from a clock"); }
+
+// As above, for the functions a decision asks for a value: a backoff that
+// throws when the breaker opens, and a clock that throws when it is read.
+void a_throwing_backoff_or_clock_aborts() {
+    for (int which = 0; which < 2; which++) {
+        std::fflush(nullptr);
+        const pid_t child = fork();
+        CHECK(child >= 0);
+        if (child == 0) {
+            cb_builder *builder = nullptr;
+            if (cb_builder_new(nullptr, &builder) != CB_STATUS_OK) {
+                _exit(2);
+            }
+            if (which == 0) {
+                (void)cb_builder_set_open_backoff_custom(builder, throwing_backoff, nullptr);
+            } else {
+                (void)cb_builder_set_clock(builder, throwing_clock, nullptr);
+            }
+            cb_breaker *b = nullptr;
+            if (cb_builder_build(builder, &b) != CB_STATUS_OK) {
+                _exit(3);
+            }
+            try {
+                (void)cb_force_open(b);  // asks the backoff, and reads the clock
+                cb_permit p;
+                (void)cb_try_acquire(b, &p);
+            } catch (...) {
+                _exit(4);  // caught after unwinding through the library: wrong
+            }
+            _exit(5);  // returned as if nothing happened: wrong
+        }
+        int status = 0;
+        CHECK(waitpid(child, &status, 0) == child);
+        CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+        if (!WIFSIGNALED(status)) {
+            std::fprintf(stderr, "  child (%s) exited with %d\n", which == 0 ? "backoff" : "clock",
+                         WEXITSTATUS(status));
+        }
+    }
+}
+
 int main() {
     std::printf("breakerbox %s: C++ wrapper tests\n", cb_version());
     run("acquire, record and reject", acquire_record_and_reject);
@@ -306,6 +412,8 @@ int main() {
     run("threads: every dropped permit is a failure", threads_count_every_dropped_permit_as_a_failure);
     run("threads: half-open admits at most the limit", threads_half_open_admits_at_most_the_limit);
     run("a throwing callback aborts the process", a_throwing_callback_aborts);
+    run("a builder with a window and a backoff", a_builder_with_a_window_and_a_backoff);
+    run("a throwing backoff or clock aborts the process", a_throwing_backoff_or_clock_aborts);
     std::printf("C++ tests: %d/%d passed\n", tests_run - tests_failed, tests_run);
     std::printf("C++ tests: %s\n", tests_failed == 0 ? "PASS" : "FAIL");
     return tests_failed == 0 ? 0 : 1;

@@ -1,4 +1,5 @@
-//! The C callbacks as one [`Listener`]: state changes and storage errors.
+//! The C callbacks: state changes and storage errors as one [`Listener`],
+//! and the clock and the open-period backoff the breaker asks.
 //!
 //! Two rules hold here for every callback:
 //!
@@ -12,16 +13,24 @@
 //!   `extern "C-unwind"`, so a C++ exception thrown from one is a defined
 //!   unwind into the trampoline rather than undefined behaviour; there it is
 //!   caught and the process aborts (a callback must not throw, and the
-//!   library's callers must not see an exception come out of it).
+//!   library's callers must not see an exception come out of it). Every
+//!   callback is called through [`abort_on_unwind`].
+//!
+//! The clock and backoff functions are asked for a value inside a decision,
+//! so the first rule does not apply to them: they must not call the library
+//! on the breaker that asks (see their types).
 
 use crate::handle::cb_breaker;
 use crate::status::cb_state;
-use breakerbox::{CircuitBreaker, Listener, State};
+use breakerbox::clock::Clock;
+use breakerbox::{Backoff, CircuitBreaker, Listener, State};
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::ffi::{c_char, c_void, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 /// Called once per state change, on the thread whose call made it, after the
 /// new state is visible (`cb_current_state(breaker)` returns `to` unless yet
@@ -54,11 +63,114 @@ pub type cb_storage_error_fn = Option<
     unsafe extern "C-unwind" fn(user_data: *mut c_void, breaker: *const cb_breaker, message: *const c_char),
 >;
 
+/// Returns the time in milliseconds, for a breaker built with
+/// `cb_builder_set_clock`: tests and simulations move it by hand instead of
+/// sleeping. Its origin is arbitrary; it must not go backwards (a reading
+/// below an earlier one is taken as that earlier one).
+///
+/// Called from any thread that asks the breaker for a decision needing the
+/// time (a rejection, a transition, a timed call), possibly from several at
+/// once; it must be thread-safe and quick, must not call the library on the
+/// breaker that asks, and must not throw (an exception thrown from it aborts
+/// the process).
+pub type cb_clock_fn = Option<unsafe extern "C-unwind" fn(user_data: *mut c_void) -> u64>;
+
+/// Chooses how long an open period lasts, in milliseconds, for a breaker
+/// built with `cb_builder_set_open_backoff_custom`. `attempt` counts the
+/// open periods since the breaker last closed, from 1. `last_failure_rate`
+/// is the window's failure rate in percent when the breaker opened, or
+/// `CB_RATE_NONE` (-1) when there is none: no window, or fewer calls in it
+/// than `minimum_calls` (so always after a failed probe, as every
+/// transition clears the window). `UINT64_MAX` never half-opens by itself.
+///
+/// Called once per open period, on the thread whose call opened the
+/// breaker, after the breaker is open and before the state-change callback
+/// hears of it; until it returns the breaker rejects every call. Several
+/// breakers built from one builder share its `user_data` and may call it
+/// at once from different threads. It must be quick, must not call the
+/// library on the breaker being opened, and must not throw (an exception
+/// thrown from it aborts the process).
+pub type cb_backoff_fn =
+    Option<unsafe extern "C-unwind" fn(user_data: *mut c_void, attempt: u32, last_failure_rate: f32) -> u64>;
+
+/// The failure rate a getter or `cb_backoff_fn` gets when there is none.
+pub const CB_RATE_NONE: f32 = -1.0;
+
 /// A C function pointer and the `user_data` to pass it.
 #[derive(Clone, Copy)]
 pub(crate) struct Callback<F> {
     pub(crate) function: F,
     pub(crate) user_data: *mut c_void,
+}
+
+// SAFETY: every `user_data` is documented as usable from any thread, and
+// every callback as callable from any thread; `F` is a function pointer.
+unsafe impl<F: Send> Send for Callback<F> {}
+// SAFETY: as above; a `Callback` is never mutated after it is made.
+unsafe impl<F: Sync> Sync for Callback<F> {}
+
+/// Runs a call into C; aborts the process if it unwinds (a C++ exception,
+/// or a panic of a Rust callback), as no unwind may cross the library.
+pub(crate) fn abort_on_unwind<R>(call: impl FnOnce() -> R) -> R {
+    // A foreign exception may also abort inside catch_unwind itself (which
+    // of the two is unspecified); either way the process ends.
+    match catch_unwind(AssertUnwindSafe(call)) {
+        Ok(value) => value,
+        Err(_) => {
+            eprintln!("breakerbox: a callback threw or unwound into the library; aborting");
+            std::process::abort();
+        }
+    }
+}
+
+type ClockFn = unsafe extern "C-unwind" fn(*mut c_void) -> u64;
+type BackoffFn = unsafe extern "C-unwind" fn(*mut c_void, u32, f32) -> u64;
+
+/// A C clock as the core's [`Clock`]; clones share one latest reading.
+#[derive(Clone)]
+pub(crate) struct CClock(Arc<ClockInner>);
+
+struct ClockInner {
+    callback: Callback<ClockFn>,
+    /// The latest reading handed out: the core's clocks never go back.
+    latest: AtomicU64,
+}
+
+impl CClock {
+    /// `None` for a NULL function.
+    pub(crate) fn new(function: cb_clock_fn, user_data: *mut c_void) -> Option<CClock> {
+        function.map(|function| {
+            CClock(Arc::new(ClockInner {
+                callback: Callback { function, user_data },
+                latest: AtomicU64::new(0),
+            }))
+        })
+    }
+}
+
+impl Clock for CClock {
+    fn now_ms(&self) -> u64 {
+        let cb = self.0.callback;
+        // SAFETY: the caller supplied this function and user_data, promising
+        // both may be used from any thread for the life of the breakers.
+        let reading = abort_on_unwind(|| unsafe { (cb.function)(cb.user_data) });
+        let before = self.0.latest.fetch_max(reading, Ordering::AcqRel);
+        before.max(reading)
+    }
+}
+
+/// A C backoff function as the core's custom [`Backoff`].
+pub(crate) fn c_backoff(function: BackoffFn, user_data: *mut c_void) -> Backoff {
+    let cb = Callback { function, user_data };
+    Backoff::custom(move |attempt, rate| {
+        // The whole `Callback` is captured (it is Send), not its fields.
+        let cb = &cb;
+        let rate = rate.unwrap_or(CB_RATE_NONE);
+        // SAFETY: as for the clock: the caller promised the function and
+        // user_data may be used from any thread for the life of the breakers.
+        let ms = abort_on_unwind(|| unsafe { (cb.function)(cb.user_data, attempt, rate) });
+        Duration::from_millis(ms)
+    })
 }
 
 /// The handle's address, once it is boxed.
@@ -189,7 +301,7 @@ impl CallbackListener {
     /// Calls the C function for `event`; aborts if it unwinds.
     fn call(&self, event: Event) {
         let handle = self.handle.get().map_or(std::ptr::null(), |h| h.0);
-        let result = catch_unwind(AssertUnwindSafe(|| match event {
+        abort_on_unwind(|| match event {
             Event::StateChange(from, to) => {
                 if let Some(cb) = self.state_change {
                     // SAFETY: the caller supplied this function and user_data,
@@ -205,13 +317,7 @@ impl CallbackListener {
                     unsafe { (cb.function)(cb.user_data, handle, message.as_ptr()) }
                 }
             }
-        }));
-        // A foreign exception may also abort inside catch_unwind itself
-        // (which of the two is unspecified); either way the process ends.
-        if result.is_err() {
-            eprintln!("breakerbox: a callback threw or unwound into the library; aborting");
-            std::process::abort();
-        }
+        });
     }
 }
 

@@ -2,10 +2,12 @@
 //! where every setting added since goes.
 
 use crate::boundary::{free_box, to_boxed_mut_ptr, write_out, Castable, PanicOrDefault};
-use crate::callback::{cb_state_change_fn, cb_storage_error_fn, CallbackListener};
+use crate::callback::{cb_clock_fn, cb_state_change_fn, cb_storage_error_fn, CClock, CallbackListener};
 use crate::handle::{cb_breaker, FfiBreaker};
 use crate::permit::PermitKey;
+use crate::policy::PolicyOptions;
 use crate::status::cb_status;
+use breakerbox::clock::{Clock, MonotonicClock};
 use breakerbox::{
     CircuitBreaker, DEFAULT_FAIL_MAX, DEFAULT_HALF_OPEN_MAX_CALLS, DEFAULT_RESET_TIMEOUT,
     DEFAULT_SUCCESS_THRESHOLD,
@@ -81,6 +83,9 @@ pub(crate) struct FfiBuilder {
     probe_lease: Option<Duration>,
     on_storage_error: cb_storage_error_fn,
     storage_error_user_data: *mut c_void,
+    /// `None`: the system's monotonic clock.
+    clock: Option<CClock>,
+    pub(crate) policy: PolicyOptions,
     #[cfg(feature = "redis")]
     pub(crate) redis: crate::redis::RedisOptions,
 }
@@ -114,6 +119,8 @@ impl FfiBuilder {
             probe_lease: None,
             on_storage_error: None,
             storage_error_user_data: std::ptr::null_mut(),
+            clock: None,
+            policy: PolicyOptions::default(),
             #[cfg(feature = "redis")]
             redis: Default::default(),
         })
@@ -131,6 +138,10 @@ impl FfiBuilder {
         if let Some(lease) = self.probe_lease {
             builder = builder.probe_lease(lease);
         }
+        if let Some(clock) = &self.clock {
+            builder = builder.clock(clock.clone());
+        }
+        builder = self.policy.apply(builder);
         let listener = CallbackListener::new(
             config.on_state_change,
             config.user_data,
@@ -144,10 +155,19 @@ impl FfiBuilder {
         #[cfg(feature = "redis")]
         let builder = self.redis.apply(builder)?;
         let breaker = builder.build()?;
+        // Calls are timed on the breaker's clock, and only when their
+        // duration counts.
+        let timer = self.policy.times_calls().then(|| -> Arc<dyn Clock> {
+            match &self.clock {
+                Some(clock) => Arc::new(clock.clone()),
+                None => Arc::new(MonotonicClock::new()),
+            }
+        });
         let handle = to_boxed_mut_ptr::<cb_breaker>(FfiBreaker {
             breaker,
             name: self.name.clone(),
             key: PermitKey::new(),
+            timer,
         });
         if let Some(listener) = listener {
             listener.set_handle(handle);
@@ -307,8 +327,10 @@ pub unsafe extern "C" fn cb_builder_set_on_storage_error(
 /// call makes a new, independent breaker.
 ///
 /// Returns `CB_STATUS_OK`, or `CB_STATUS_INVALID_ARGUMENT` when `builder` or
-/// `out` is NULL, or a threshold is 0 or above its maximum (see
-/// `cb_config`). A builder with Redis settings behaves as `cb_new_redis`.
+/// `out` is NULL, a threshold is 0 or above its maximum (see `cb_config`),
+/// or the settings do not combine (a slow-call duration without a window;
+/// a window, backoff or mode other than enforcing with Redis settings). A
+/// builder with Redis settings behaves as `cb_new_redis`.
 /// `*out` is written only on `CB_STATUS_OK`.
 ///
 /// # Safety
@@ -325,5 +347,31 @@ pub unsafe extern "C" fn cb_builder_build(
         try_non_null!(out);
         // SAFETY: `out` is non-NULL and writable per the contract.
         unsafe { write_handle(builder.build(), out) }
+    }
+}
+
+/// Makes the breakers this builder builds read the time from `now_ms`
+/// (see `cb_clock_fn`), passing it `user_data` as is, instead of the
+/// system's monotonic clock; NULL goes back to the system's. Tests move
+/// such a clock by hand instead of sleeping.
+///
+/// `user_data` is copied into every breaker the builder makes: what it
+/// points to must be safe to use from any thread and outlive all of them
+/// (freeing the builder does not end its use). `CB_STATUS_INVALID_ARGUMENT`
+/// for a NULL builder.
+///
+/// # Safety
+///
+/// `builder` is NULL or a live builder not in use by another call.
+#[no_mangle]
+pub unsafe extern "C" fn cb_builder_set_clock(
+    builder: *mut cb_builder,
+    now_ms: cb_clock_fn,
+    user_data: *mut c_void,
+) -> cb_status {
+    ffi_panic_boundary! {
+        let builder = try_mut_from_ptr!(builder);
+        builder.clock = CClock::new(now_ms, user_data);
+        cb_status::Ok
     }
 }

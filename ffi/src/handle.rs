@@ -3,8 +3,10 @@
 use crate::boundary::{free_box, Castable};
 use crate::permit::PermitKey;
 use crate::status::{cb_state, cb_status, status_of};
+use breakerbox::clock::Clock;
 use breakerbox::CircuitBreaker;
 use std::ffi::{c_char, CString};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A circuit breaker. Opaque: made by `cb_new` (or `cb_builder_build`),
@@ -28,6 +30,9 @@ pub(crate) struct FfiBreaker {
     pub(crate) name: CString,
     /// Seals this handle's permits (see `permit.rs`).
     pub(crate) key: PermitKey,
+    /// The breaker's clock, for `cb_try_acquire_timed`; `None` when the
+    /// duration of a call does not count (no slow-call duration).
+    pub(crate) timer: Option<Arc<dyn Clock>>,
 }
 
 impl Castable for cb_breaker {
@@ -247,5 +252,118 @@ pub unsafe extern "C" fn cb_set_probe_lease_ms(breaker: *const cb_breaker, probe
 pub unsafe extern "C" fn cb_name(breaker: *const cb_breaker) -> *const c_char {
     ffi_panic_boundary! {
         try_ref_from_ptr!(breaker).name.as_ptr()
+    }
+}
+
+/// How the store sharing a breaker's state is doing, as `cb_get_storage_health`
+/// reports it. Its layout is frozen, as `cb_config`'s is.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct cb_storage_health {
+    /// 1 for a breaker whose state is shared (`cb_new_redis`, or a builder
+    /// with Redis settings); 0 for one whose state is in memory, which has
+    /// no store: the other fields are then 1, 0 and 0.
+    pub shared: u32,
+    /// 1 while calls reach the store; 0 while they decide by the fault
+    /// policy and the breaker reconnects in the background.
+    pub reachable: u32,
+    /// Milliseconds since `reachable` last changed (since the breaker was
+    /// built, if it never did), on the system's monotonic clock.
+    pub for_ms: u64,
+    /// Bytes in the message of the latest fault met, without its NUL; 0 when
+    /// none was. The message is copied into the caller's buffer.
+    pub last_error_len: usize,
+}
+
+/// Writes how the store sharing the breaker's state is doing to `*out`, and
+/// the latest fault's message (NUL-terminated, cut at a character boundary
+/// to fit) to `error_buf` when it is not NULL and `error_buf_len` is not 0;
+/// `out->last_error_len` tells how long the whole message is, so a buffer
+/// of `last_error_len + 1` bytes holds it. The same message reaches the
+/// storage-error callback as each fault happens. Reading it runs no
+/// callback and contacts no store.
+///
+/// `CB_STATUS_OK`, or `CB_STATUS_INVALID_ARGUMENT` for a NULL `breaker` or
+/// `out` (nothing is written).
+///
+/// # Safety
+///
+/// `breaker` is NULL or a live handle; `out` is NULL or writable;
+/// `error_buf` is NULL or writable for `error_buf_len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn cb_get_storage_health(
+    breaker: *const cb_breaker,
+    out: *mut cb_storage_health,
+    error_buf: *mut c_char,
+    error_buf_len: usize,
+) -> cb_status {
+    ffi_panic_boundary! {
+        let handle = try_ref_from_ptr!(breaker);
+        try_non_null!(out);
+        let health = handle.breaker.storage_health();
+        let message = health.as_ref().and_then(|h| h.last_error.as_deref()).unwrap_or("");
+        let report = match &health {
+            None => cb_storage_health { shared: 0, reachable: 1, for_ms: 0, last_error_len: 0 },
+            Some(h) => cb_storage_health {
+                shared: 1,
+                reachable: u32::from(h.reachable),
+                for_ms: u64::try_from(h.since.elapsed().as_millis()).unwrap_or(u64::MAX),
+                last_error_len: message.len(),
+            },
+        };
+        // SAFETY: NULL or writable for `error_buf_len` bytes per the contract.
+        unsafe { copy_c_string(message, error_buf, error_buf_len) };
+        // SAFETY: `out` is non-NULL and writable per the contract.
+        unsafe { crate::boundary::write_out(out, report) };
+        cb_status::Ok
+    }
+}
+
+/// Copies as much of `text` as fits into `buf` (cut at a character
+/// boundary), NUL-terminated; nothing for a NULL or empty buffer.
+///
+/// # Safety
+///
+/// `buf` is NULL or writable for `len` bytes, and does not overlap `text`.
+unsafe fn copy_c_string(text: &str, buf: *mut c_char, len: usize) {
+    if buf.is_null() || len == 0 {
+        return;
+    }
+    let mut fit = text.len().min(len - 1);
+    while !text.is_char_boundary(fit) {
+        fit -= 1;
+    }
+    // SAFETY: `fit + 1 <= len` bytes of `buf` are written, per the contract.
+    unsafe {
+        std::ptr::copy_nonoverlapping(text.as_ptr(), buf.cast::<u8>(), fit);
+        buf.add(fit).write(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::copy_c_string;
+    use std::ffi::{c_char, CStr};
+
+    fn copied(text: &str, len: usize) -> Vec<u8> {
+        let mut buf = [b'#' as c_char; 8];
+        // SAFETY: `buf` has 8 writable bytes, `len` is at most 8.
+        unsafe { copy_c_string(text, buf.as_mut_ptr(), len) };
+        if len == 0 {
+            return Vec::new();
+        }
+        // SAFETY: a NUL was written within the buffer.
+        unsafe { CStr::from_ptr(buf.as_ptr()) }.to_bytes().to_vec()
+    }
+
+    #[test]
+    fn a_message_is_cut_to_fit_at_a_character_boundary() {
+        assert_eq!(copied("refused", 8), b"refused");
+        assert_eq!(copied("refused!", 8), b"refused");
+        assert_eq!(copied("refused", 1), b"");
+        assert_eq!(copied("refused", 0), b"");
+        // "é" is two bytes: a cut inside it drops the whole character.
+        assert_eq!(copied("abcdeé", 7), "abcde".as_bytes());
+        assert_eq!(copied("abcdeé", 8), "abcdeé".as_bytes());
     }
 }

@@ -22,7 +22,8 @@
 //!
 //! The modules split it by concern: the boundary machinery, the status
 //! codes, the breaker handle, configuration (`cb_config` and `cb_builder`),
-//! permits, the callbacks, and the Redis constructor.
+//! permits, the rate windows, mode and backoff, the callbacks, and the
+//! Redis constructor.
 
 #![allow(non_camel_case_types)]
 #![deny(unsafe_op_in_unsafe_fn, unused_must_use)]
@@ -34,26 +35,41 @@ mod callback;
 mod config;
 mod handle;
 mod permit;
+mod policy;
 #[cfg(feature = "redis")]
 mod redis;
 mod status;
 
-pub use callback::{cb_state_change_fn, cb_storage_error_fn};
+pub use callback::{cb_backoff_fn, cb_clock_fn, cb_state_change_fn, cb_storage_error_fn, CB_RATE_NONE};
 pub use config::{
-    cb_builder, cb_builder_build, cb_builder_free, cb_builder_new, cb_builder_set_on_storage_error,
-    cb_builder_set_probe_lease_ms, cb_config, cb_config_default, cb_new,
+    cb_builder, cb_builder_build, cb_builder_free, cb_builder_new, cb_builder_set_clock,
+    cb_builder_set_on_storage_error, cb_builder_set_probe_lease_ms, cb_config, cb_config_default, cb_new,
 };
 pub use handle::{
     cb_breaker, cb_current_state, cb_fail_counter, cb_force_close, cb_force_half_open, cb_force_open,
-    cb_free, cb_name, cb_probes_in_flight, cb_set_fail_max, cb_set_half_open_max_calls,
-    cb_set_probe_lease_ms, cb_set_reset_timeout_ms, cb_set_success_threshold, cb_success_counter,
+    cb_free, cb_get_storage_health, cb_name, cb_probes_in_flight, cb_set_fail_max,
+    cb_set_half_open_max_calls, cb_set_probe_lease_ms, cb_set_reset_timeout_ms, cb_set_success_threshold,
+    cb_storage_health, cb_success_counter,
 };
-pub use permit::{cb_permit, cb_record, cb_try_acquire};
+pub use permit::{
+    cb_permit, cb_record, cb_record_timed, cb_record_timed_permit, cb_timed_permit, cb_try_acquire,
+    cb_try_acquire_retry_after, cb_try_acquire_timed,
+};
+pub use policy::{
+    cb_builder_set_count_window, cb_builder_set_failure_rate_threshold, cb_builder_set_minimum_calls,
+    cb_builder_set_mode, cb_builder_set_open_backoff_custom, cb_builder_set_open_backoff_exponential,
+    cb_builder_set_slow_call_duration_ms, cb_builder_set_slow_call_rate_threshold,
+    cb_builder_set_time_window_ms, cb_builder_set_window_buckets, cb_current_mode, cb_failure_rate,
+    cb_jitter, cb_mode, cb_open_for_ms, cb_slow_call_rate, cb_window_calls, RawJitter, RawMode, CB_NO_VALUE,
+};
+#[cfg(feature = "redis-cluster")]
+pub use redis::cb_builder_set_redis_cluster;
 #[cfg(feature = "redis")]
 pub use redis::{
     cb_builder_set_redis, cb_builder_set_redis_command_timeout_ms, cb_builder_set_redis_connect_timeout_ms,
-    cb_builder_set_redis_fault_policy, cb_builder_set_redis_refresh_interval_ms, cb_fault_policy,
-    cb_new_redis, RawFaultPolicy,
+    cb_builder_set_redis_fault_policy, cb_builder_set_redis_max_backoff_ms,
+    cb_builder_set_redis_notifications, cb_builder_set_redis_refresh_interval_ms,
+    cb_builder_set_redis_require_reachable, cb_fault_policy, cb_new_redis, RawFaultPolicy,
 };
 pub use status::{cb_outcome, cb_state, cb_status, cb_status_str, cb_version, RawOutcome, RawStatus};
 

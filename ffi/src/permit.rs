@@ -1,8 +1,11 @@
 //! Permits: asking to run a call, and recording how it ended.
 
-use crate::handle::cb_breaker;
+use crate::boundary::write_out;
+use crate::handle::{cb_breaker, FfiBreaker};
+use crate::policy::CB_NO_VALUE;
 use crate::status::{cb_status, RawOutcome};
-use breakerbox::{Recorded, Ticket};
+use breakerbox::{InvalidTicket, Recorded, Rejected, Ticket};
+use std::time::Duration;
 
 /// Leave to run one call, returned by `cb_try_acquire` and passed back by
 /// value to `cb_record`. An opaque token: its bits mean nothing to the caller.
@@ -78,13 +81,69 @@ pub unsafe extern "C" fn cb_try_acquire(breaker: *const cb_breaker, out_permit: 
     ffi_panic_boundary! {
         let handle = try_ref_from_ptr!(breaker);
         try_non_null!(out_permit);
-        match handle.breaker.acquire_ticket() {
-            Ok(ticket) => {
+        match acquire(handle) {
+            Ok(permit) => {
                 // SAFETY: `out_permit` is non-NULL and writable per the contract.
-                unsafe { crate::boundary::write_out(out_permit, handle.key.seal(ticket)) };
+                unsafe { write_out(out_permit, permit) };
                 cb_status::Ok
             }
             Err(_) => cb_status::Rejected,
+        }
+    }
+}
+
+fn acquire(handle: &FfiBreaker) -> Result<cb_permit, Rejected> {
+    handle
+        .breaker
+        .acquire_ticket()
+        .map(|ticket| handle.key.seal(ticket))
+}
+
+/// As `cb_try_acquire`, and on `CB_STATUS_REJECTED` writes to
+/// `*out_retry_after_ms` how long until the breaker may admit a probe, in
+/// milliseconds from the rejection's own clock reading, or `CB_NO_VALUE`
+/// when it is not known. On `CB_STATUS_OK` it writes the permit and leaves
+/// `*out_retry_after_ms` alone; on `CB_STATUS_REJECTED` the reverse.
+///
+/// * Open: the time left of the open period (read from a coarse clock, so
+///   it may exceed the truth by a few milliseconds, never fall short of
+///   it); `CB_NO_VALUE` while a backoff is still choosing the period.
+/// * Half-open with every probe slot taken: the time left on the latest
+///   probe's lease, an upper bound (a probe recorded sooner frees its slot
+///   sooner).
+/// * `CB_NO_VALUE` also for a shared breaker rejecting by its fault policy
+///   or by the fleet's state when its local mirror would admit.
+///
+/// `CB_STATUS_INVALID_ARGUMENT` when any pointer is NULL.
+///
+/// # Safety
+///
+/// `breaker` is NULL or a live handle; `out_permit` and
+/// `out_retry_after_ms` are NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn cb_try_acquire_retry_after(
+    breaker: *const cb_breaker,
+    out_permit: *mut cb_permit,
+    out_retry_after_ms: *mut u64,
+) -> cb_status {
+    ffi_panic_boundary! {
+        let handle = try_ref_from_ptr!(breaker);
+        try_non_null!(out_permit);
+        try_non_null!(out_retry_after_ms);
+        match acquire(handle) {
+            Ok(permit) => {
+                // SAFETY: non-NULL and writable per the contract.
+                unsafe { write_out(out_permit, permit) };
+                cb_status::Ok
+            }
+            Err(rejected) => {
+                let ms = rejected
+                    .retry_after()
+                    .map_or(CB_NO_VALUE, |d| u64::try_from(d.as_millis()).unwrap_or(CB_NO_VALUE));
+                // SAFETY: as above.
+                unsafe { write_out(out_retry_after_ms, ms) };
+                cb_status::Rejected
+            }
         }
     }
 }
@@ -114,14 +173,121 @@ pub unsafe extern "C" fn cb_record(
 ) -> cb_status {
     ffi_panic_boundary! {
         let handle = try_ref_from_ptr!(breaker);
-        let Some(outcome) = outcome.to_outcome() else {
-            return cb_status::InvalidArgument;
-        };
-        match handle.breaker.record(handle.key.open(permit), outcome) {
-            Ok(Recorded::Stale) => cb_status::StalePermit,
-            Ok(Recorded::Counted | Recorded::Transitioned(_)) => cb_status::Ok,
-            Err(_) => cb_status::InvalidArgument,
+        record(handle, permit, outcome, None)
+    }
+}
+
+/// Records `permit` with its duration, if known.
+fn record(
+    handle: &FfiBreaker,
+    permit: cb_permit,
+    outcome: RawOutcome,
+    elapsed: Option<Duration>,
+) -> cb_status {
+    let Some(outcome) = outcome.to_outcome() else {
+        return cb_status::InvalidArgument;
+    };
+    let ticket = handle.key.open(permit);
+    status_of_record(match elapsed {
+        None => handle.breaker.record(ticket, outcome),
+        Some(elapsed) => handle.breaker.record_timed(ticket, outcome, elapsed),
+    })
+}
+
+fn status_of_record(recorded: Result<Recorded, InvalidTicket>) -> cb_status {
+    match recorded {
+        Ok(Recorded::Stale) => cb_status::StalePermit,
+        Ok(Recorded::Counted | Recorded::Transitioned(_)) => cb_status::Ok,
+        Err(_) => cb_status::InvalidArgument,
+    }
+}
+
+/// As `cb_record`, with how long the call took in milliseconds, measured by
+/// the caller. With a slow-call duration set (see
+/// `cb_builder_set_slow_call_duration_ms`) a call longer than it counts as
+/// slow, whatever its outcome; otherwise the duration is not used.
+///
+/// # Safety
+///
+/// `breaker` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn cb_record_timed(
+    breaker: *const cb_breaker,
+    permit: cb_permit,
+    outcome: RawOutcome,
+    elapsed_ms: u64,
+) -> cb_status {
+    ffi_panic_boundary! {
+        let handle = try_ref_from_ptr!(breaker);
+        record(handle, permit, outcome, Some(Duration::from_millis(elapsed_ms)))
+    }
+}
+
+/// A permit that lets the breaker time its call: returned by
+/// `cb_try_acquire_timed`, passed back by value to `cb_record_timed_permit`.
+/// A plain value like `cb_permit`; copy it, never compute it.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct cb_timed_permit {
+    /// The permit itself (may also be given to `cb_record`, untimed).
+    pub permit: cb_permit,
+    /// When the call started, in milliseconds on the breaker's clock;
+    /// `CB_NO_VALUE` when the breaker does not time calls.
+    pub started_ms: u64,
+}
+
+/// As `cb_try_acquire`, but the breaker times the call from now until
+/// `cb_record_timed_permit`. The clock is read only when a slow-call
+/// duration is set (the breaker's clock: the system's monotonic clock, or
+/// the builder's `cb_builder_set_clock`); otherwise this costs what
+/// `cb_try_acquire` does. `*out` is written only on `CB_STATUS_OK`.
+///
+/// # Safety
+///
+/// `breaker` is NULL or a live handle; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn cb_try_acquire_timed(
+    breaker: *const cb_breaker,
+    out: *mut cb_timed_permit,
+) -> cb_status {
+    ffi_panic_boundary! {
+        let handle = try_ref_from_ptr!(breaker);
+        try_non_null!(out);
+        match acquire(handle) {
+            Ok(permit) => {
+                let started_ms = handle.timer.as_ref().map_or(CB_NO_VALUE, |clock| clock.now_ms());
+                // SAFETY: `out` is non-NULL and writable per the contract.
+                unsafe { write_out(out, cb_timed_permit { permit, started_ms }) };
+                cb_status::Ok
+            }
+            Err(_) => cb_status::Rejected,
         }
+    }
+}
+
+/// Records how the call admitted with `timed` ended, with the time since
+/// `cb_try_acquire_timed` issued it (as `cb_record_timed` would with that
+/// duration; as `cb_record` when the breaker does not time calls). Returns
+/// what `cb_record` returns.
+///
+/// # Safety
+///
+/// `breaker` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn cb_record_timed_permit(
+    breaker: *const cb_breaker,
+    timed: cb_timed_permit,
+    outcome: RawOutcome,
+) -> cb_status {
+    ffi_panic_boundary! {
+        let handle = try_ref_from_ptr!(breaker);
+        let elapsed = match (&handle.timer, timed.started_ms) {
+            (Some(clock), started) if started != CB_NO_VALUE => {
+                Some(Duration::from_millis(clock.now_ms().saturating_sub(started)))
+            }
+            _ => None,
+        };
+        record(handle, timed.permit, outcome, elapsed)
     }
 }
 

@@ -48,6 +48,9 @@ pub(crate) struct RedisOptions {
     command_timeout: Option<Duration>,
     connect_timeout: Option<Duration>,
     refresh_interval: Option<Duration>,
+    max_backoff: Option<Duration>,
+    require_reachable: bool,
+    notifications: Option<bool>,
 }
 
 impl RedisOptions {
@@ -58,7 +61,10 @@ impl RedisOptions {
             let any = self.policy.is_some()
                 || self.command_timeout.is_some()
                 || self.connect_timeout.is_some()
-                || self.refresh_interval.is_some();
+                || self.refresh_interval.is_some()
+                || self.max_backoff.is_some()
+                || self.require_reachable
+                || self.notifications.is_some();
             return if any {
                 Err(cb_status::InvalidArgument)
             } else {
@@ -77,6 +83,15 @@ impl RedisOptions {
         }
         if let Some(interval) = self.refresh_interval {
             state = state.refresh_interval(interval);
+        }
+        if let Some(backoff) = self.max_backoff {
+            state = state.max_backoff(backoff);
+        }
+        if self.require_reachable {
+            state = state.require_reachable();
+        }
+        if let Some(on) = self.notifications {
+            state = state.notifications(on);
         }
         Ok(builder.shared(state))
     }
@@ -107,10 +122,82 @@ unsafe fn redis_state(redis_url: *const c_char, namespace_: *const c_char) -> Re
     // SAFETY: as above.
     let namespace = unsafe { optional_str(namespace_) }?;
     let state = RedisState::connect(url).map_err(|_| cb_status::StorageError)?;
-    Ok(match namespace {
+    Ok(in_namespace(state, namespace))
+}
+
+fn in_namespace(state: RedisState, namespace: Option<&str>) -> RedisState {
+    match namespace {
         Some(ns) => state.namespace(ns),
         None => state,
-    })
+    }
+}
+
+/// Parses the `len` node URLs at `nodes` and `namespace_` into a cluster's
+/// shared state.
+///
+/// # Safety
+///
+/// `nodes` is NULL or points to `len` readable pointers, each NULL or
+/// NUL-terminated; `namespace_` is NULL or NUL-terminated.
+#[cfg(feature = "redis-cluster")]
+unsafe fn cluster_state(
+    nodes: *const *const c_char,
+    len: usize,
+    namespace_: *const c_char,
+) -> Result<RedisState, cb_status> {
+    if nodes.is_null() || len == 0 {
+        return Err(cb_status::InvalidArgument);
+    }
+    // SAFETY: `len` readable pointers per the contract.
+    let pointers = unsafe { std::slice::from_raw_parts(nodes, len) };
+    let mut urls = Vec::with_capacity(len);
+    for &node in pointers {
+        // SAFETY: each is NULL or NUL-terminated per the contract.
+        urls.push(unsafe { optional_str(node) }?.ok_or(cb_status::InvalidArgument)?);
+    }
+    // SAFETY: NULL or NUL-terminated per the contract.
+    let namespace = unsafe { optional_str(namespace_) }?;
+    let state = RedisState::connect_cluster(&urls).map_err(|_| cb_status::StorageError)?;
+    Ok(in_namespace(state, namespace))
+}
+
+/// Shares the state of the breakers this builder makes through the Redis
+/// Cluster reached at any of the `nodes_len` URLs at `nodes`
+/// ("redis://host:port/" each; the slot map is learnt from the first that
+/// answers), under `namespace_` (as for `cb_builder_set_redis`; its keys
+/// stay on one slot). Replaces a URL set by `cb_builder_set_redis`; the
+/// other Redis options apply alike. Nothing is contacted until
+/// `cb_builder_build`. The strings are copied.
+///
+/// `CB_STATUS_INVALID_ARGUMENT` when `builder` or `nodes` is NULL,
+/// `nodes_len` is 0, a node is NULL, or a string is not valid UTF-8;
+/// `CB_STATUS_STORAGE_ERROR` when a node is not a Redis URL. Nothing changes
+/// on an error. Only in a library built with the `redis-cluster` feature.
+///
+/// # Safety
+///
+/// `builder` is NULL or a live builder not in use by another call; `nodes`
+/// is NULL or points to `nodes_len` readable pointers, each NULL or a
+/// NUL-terminated string; `namespace_` is NULL or a NUL-terminated string.
+#[cfg(feature = "redis-cluster")]
+#[no_mangle]
+pub unsafe extern "C" fn cb_builder_set_redis_cluster(
+    builder: *mut cb_builder,
+    nodes: *const *const c_char,
+    nodes_len: usize,
+    namespace_: *const c_char,
+) -> cb_status {
+    ffi_panic_boundary! {
+        let builder = try_mut_from_ptr!(builder);
+        // SAFETY: the pointers are as this function's contract requires.
+        match unsafe { cluster_state(nodes, nodes_len, namespace_) } {
+            Ok(state) => {
+                builder.redis.state = Some(state);
+                cb_status::Ok
+            }
+            Err(status) => status,
+        }
+    }
 }
 
 /// Makes a breaker whose state is shared, through the Redis at `redis_url`,
@@ -119,7 +206,9 @@ unsafe fn redis_state(redis_url: *const c_char, namespace_: *const c_char) -> Re
 /// `*out`; the handle takes the same functions as a `cb_new` one, and is
 /// released with `cb_free`.
 ///
-/// `redis_url` is like "redis://127.0.0.1:6379/". `namespace_` is NULL (the
+/// `redis_url` is like "redis://127.0.0.1:6379/" (a password as
+/// "redis://user:password@host/"; "rediss://" for TLS, in a library built
+/// with the `redis-tls` feature). `namespace_` is NULL (the
 /// breaker's name, or "default") or a NUL-terminated UTF-8 name. Redis is
 /// contacted now, within its timeouts (by default 100 ms per command, 250 ms
 /// to connect; a `cb_builder` sets them and the fault policy); a Redis that
@@ -264,5 +353,106 @@ pub unsafe extern "C" fn cb_builder_set_redis_refresh_interval_ms(
 ) -> cb_status {
     ffi_panic_boundary! {
         set_ms(&mut try_mut_from_ptr!(builder).redis.refresh_interval, ms)
+    }
+}
+
+/// Sets the longest wait between attempts to reconnect to Redis, in
+/// milliseconds (at least 1; default 1000; the first wait is 10 ms,
+/// doubling up to this). `CB_STATUS_INVALID_ARGUMENT` for a NULL builder or 0.
+///
+/// # Safety
+///
+/// `builder` is NULL or a live builder not in use by another call.
+#[no_mangle]
+pub unsafe extern "C" fn cb_builder_set_redis_max_backoff_ms(builder: *mut cb_builder, ms: u64) -> cb_status {
+    ffi_panic_boundary! {
+        set_ms(&mut try_mut_from_ptr!(builder).redis.max_backoff, ms)
+    }
+}
+
+/// Makes `cb_builder_build` fail with `CB_STATUS_STORAGE_ERROR` when its
+/// first sync with Redis fails, instead of starting degraded (the default:
+/// a Redis that is down is a fault, reported, not an error).
+/// `CB_STATUS_INVALID_ARGUMENT` for a NULL builder.
+///
+/// # Safety
+///
+/// `builder` is NULL or a live builder not in use by another call.
+#[no_mangle]
+pub unsafe extern "C" fn cb_builder_set_redis_require_reachable(builder: *mut cb_builder) -> cb_status {
+    ffi_panic_boundary! {
+        try_mut_from_ptr!(builder).redis.require_reachable = true;
+        cb_status::Ok
+    }
+}
+
+/// Whether changes are announced and listened for by pub/sub: 1 (the
+/// default) or 0, when processes learn of each other's changes only by the
+/// periodic refresh. `CB_STATUS_INVALID_ARGUMENT` for a NULL builder or a
+/// value other than 0 and 1, and nothing changes.
+///
+/// # Safety
+///
+/// `builder` is NULL or a live builder not in use by another call.
+#[no_mangle]
+pub unsafe extern "C" fn cb_builder_set_redis_notifications(builder: *mut cb_builder, on: u32) -> cb_status {
+    ffi_panic_boundary! {
+        let builder = try_mut_from_ptr!(builder);
+        match on {
+            0 | 1 => {
+                builder.redis.notifications = Some(on == 1);
+                cb_status::Ok
+            }
+            _ => cb_status::InvalidArgument,
+        }
+    }
+}
+
+#[cfg(all(test, feature = "redis-cluster"))]
+mod tests {
+    use super::*;
+    use crate::config::{cb_builder_free, cb_builder_new};
+    use std::ptr;
+
+    /// Bad input to the cluster setter is refused before anything is
+    /// contacted, and changes nothing.
+    #[test]
+    fn cluster_nodes_are_checked() {
+        let mut builder = ptr::null_mut();
+        let good = [
+            c"redis://127.0.0.1:7000/".as_ptr(),
+            c"redis://127.0.0.1:7001/".as_ptr(),
+        ];
+        let with_null = [c"redis://127.0.0.1:7000/".as_ptr(), ptr::null()];
+        let not_a_url = [c"not a url".as_ptr()];
+        // SAFETY: valid pointers and lengths; the builder is freed once below.
+        unsafe {
+            assert_eq!(cb_builder_new(ptr::null(), &mut builder), cb_status::Ok);
+            let set = |nodes: *const *const c_char, len| {
+                cb_builder_set_redis_cluster(builder, nodes, len, ptr::null())
+            };
+            assert_eq!(set(ptr::null(), 2), cb_status::InvalidArgument);
+            assert_eq!(set(good.as_ptr(), 0), cb_status::InvalidArgument);
+            assert_eq!(set(with_null.as_ptr(), 2), cb_status::InvalidArgument);
+            assert_eq!(set(not_a_url.as_ptr(), 1), cb_status::StorageError);
+            assert!((*builder.cast::<crate::config::FfiBuilder>())
+                .redis
+                .state
+                .is_none());
+            assert_eq!(
+                cb_builder_set_redis_cluster(ptr::null_mut(), good.as_ptr(), 2, ptr::null()),
+                cb_status::InvalidArgument
+            );
+            assert_eq!(
+                cb_builder_set_redis_cluster(builder, good.as_ptr(), 2, c"\xff".as_ptr()),
+                cb_status::InvalidArgument
+            );
+            assert_eq!(set(good.as_ptr(), 2), cb_status::Ok);
+            assert!((*builder.cast::<crate::config::FfiBuilder>())
+                .redis
+                .state
+                .is_some());
+            cb_builder_free(builder);
+        }
     }
 }

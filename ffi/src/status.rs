@@ -45,7 +45,8 @@ pub enum cb_status {
     /// recorded (caught among the first 16 probes of a half-open episode of
     /// a `cb_new` handle; a `cb_new_redis` handle's fleet counts probes, so
     /// there a second record frees another probe's slot while one is in
-    /// flight): nothing changed.
+    /// flight), or the permit of a call that a `CB_MODE_METRICS_ONLY`
+    /// breaker admitted where it would have rejected it: nothing changed.
     StalePermit = 2,
     /// A NULL pointer, an out-of-range value, an invalid UTF-8 name, or permit
     /// bits this breaker never issued (forged or edited). Nothing changed.
@@ -119,9 +120,15 @@ impl cb_status {
     }
 }
 
+/// A store that must be reachable at build and is not is a storage error;
+/// every other refusal is a bad argument.
 impl From<breakerbox::ConfigError> for cb_status {
-    fn from(_: breakerbox::ConfigError) -> Self {
-        cb_status::InvalidArgument
+    fn from(error: breakerbox::ConfigError) -> Self {
+        match error {
+            #[cfg(feature = "redis")]
+            breakerbox::ConfigError::Unreachable { .. } => cb_status::StorageError,
+            _ => cb_status::InvalidArgument,
+        }
     }
 }
 
