@@ -5,7 +5,7 @@
 mod redis_support;
 
 use breakerbox::redis::{FaultPolicy, RedisState};
-use breakerbox::{CircuitBreaker, Listener, Recorded, State};
+use breakerbox::{CircuitBreaker, Listener, Outcome, Recorded, State};
 use redis_support::*;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
@@ -294,4 +294,48 @@ fn a_mirror_that_moved_on_its_own_is_repaired_while_the_fleet_is_quiet() {
     assert!(admits(&a), "and calls flow again");
     let stored = stored_state(&mut client(&url()), &ns);
     assert_eq!(stored["s"], "0", "the fleet never opened");
+}
+
+#[test]
+fn a_probe_recorded_twice_at_the_fleet_counts_once() {
+    let ns = unique_namespace("probe-twice");
+    let build = || {
+        CircuitBreaker::builder()
+            .half_open_max_calls(2)
+            .success_threshold(2)
+            .probe_lease(Duration::from_secs(60))
+            .shared(shared(&ns))
+            .build()
+            .unwrap()
+    };
+    // Two processes, one probe each.
+    let (a, b) = (build(), build());
+    assert!(a.half_open().is_some(), "the fleet half-opens");
+    let first = a.acquire_ticket().expect("a probes");
+    assert!(
+        within(Duration::from_secs(5), || b.state() == State::HalfOpen).is_some(),
+        "b hears of it"
+    );
+    let second = b.acquire_ticket().expect("b probes too");
+    assert!(first.is_probe() && second.is_probe());
+    assert_eq!(a.record(first, Outcome::Success), Ok(Recorded::Counted));
+    assert_eq!(
+        a.record(first, Outcome::Success),
+        Ok(Recorded::Stale),
+        "its slot is free already: a second record counts nothing"
+    );
+    let stored = stored_state(&mut client(&url()), &ns);
+    assert_eq!(
+        (stored["s"].as_str(), stored["i"].as_str(), stored["k"].as_str()),
+        ("2", "1", "1"),
+        "still half-open, b's probe in flight, one success"
+    );
+    assert_eq!(
+        b.record(second, Outcome::Success)
+            .unwrap()
+            .transition()
+            .map(|t| t.to),
+        Some(State::Closed),
+        "b's probe is the second real success, and closes the fleet"
+    );
 }

@@ -50,6 +50,9 @@
 //! word as a local mirror: [`StateCell::sync_from`] overwrites it with the
 //! fleet's view (state, counts, the low 20 bits of the fleet's generation,
 //! opened-at translated to this breaker's clock) through the same CAS loop.
+//! The mirror counts the fleet's probes without telling them apart: the
+//! fleet's script holds the slots, by the same rules as this word, and a
+//! probe ticket the fleet issued carries the slot it was given there.
 //!
 //! # Orderings
 //!
@@ -87,8 +90,9 @@ const IN_FLIGHT_MASK: u64 = (u16::MAX as u64) << IN_FLIGHT_SHIFT;
 const SUCCESSES_SHIFT: u32 = PAYLOAD_SHIFT + 16;
 const SUCCESSES_MASK: u64 = (u16::MAX as u64) << SUCCESSES_SHIFT;
 
-/// Probes told apart by slot in one half-open episode.
-const PROBE_SLOTS: u32 = 16;
+/// Probes told apart by slot in one half-open episode (the fleet's script
+/// keeps as many).
+pub(crate) const PROBE_SLOTS: u32 = 16;
 const NEXT_SLOT_SHIFT: u32 = PAYLOAD_SHIFT + 32;
 const NEXT_SLOT_MASK: u64 = 0b1_1111 << NEXT_SLOT_SHIFT;
 /// The next slot once slots are no longer told apart: the in-flight field
@@ -408,7 +412,8 @@ impl Ticket {
         self.0 & TICKET_KIND_MASK == TICKET_PROBE
     }
 
-    fn slot(self) -> u32 {
+    /// The slot a probe ticket holds (0 for a closed-state ticket).
+    pub(crate) fn slot(self) -> u32 {
         ((self.0 & TICKET_SLOT_MASK) >> TICKET_SLOT_SHIFT) as u32
     }
 
@@ -593,9 +598,9 @@ pub enum Recorded {
     /// probes admitted in its half-open episode; an episode that admits more
     /// (only with `half_open_max_calls` above one and probes overlapping)
     /// counts its probes instead, and then a probe recorded twice frees
-    /// another's slot. A breaker shared through Redis always counts its
-    /// probes (the fleet's script has no slots): there a probe recorded twice
-    /// while another is in flight frees that one's slot fleet-wide.
+    /// another's slot. A breaker shared through Redis follows the same rule
+    /// fleet-wide: the fleet's script gives each probe its slot as the word
+    /// does.
     Stale,
 }
 
@@ -961,11 +966,16 @@ mod fleet {
             }
         }
 
-        /// The ticket the fleet issued in this view's episode: a probe, or a
-        /// closed-state call.
-        pub(crate) fn ticket(&self, probe: bool) -> Ticket {
-            self.snapshot()
-                .ticket(if probe { TICKET_PROBE } else { TICKET_CLOSED })
+        /// The ticket the fleet issued for a closed-state call in this
+        /// view's episode.
+        pub(crate) fn closed_ticket(&self) -> Ticket {
+            self.snapshot().ticket(TICKET_CLOSED)
+        }
+
+        /// The ticket the fleet issued for a probe in this view's episode,
+        /// holding `slot` of the fleet's (below [`PROBE_SLOTS`]).
+        pub(crate) fn probe_ticket(&self, slot: u32) -> Ticket {
+            self.snapshot().probe_ticket(slot)
         }
     }
 
@@ -1157,8 +1167,9 @@ mod tests {
             ..open
         };
         assert!(cell.sync_from(&half).is_some());
-        let probe = half.ticket(true);
-        assert!(probe.is_probe() && !probe.is_stale(cell.load()));
+        let probe = half.probe_ticket(5);
+        assert!(probe.is_probe() && probe.slot() == 5 && !probe.is_stale(cell.load()));
+        assert!(!half.closed_ticket().is_probe());
         assert_eq!(cell.load().in_flight(), 1);
     }
 

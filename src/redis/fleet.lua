@@ -13,17 +13,21 @@
 -- ARGV[13..15] op arguments: record: ticket kind (1 closed, 2 probe), ticket
 --              generation, outcome (0 success, 1 failure, 2 ignored);
 --              force: target state (the breaker always sends three, padded)
--- ARGV[16]     TESTS ONLY, never sent by the breaker: a time in ms that stands
+-- ARGV[16]     TESTS ONLY (the breaker sends ""): a time in ms that stands
 --              in for the server's TIME (tests/redis_differential.rs drives
 --              the script with the same clock as an in-memory breaker)
+-- ARGV[17]     record: the probe ticket's slot (the acquire reply's last
+--              field; the breaker always sends it, 0 for other ops)
 --
 -- Fields: v version, s state (0 closed, 1 open, 2 half-open), g generation,
 -- f failures, o opened-at (server ms), i probes in flight, k probe successes,
--- p latest probe admission (server ms). Times come from the server's TIME, so
--- the hosts' clocks never matter.
+-- p latest probe admission (server ms), b probe slots taken (a bitmap), n next
+-- probe slot. Times come from the server's TIME, so the hosts' clocks never
+-- matter.
 --
 -- Reply: { code, v, s, g, f, ms since opened, i, k, ms since last probe
--- admission, transition from (-1 none), transition to (-1 none) }
+-- admission, transition from (-1 none), transition to (-1 none), the admitted
+-- probe's slot (0 otherwise) }
 
 if redis.replicate_commands then
   pcall(redis.replicate_commands)
@@ -32,6 +36,11 @@ end
 local CLOSED, OPEN, HALF_OPEN = 0, 1, 2
 local ADMIT_CLOSED, ADMIT_PROBE, REJECT, COUNTED, TRANSITIONED, STALE, NOOP = 1, 2, 3, 4, 5, 6, 7
 local SUCCESS, FAILURE = 0, 1
+-- Probe slots, as the in-memory word keeps them (src/machine/state.rs): each
+-- of the first 16 probes of a half-open episode holds its own slot (bit of
+-- b), each slot used once; n is the next. After 16 the probes are only
+-- counted (n = SLOTS_COUNTED, b = 0) until the episode ends.
+local PROBE_SLOTS, SLOTS_COUNTED = 16, 31
 
 local key = KEYS[1]
 local op = ARGV[1]
@@ -46,7 +55,7 @@ local lease = tonumber(ARGV[12])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
-if ARGV[16] then
+if ARGV[16] and ARGV[16] ~= '' then
   -- Tests only (see ARGV[16] above): the production path never gets here.
   now = tonumber(ARGV[16])
   now_us = now * 1000
@@ -56,7 +65,7 @@ local function num(x)
   return tonumber(x) or 0
 end
 
-local h = redis.call('HMGET', key, 'v', 's', 'g', 'f', 'o', 'i', 'k', 'p')
+local h = redis.call('HMGET', key, 'v', 's', 'g', 'f', 'o', 'i', 'k', 'p', 'b', 'n')
 local st
 local dirty = false
 local s0 = tonumber(h[2])
@@ -64,7 +73,7 @@ if not tonumber(h[1]) or (s0 ~= CLOSED and s0 ~= OPEN and s0 ~= HALF_OPEN) then
   -- Missing (or unreadable): seed from the caller's mirror, so a Redis that
   -- lost its data does not close an open fleet.
   local seed_state = tonumber(ARGV[4])
-  st = { v = 0, s = CLOSED, g = num(ARGV[5]), f = 0, o = 0, i = 0, k = 0, p = 0 }
+  st = { v = 0, s = CLOSED, g = num(ARGV[5]), f = 0, o = 0, i = 0, k = 0, p = 0, b = 0, n = 0 }
   if seed_state == OPEN then
     st.s = OPEN
     st.o = math.max(now - num(ARGV[7]), 0)
@@ -79,11 +88,40 @@ if not tonumber(h[1]) or (s0 ~= CLOSED and s0 ~= OPEN and s0 ~= HALF_OPEN) then
   dirty = true
 else
   st = { v = num(h[1]), s = s0, g = num(h[3]), f = num(h[4]), o = num(h[5]),
-         i = num(h[6]), k = num(h[7]), p = num(h[8]) }
+         i = num(h[6]), k = num(h[7]), p = num(h[8]), b = num(h[9]), n = num(h[10]) }
+end
+
+-- How many slots a bitmap holds.
+local function taken(bitmap)
+  local c = 0
+  for _ = 1, PROBE_SLOTS do
+    c = c + bitmap % 2
+    bitmap = math.floor(bitmap / 2)
+  end
+  return c
+end
+
+if st.s ~= HALF_OPEN or st.i == 0 then
+  st.b, st.n = 0, 0
+elseif st.n ~= SLOTS_COUNTED and (st.n < 0 or st.n > PROBE_SLOTS or st.b < 0 or st.b >= 2 ^ PROBE_SLOTS
+    or taken(st.b) ~= st.i) then
+  -- Slots that do not match the count (a hash an older script wrote, with
+  -- no slots): count the probes until the episode ends.
+  st.b, st.n = 0, SLOTS_COUNTED
+end
+
+-- Whether the probe that was given `slot` is still in flight.
+local function holds_probe(slot)
+  if st.n == SLOTS_COUNTED then
+    return st.i > 0
+  end
+  return slot ~= nil and slot >= 0 and slot < PROBE_SLOTS and math.floor(slot) == slot
+    and math.floor(st.b / 2 ^ slot) % 2 == 1
 end
 
 local code = NOOP
 local from, to = -1, -1
+local admitted_slot = 0
 
 -- A change of state: a new episode, every count cleared.
 local function go(target)
@@ -94,29 +132,41 @@ local function go(target)
   st.s = target
   st.g = st.g + 1
   st.f, st.i, st.k = 0, 0, 0
+  st.b, st.n = 0, 0
   if target == OPEN then
     st.o = now
   end
   dirty = true
 end
 
--- Frees one probe slot; when none stays in flight the episode ends.
-local function release_probe(successes)
+-- Frees the probe slot `slot`; when none stays in flight the episode ends
+-- (and the next starts with every slot free).
+local function release_probe(slot, successes)
   st.i = math.max(st.i - 1, 0)
   st.k = successes
   if st.i == 0 then
     st.g = st.g + 1
+    st.b, st.n = 0, 0
+  elseif st.n ~= SLOTS_COUNTED then
+    st.b = st.b - 2 ^ slot
   end
   dirty = true
 end
 
 local function admit_probe()
-  if st.i < max_probes then
-    st.i = st.i + 1
-  else
+  if st.i >= max_probes then
     -- Every probe in flight outlived its lease: reclaim them all.
     st.g = st.g + 1
-    st.i = 1
+    st.i, st.b, st.n = 0, 0, 0
+  end
+  st.i = st.i + 1
+  if st.n < PROBE_SLOTS then
+    admitted_slot = st.n
+    st.b = st.b + 2 ^ st.n
+    st.n = st.n + 1
+  else
+    -- Every slot was used once this episode: count from here on.
+    st.b, st.n = 0, SLOTS_COUNTED
   end
   st.p = math.max(st.p, now)
   dirty = true
@@ -141,10 +191,12 @@ if op == 'acquire' then
   end
 elseif op == 'record' then
   local kind, ticket_gen, outcome = tonumber(ARGV[13]), tonumber(ARGV[14]), tonumber(ARGV[15])
+  local slot = tonumber(ARGV[17])
   local stale = (st.g % modulus) ~= ticket_gen
   if not stale then
     if kind == 2 then
-      stale = st.s ~= HALF_OPEN or st.i == 0
+      -- A probe recorded twice finds its slot free: stale.
+      stale = st.s ~= HALF_OPEN or not holds_probe(slot)
     else
       stale = st.s ~= CLOSED
     end
@@ -172,10 +224,10 @@ elseif op == 'record' then
       if st.k + 1 >= success_threshold then
         go(CLOSED)
       else
-        release_probe(st.k + 1)
+        release_probe(slot, st.k + 1)
       end
     else
-      release_probe(st.k)
+      release_probe(slot, st.k)
     end
     code = (to >= 0) and TRANSITIONED or COUNTED
   end
@@ -214,11 +266,12 @@ if dirty then
   redis.call('HSET', key,
     'v', string.format('%.0f', st.v), 's', st.s, 'g', string.format('%.0f', st.g),
     'f', string.format('%.0f', st.f), 'o', string.format('%.0f', st.o),
-    'i', st.i, 'k', st.k, 'p', string.format('%.0f', st.p))
+    'i', st.i, 'k', st.k, 'p', string.format('%.0f', st.p),
+    'b', string.format('%.0f', st.b), 'n', st.n)
   if channel ~= '' then
     redis.call('PUBLISH', channel, string.format('%.0f %d %.0f %.0f %.0f %d %d %.0f',
       st.v, st.s, st.g, st.f, opened_ms, st.i, st.k, probe_ms))
   end
 end
 
-return { code, st.v, st.s, st.g, st.f, opened_ms, st.i, st.k, probe_ms, from, to }
+return { code, st.v, st.s, st.g, st.f, opened_ms, st.i, st.k, probe_ms, from, to, admitted_slot }

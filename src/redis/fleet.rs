@@ -220,11 +220,13 @@ impl Fleet {
                     let view = self.apply_reply(m, &reply, ev);
                     let decision = match reply.code {
                         Code::AdmitClosed => Acquire::Admitted {
-                            ticket: view.ticket(false),
+                            ticket: view.closed_ticket(),
                             transition: None,
                         },
+                        // The ticket carries the fleet's slot, so recording
+                        // it twice is stale at the fleet.
                         Code::AdmitProbe => Acquire::Admitted {
-                            ticket: view.ticket(true),
+                            ticket: view.probe_ticket(reply.slot),
                             transition: reply.transition,
                         },
                         _ => Acquire::Rejected(view.state),

@@ -35,6 +35,9 @@
 //! * at most `half_open_max_calls` probes in flight fleet-wide; a probe's
 //!   lease (the breaker's `probe_lease`) is measured on the server's clock,
 //!   so a process that died mid-probe frees its slot when the lease ends;
+//! * each probe holds its own slot at the fleet, by the state word's rules,
+//!   so a probe ticket recorded twice is stale there and frees no other
+//!   process's slot (for the first 16 probes of an episode, as in memory);
 //! * the failures every process reports count toward one `fail_max`: the
 //!   fleet trips exactly once, at exactly the `fail_max`-th failure;
 //! * the fleet's generation is mirrored into each ticket, so a ticket from an

@@ -1,9 +1,14 @@
 //! The fleet protocol: the one Lua script, the arguments a breaker sends
 //! it, the reply it answers and the announcements it publishes. Nothing here
 //! talks to a server; a [`Transport`](super::transport::Transport) does.
+//!
+//! Probes hold slots at the fleet as they do in the state word: an admitted
+//! probe's slot is the reply's last field, its ticket carries it, and its
+//! record sends it back (`ARGV[17]`), so a second record finds the slot free
+//! and is stale.
 
 use super::transport::Script;
-use crate::machine::state::{Limits, Outcome, State, Ticket, Transition, GENERATION_MODULUS};
+use crate::machine::state::{Limits, Outcome, State, Ticket, Transition, GENERATION_MODULUS, PROBE_SLOTS};
 use std::sync::OnceLock;
 
 /// Every fleet transition, as one server-side script.
@@ -85,6 +90,9 @@ pub(crate) struct Reply {
     pub(crate) view: RawView,
     /// The fleet transition this invocation made, if any.
     pub(crate) transition: Option<Transition>,
+    /// The slot of the probe this acquire admitted (0 otherwise): the
+    /// probe's ticket carries it, and its record names it.
+    pub(crate) slot: u32,
 }
 
 fn state_from(n: i64) -> Option<State> {
@@ -153,9 +161,10 @@ impl RawView {
 
 impl Reply {
     pub(crate) fn parse(values: &[i64]) -> Option<Reply> {
-        let [code, ref fields @ .., from, to] = *values else {
+        let [code, ref fields @ .., from, to, slot] = *values else {
             return None;
         };
+        let slot = u32::try_from(slot).ok().filter(|s| *s < PROBE_SLOTS)?;
         let code = match code {
             1 => Code::AdmitClosed,
             2 => Code::AdmitProbe,
@@ -186,11 +195,17 @@ impl Reply {
             code,
             view: RawView::from_fields(fields)?,
             transition,
+            slot,
         })
     }
 }
 
 /// The script's arguments for `op` (after its one key): see fleet.lua.
+///
+/// After the op's three, an empty test-only time (`ARGV[16]`: the script
+/// then reads the server's clock) and the slot of a recorded probe
+/// (`ARGV[17]`, 0 for every other op), so a probe recorded twice finds its
+/// slot free at the fleet and is stale.
 pub(crate) fn arguments(op: Op, channel: &str, seed: &Seed, limits: &Limits) -> Vec<String> {
     let (name, extra): (&str, [u64; 3]) = match op {
         Op::Sync => ("sync", [0; 3]),
@@ -218,10 +233,16 @@ pub(crate) fn arguments(op: Op, channel: &str, seed: &Seed, limits: &Limits) -> 
         limits.reset_timeout_ms,
         limits.probe_lease_ms,
     ];
-    let mut args = Vec::with_capacity(2 + numbers.len() + extra.len());
+    let slot = match op {
+        Op::Record(ticket, _) if ticket.is_probe() => ticket.slot(),
+        _ => 0,
+    };
+    let mut args = Vec::with_capacity(4 + numbers.len() + extra.len());
     args.push(name.to_owned());
     args.push(channel.to_owned());
     args.extend(numbers.iter().chain(&extra).map(u64::to_string));
+    args.push(String::new());
+    args.push(slot.to_string());
     args
 }
 
@@ -231,7 +252,7 @@ mod tests {
 
     #[test]
     fn replies_parse_strictly() {
-        let ok = [5, 10, 1, 7, 0, 3, 0, 0, 0, 0, 1];
+        let ok = [5, 10, 1, 7, 0, 3, 0, 0, 0, 0, 1, 0];
         let reply = Reply::parse(&ok).expect("a trip");
         assert_eq!(reply.code, Code::Transitioned);
         assert_eq!(
@@ -243,19 +264,63 @@ mod tests {
         );
         assert_eq!(reply.view.state, State::Open);
         assert_eq!(reply.view.opened_ago_ms, 3);
-        assert!(Reply::parse(&ok[..10]).is_none(), "too short");
+        assert!(Reply::parse(&ok[..11]).is_none(), "too short");
         assert!(
-            Reply::parse(&[9, 10, 1, 7, 0, 3, 0, 0, 0, -1, -1]).is_none(),
+            Reply::parse(&[9, 10, 1, 7, 0, 3, 0, 0, 0, -1, -1, 0]).is_none(),
             "unknown code"
         );
         assert!(
-            Reply::parse(&[4, 10, 3, 7, 0, 3, 0, 0, 0, -1, -1]).is_none(),
+            Reply::parse(&[4, 10, 3, 7, 0, 3, 0, 0, 0, -1, -1, 0]).is_none(),
             "unknown state"
         );
         assert!(
-            Reply::parse(&[5, 10, 1, 7, 0, 3, 0, 0, 0, -1, -1]).is_none(),
+            Reply::parse(&[5, 10, 1, 7, 0, 3, 0, 0, 0, -1, -1, 0]).is_none(),
             "a transition without one"
         );
+        let probe = Reply::parse(&[2, 10, 2, 8, 0, 0, 2, 0, 0, -1, -1, 15]).expect("a probe");
+        assert_eq!((probe.code, probe.slot), (Code::AdmitProbe, 15));
+        for slot in [16, -1] {
+            assert!(
+                Reply::parse(&[2, 10, 2, 8, 0, 0, 2, 0, 0, -1, -1, slot]).is_none(),
+                "slot {slot} is out of range"
+            );
+        }
+    }
+
+    #[test]
+    fn a_probe_record_names_its_slot_and_the_time_is_the_servers() {
+        let seed = Seed {
+            state: State::Closed,
+            generation: 0,
+            failures: 0,
+            opened_ago_ms: 0,
+        };
+        let limits = Limits {
+            fail_max: 1,
+            success_threshold: 1,
+            half_open_max_calls: 2,
+            reset_timeout_ms: 1,
+            probe_lease_ms: 1,
+        };
+        let view = RawView::parse_announcement("1 2 9 0 0 1 0 12").expect("valid");
+        let probe = crate::machine::state::FleetView {
+            state: view.state,
+            generation: view.generation,
+            failures: 0,
+            opened_at_ms: 0,
+            in_flight: 1,
+            successes: 0,
+            probe_admitted_at_ms: 0,
+        }
+        .probe_ticket(7);
+        let args = arguments(Op::Record(probe, Outcome::Success), "", &seed, &limits);
+        // ARGV[n] is args[n - 1].
+        assert_eq!(args.len(), 17);
+        assert_eq!(args[12..15], ["2", "9", "0"], "kind, generation, outcome");
+        assert_eq!(args[15], "", "no test time: the server's clock");
+        assert_eq!(args[16], "7", "the probe's slot");
+        let sync = arguments(Op::Sync, "", &seed, &limits);
+        assert_eq!((sync.len(), sync[15].as_str(), sync[16].as_str()), (17, "", "0"));
     }
 
     #[test]
