@@ -407,6 +407,117 @@ impl Window {
     }
 }
 
+/// One bucket's counts, summed over every stripe.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Counts {
+    pub(crate) calls: u64,
+    pub(crate) failures: u64,
+    pub(crate) slow: u64,
+}
+
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+impl Counts {
+    /// What `self` holds beyond `sent` (counts only grow within an epoch).
+    pub(crate) fn beyond(self, sent: Counts) -> Counts {
+        Counts {
+            calls: self.calls.saturating_sub(sent.calls),
+            failures: self.failures.saturating_sub(sent.failures),
+            slow: self.slow.saturating_sub(sent.slow),
+        }
+    }
+
+    pub(crate) fn plus(self, other: Counts) -> Counts {
+        Counts {
+            calls: self.calls + other.calls,
+            failures: self.failures + other.failures,
+            slow: self.slow + other.slow,
+        }
+    }
+}
+
+/// The rule as a fleet's script applies it to the summed window.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FleetRule {
+    /// Count-based (calls per bucket) or time-based (bucket width in ms).
+    pub(crate) count_based: bool,
+    pub(crate) buckets: u64,
+    /// Calls per bucket, or the bucket width in ms.
+    pub(crate) span: u64,
+    pub(crate) minimum_calls: u64,
+    pub(crate) failure_rate_bp: u32,
+    /// 0 when slow calls are not counted.
+    pub(crate) slow_rate_bp: u32,
+}
+
+/// What holds a breaker's window, for a reader on another thread (a fleet's
+/// flusher) that must not own the breaker.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) trait WindowSource: Send + Sync {
+    fn window(&self) -> Option<&Window>;
+}
+
+/// Readers for a fleet: per-bucket counts and the rule, and one decision
+/// step shared by every caller that counts a failure or slow call.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+impl Window {
+    /// The counts of `epoch`'s bucket alone, over every stripe.
+    pub(crate) fn bucket_counts(&self, epoch: u64) -> Counts {
+        let slot = epoch as usize % RING;
+        let tag = epoch & TAG_MASK;
+        let mut c = Counts::default();
+        for stripe in self.stripes.iter() {
+            let w = stripe[slot].load(Ordering::Acquire);
+            if w >> TAG_SHIFT != tag {
+                continue;
+            }
+            c.calls += w & COUNT_MAX;
+            c.failures += (w >> FAILURE_SHIFT) & COUNT_MAX;
+            c.slow += (w >> SLOW_SHIFT) & COUNT_MAX;
+        }
+        c
+    }
+
+    /// Buckets the window reads.
+    pub(crate) fn buckets(&self) -> u64 {
+        self.rule.buckets
+    }
+
+    /// The rule as a fleet applies it.
+    pub(crate) fn fleet_rule(&self) -> FleetRule {
+        let r = &self.rule;
+        let (count_based, span) = match r.span {
+            Span::Calls(n) => (true, n),
+            Span::Millis(width) => (false, width.ms),
+        };
+        FleetRule {
+            count_based,
+            buckets: r.buckets,
+            span,
+            minimum_calls: r.minimum_calls,
+            failure_rate_bp: r.failure_rate_bp,
+            slow_rate_bp: if r.slow_after_ms.is_some() {
+                r.slow_rate_bp
+            } else {
+                0
+            },
+        }
+    }
+
+    /// After a failure or slow call was added at `epoch`: runs `trip` if the
+    /// window now meets the rule, then rolls a full count bucket.
+    pub(crate) fn check<T>(&self, epoch: u64, trip: impl FnOnce() -> Option<T>) -> Option<T> {
+        let tally = self.tally(epoch);
+        let tripped = match self.should_trip(&tally) {
+            true => trip(),
+            false => None,
+        };
+        self.roll_if_full(epoch, &tally);
+        tripped
+    }
+}
+
 #[cfg(all(test, not(breakerbox_loom)))]
 mod tests {
     use super::*;

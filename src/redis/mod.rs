@@ -101,7 +101,7 @@ mod store;
 pub mod transport;
 mod watcher;
 
-pub(crate) use fleet::{Fleet, Mirror, DEGRADED_TAG};
+pub(crate) use fleet::{Fleet, Mirror, WindowedCall, DEGRADED_TAG};
 pub use transport::{Script, Subscriber, Transport};
 
 use std::fmt;
