@@ -19,8 +19,10 @@
 //!
 //! A word whose epoch tag is older is restarted at the new epoch by the same
 //! store (or CAS), so a bucket rolls over without losing or keeping a count. A word never goes
-//! back to an older epoch: a record that arrives late for its bucket is
-//! dropped. A stripe's bucket saturates at 65,535 calls: later calls of that
+//! back to an older epoch: a record that arrives late for its bucket (a
+//! newer epoch, fewer than 256 ahead, already took the word) is dropped. Any
+//! other tag is older, however long ago it was written, and a word with no
+//! counts takes any epoch. A stripe's bucket saturates at 65,535 calls: later calls of that
 //! thread in that bucket are not counted at all (a sample, not a bias).
 //!
 //! Only failures and slow calls read the window (every word of every stripe)
@@ -77,6 +79,11 @@ const FAILURE_SHIFT: u32 = 16;
 const SLOW_SHIFT: u32 = 32;
 const TAG_SHIFT: u32 = 48;
 const TAG_MASK: u64 = COUNT_MAX;
+const COUNTS_MASK: u64 = (1 << TAG_SHIFT) - 1;
+/// A word tagged less than this many epochs after a record's is a newer
+/// epoch's: the record is late (its epoch was read a moment before). Any
+/// other tag is an older epoch's, however long ago it was written.
+const LATE_LIMIT: u64 = 1 << 8;
 
 /// How the closed state decides to trip.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -213,8 +220,10 @@ fn counted(current: u64, tag: u64, one: u64) -> Option<u64> {
     if current_tag == tag {
         // Saturated: this call is not sampled.
         (current & COUNT_MAX != COUNT_MAX).then_some(current + one)
-    } else if tag.wrapping_sub(current_tag) & TAG_MASK < 1 << (COUNT_BITS - 1) {
-        Some((tag << TAG_SHIFT) + one) // the bucket rolled over: start it afresh
+    } else if current_tag.wrapping_sub(tag) & TAG_MASK >= LATE_LIMIT || current & COUNTS_MASK == 0 {
+        // The bucket rolled over (however long it sat unwritten), or was
+        // never written (its tag means nothing): start it afresh.
+        Some((tag << TAG_SHIFT) + one)
     } else {
         None // late for a bucket already reused by a newer epoch
     }
@@ -547,6 +556,30 @@ mod tests {
         assert_eq!((t.calls, t.failures, t.current), (1, 0, 1));
         w.add(0, true, false);
         assert_eq!(w.tally(16).failures, 0, "late record dropped");
+    }
+
+    /// A fresh word (tag 0, no counts) takes any epoch: a time window's
+    /// first epoch is the clock's bucket number, which may be more than
+    /// 2^15 tags from 0 (a 100 ms bucket after 55 minutes of uptime).
+    #[test]
+    fn a_fresh_window_counts_at_any_epoch() {
+        for epoch in [1, 32_767, 32_768, 40_000, 65_535, 107_363] {
+            let w = window(
+                WindowKind::Time {
+                    duration: Duration::from_secs(1),
+                },
+                10,
+            );
+            w.add(epoch, true, false);
+            let t = w.tally(epoch);
+            assert_eq!((t.calls, t.failures), (1, 1), "epoch {epoch}");
+            // The same slot written again after it sat unwritten for more
+            // than 2^15 epochs: an older epoch's, restarted.
+            let later = epoch + 16 * 2_500;
+            w.add(later, false, false);
+            let t = w.tally(later);
+            assert_eq!((t.calls, t.failures), (1, 0), "epoch {later}");
+        }
     }
 
     #[test]
