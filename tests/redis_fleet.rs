@@ -352,18 +352,32 @@ fn every_process_sees_a_trip_by_refresh_alone_within_the_bound() {
 
 /// Rounds of the combined-rate trip, each on a fresh namespace.
 const RATE_ROUNDS: u64 = 10;
-/// Each process's calls per round: 4 successes, then failures, 60 % in all.
-const RATE_PATTERN: [bool; 10] = [true, false, true, false, true, false, true, false, false, false];
-/// Above any one process's calls (10), below the fleet's (80).
-const RATE_MINIMUM_CALLS: u32 = 40;
+/// Each process's calls per round (true: a success): 60 % failures, or 40 %
+/// with every failure, and what it sends the fleet, at 40 % or less so far.
+/// Both end on a failure, which carries the successes before it.
+const RATE_HIGH: [bool; 10] = [true, false, true, false, true, false, true, false, false, false];
+const RATE_LOW: [bool; 10] = [true, true, false, true, true, false, true, false, true, false];
+/// Above any one process's calls (10), below the fleet's (80) and its
+/// failures (48, or 32: had the successes been lost, 32 failures alone
+/// would trip).
+const RATE_MINIMUM_CALLS: u32 = 30;
 
 /// (d) A fleet-wide rate window: every process fails 60 % of its calls, above
-/// the 50 % threshold, but makes 10 calls, below the window's minimum of 40.
+/// the 50 % threshold, but makes 10 calls, below the window's minimum of 30.
 /// Shared, the summed window (80 calls) trips exactly once fleet-wide; the
 /// same traffic on per-process breakers never trips.
+/// With 40 % failures the fleet must not trip: the successes count too.
 fn combined_rate(window: &str, shared: bool) {
-    let ns = unique_namespace(&format!("rate-{window}-{shared}"));
-    run_fleet("combined-rate", &ns, &format!("{window} {}", u8::from(shared)));
+    combined(window, shared, "high");
+}
+
+fn combined(window: &str, shared: bool, rate: &str) {
+    let ns = unique_namespace(&format!("rate-{window}-{shared}-{rate}"));
+    run_fleet(
+        "combined-rate",
+        &ns,
+        &format!("{window} {} {rate}", u8::from(shared)),
+    );
     let mut conn = client(&url());
     assert_eq!(errors(&mut conn, &ns), Vec::<String>::new());
     for round in 0..RATE_ROUNDS {
@@ -379,7 +393,12 @@ fn combined_rate(window: &str, shared: bool) {
             local_rate_known, 0,
             "round {round}: a process reached the minimum alone"
         );
-        if shared {
+        if shared && rate == "low" {
+            assert_eq!(trips, 0, "round {round}: 40 % tripped the fleet");
+            assert_eq!(rejected, 0, "round {round}: the fleet rejected at 40 %");
+            let stored = stored_state(&mut conn, &format!("{ns}-{round}"));
+            assert_eq!(stored["s"], "0", "round {round}: closed in Redis");
+        } else if shared {
             assert_eq!(trips, 1, "round {round}: the fleet tripped {trips} times");
             let stored = stored_state(&mut conn, &format!("{ns}-{round}"));
             assert_eq!(stored["s"], "1", "round {round}: open in Redis");
@@ -394,6 +413,10 @@ fn combined_rate_worker(ns: &str, param: &str) {
     let mut parts = param.split(' ');
     let window = parts.next().unwrap().to_owned();
     let shared = parts.next() == Some("1");
+    let pattern = match parts.next() {
+        Some("low") => RATE_LOW,
+        _ => RATE_HIGH,
+    };
     let mut conn = client(&url());
     for round in 0..RATE_ROUNDS {
         let builder = CircuitBreaker::builder()
@@ -410,7 +433,7 @@ fn combined_rate_worker(ns: &str, param: &str) {
         };
         let breaker = builder.build().unwrap();
         barrier(&mut conn, ns, &format!("built:{round}"));
-        for succeeds in RATE_PATTERN {
+        for succeeds in pattern {
             let what = match breaker.try_acquire() {
                 Err(_) => "rejected",
                 Ok(permit) if succeeds => {
@@ -441,6 +464,12 @@ fn a_count_window_trips_the_fleet_on_combined_traffic_once() {
 #[test]
 fn a_time_window_trips_the_fleet_on_combined_traffic_once() {
     combined_rate("time", true);
+}
+
+#[test]
+fn the_fleet_counts_every_processs_successes_below_the_threshold() {
+    combined("count", true, "low");
+    combined("time", true, "low");
 }
 
 #[test]
