@@ -289,17 +289,18 @@ fn without_window_arguments_the_consecutive_rule_decides() {
 }
 
 /// (calls, failures) in a shared breaker's fleet window as stored: the ring
-/// slots of the current generation within the last `buckets` epochs (a
-/// count window's current epoch is `wb`).
+/// slots of the current generation, within the last `buckets` epochs for a
+/// count window that has rolled (its current epoch is `wb`; a time
+/// window's slots in these short tests are all recent).
 fn fleet_window(url: &str, ns: &str, buckets: u64) -> (u64, u64) {
     let fields = stored_state(&mut client(url), ns);
     let g: u64 = fields.get("g").map_or(0, |g| g.parse().unwrap());
-    let current: u64 = fields.get("wb").map_or(0, |e| e.parse().unwrap());
+    let current: Option<u64> = fields.get("wb").map(|e| e.parse().unwrap());
     fields
         .iter()
         .filter(|(k, _)| k.starts_with('w') && *k != "wb")
         .map(|(_, v)| v.split(' ').map(|x| x.parse().unwrap()).collect::<Vec<u64>>())
-        .filter(|n| n[1] == g && n[0] <= current && current - n[0] < buckets)
+        .filter(|n| n[1] == g && current.map_or(true, |e| n[0] <= e && e - n[0] < buckets))
         .fold((0, 0), |(c, f), n| (c + n[2], f + n[3]))
 }
 
@@ -480,4 +481,47 @@ fn an_outage_decides_on_the_local_window_and_nothing_is_counted_twice() {
     // The next failure adds only itself: 9 calls, 3 failures.
     assert_eq!(breaker.try_acquire().unwrap().failure(), Recorded::Counted);
     assert_eq!(fleet(&server), (9, 3));
+}
+
+/// A Redis restarted empty starts the fleet's window empty; what the
+/// processes had sent is not sent again, so the window refills from new
+/// calls only.
+#[test]
+fn a_redis_restarted_empty_starts_the_fleet_window_empty() {
+    let mut server = PrivateServer::start();
+    let ns = unique_namespace("window-empty");
+    let breaker = CircuitBreaker::builder()
+        .time_window(Duration::from_secs(60))
+        .minimum_calls(10)
+        .shared(
+            RedisState::connect(&server.url())
+                .unwrap()
+                .namespace(&ns)
+                .max_backoff(Duration::from_millis(50))
+                .refresh_interval(Duration::from_millis(100)),
+        )
+        .build()
+        .unwrap();
+    for _ in 0..5 {
+        let _ = breaker.try_acquire().unwrap().success();
+    }
+    assert_eq!(breaker.try_acquire().unwrap().failure(), Recorded::Counted);
+    assert_eq!(fleet_window(&server.url(), &ns, 10), (6, 1));
+
+    server.forget_dump();
+    server.restart();
+    // The watcher's refresh finds the hash missing and re-seeds it.
+    assert!(within(Duration::from_secs(10), || stored_state(
+        &mut client(&server.url()),
+        &ns
+    )
+    .contains_key("s"))
+    .is_some());
+    assert_eq!(fleet_window(&server.url(), &ns, 10), (0, 0));
+    assert_eq!(breaker.try_acquire().unwrap().failure(), Recorded::Counted);
+    assert_eq!(
+        fleet_window(&server.url(), &ns, 10),
+        (1, 1),
+        "only the new failure"
+    );
 }
