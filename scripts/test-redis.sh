@@ -25,6 +25,7 @@ step "redis: one connection set per process" cargo test --features redis --test 
 step "redis: options at their extremes, health, reachability" cargo test --features redis --test redis_options
 step "redis: the cost model (script runs per failure)" cargo test --features redis --test redis_cost -- --nocapture
 step "redis: eight processes" cargo test --features redis --test redis_fleet
+step "redis: fleet-wide rate windows" cargo test --features redis --test redis_fleet_window
 step "redis: faults" cargo test --features redis --test redis_faults
 step "bench: closed success with Redis state vs one round trip" \
     cargo bench -p breakerbox-benches --features redis --bench redis -- --warm-up-time 0.3 --measurement-time 1 --noplot

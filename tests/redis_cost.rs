@@ -68,3 +68,80 @@ fn the_healthy_path_costs_nothing_and_a_failure_one_run_plus_one_for_the_reset()
         assert!(resets <= failures);
     }
 }
+
+/// A fleet-wide rate window: each failure is one run (it carries the counts
+/// not sent yet), and the watcher flushes the successes at most once per
+/// bucket: per bucket of calls for a count window, per bucket width for a
+/// time window. No run resets anything after a failure.
+#[test]
+fn a_windowed_breaker_costs_one_run_per_failure_plus_one_flush_per_bucket() {
+    let server = PrivateServer::start();
+    for window in ["count", "time"] {
+        for every in [0u64, 100, 10] {
+            let built = script_runs(&server.url(), true);
+            let builder = CircuitBreaker::builder()
+                .failure_rate_threshold(50.0)
+                .minimum_calls(100);
+            // Buckets of 100 calls, or of 100 ms.
+            let builder = match window {
+                "count" => builder.count_window(1000),
+                _ => builder.time_window(Duration::from_secs(1)),
+            };
+            let breaker = builder
+                .shared(
+                    RedisState::connect(&server.url())
+                        .unwrap()
+                        .namespace(unique_namespace("cost-window"))
+                        .refresh_interval(Duration::from_secs(3600)),
+                )
+                .build()
+                .unwrap();
+            assert!(within(Duration::from_secs(5), || script_runs(&server.url(), true)
+                == built + 2)
+            .is_some());
+            let before = script_runs(&server.url(), true);
+            let start = Instant::now();
+            let mut failures = 0;
+            for i in 1..=CALLS {
+                if i % 1000 == 0 {
+                    // Paced over about half a second, so that buckets pass.
+                    std::thread::sleep(Duration::from_millis(25));
+                }
+                let permit = breaker.try_acquire().unwrap();
+                if every != 0 && i % every == 0 {
+                    let _ = permit.failure();
+                    failures += 1;
+                } else {
+                    let _ = permit.success();
+                }
+            }
+            let elapsed = start.elapsed();
+            // The watcher's last flushes of these calls.
+            std::thread::sleep(Duration::from_millis(250));
+            let runs = script_runs(&server.url(), true) - before;
+            let flushes = runs - failures;
+            let bound = match window {
+                "count" => CALLS / 100,
+                _ => (elapsed + Duration::from_millis(250)).as_millis() as u64 / 100 + 1,
+            };
+            eprintln!(
+                "{window} window, failure rate {:>4}: {CALLS} calls in {elapsed:?} ({:.0} calls/s), \
+                 {failures} failures, {runs} script runs ({flushes} flushes, at most {bound})",
+                if every == 0 {
+                    "0".to_owned()
+                } else {
+                    format!("{}%", 100.0 / every as f64)
+                },
+                CALLS as f64 / elapsed.as_secs_f64(),
+            );
+            assert!(runs >= failures, "{window}, every {every}: each failure is a run");
+            assert!(
+                flushes <= bound,
+                "{window}, every {every}: {flushes} flushes, bound {bound}"
+            );
+            if every == 0 {
+                assert!(flushes >= 1, "{window}: the successes were flushed");
+            }
+        }
+    }
+}

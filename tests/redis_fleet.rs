@@ -350,6 +350,134 @@ fn every_process_sees_a_trip_by_refresh_alone_within_the_bound() {
     staleness(false, Duration::from_millis(250));
 }
 
+/// Rounds of the combined-rate trip, each on a fresh namespace.
+const RATE_ROUNDS: u64 = 10;
+/// Each process's calls per round (true: a success): 60 % failures, or 40 %
+/// with every failure, and what it sends the fleet, at 40 % or less so far.
+/// Both end on a failure, which carries the successes before it.
+const RATE_HIGH: [bool; 10] = [true, false, true, false, true, false, true, false, false, false];
+const RATE_LOW: [bool; 10] = [true, true, false, true, true, false, true, false, true, false];
+/// Above any one process's calls (10), below the fleet's (80) and its
+/// failures (48, or 32: had the successes been lost, 32 failures alone
+/// would trip).
+const RATE_MINIMUM_CALLS: u32 = 30;
+
+/// (d) A fleet-wide rate window: every process fails 60 % of its calls, above
+/// the 50 % threshold, but makes 10 calls, below the window's minimum of 30.
+/// Shared, the summed window (80 calls) trips exactly once fleet-wide; the
+/// same traffic on per-process breakers never trips.
+/// With 40 % failures the fleet must not trip: the successes count too.
+fn combined_rate(window: &str, shared: bool) {
+    combined(window, shared, "high");
+}
+
+fn combined(window: &str, shared: bool, rate: &str) {
+    let ns = unique_namespace(&format!("rate-{window}-{shared}-{rate}"));
+    run_fleet(
+        "combined-rate",
+        &ns,
+        &format!("{window} {} {rate}", u8::from(shared)),
+    );
+    let mut conn = client(&url());
+    assert_eq!(errors(&mut conn, &ns), Vec::<String>::new());
+    for round in 0..RATE_ROUNDS {
+        let get = |conn: &mut redis::Connection, what: &str| -> u32 {
+            conn.get(key(&ns, &format!("{what}:{round}"))).unwrap_or(0)
+        };
+        let (trips, rejected, local_rate_known) = (
+            get(&mut conn, "tripped"),
+            get(&mut conn, "rejected"),
+            get(&mut conn, "rate-known"),
+        );
+        assert_eq!(
+            local_rate_known, 0,
+            "round {round}: a process reached the minimum alone"
+        );
+        if shared && rate == "low" {
+            assert_eq!(trips, 0, "round {round}: 40 % tripped the fleet");
+            assert_eq!(rejected, 0, "round {round}: the fleet rejected at 40 %");
+            let stored = stored_state(&mut conn, &format!("{ns}-{round}"));
+            assert_eq!(stored["s"], "0", "round {round}: closed in Redis");
+        } else if shared {
+            assert_eq!(trips, 1, "round {round}: the fleet tripped {trips} times");
+            let stored = stored_state(&mut conn, &format!("{ns}-{round}"));
+            assert_eq!(stored["s"], "1", "round {round}: open in Redis");
+        } else {
+            assert_eq!(trips, 0, "round {round}: a per-process breaker tripped");
+            assert_eq!(rejected, 0, "round {round}: a per-process breaker rejected");
+        }
+    }
+}
+
+fn combined_rate_worker(ns: &str, param: &str) {
+    let mut parts = param.split(' ');
+    let window = parts.next().unwrap().to_owned();
+    let shared = parts.next() == Some("1");
+    let pattern = match parts.next() {
+        Some("low") => RATE_LOW,
+        _ => RATE_HIGH,
+    };
+    let mut conn = client(&url());
+    for round in 0..RATE_ROUNDS {
+        let builder = CircuitBreaker::builder()
+            .failure_rate_threshold(50.0)
+            .minimum_calls(RATE_MINIMUM_CALLS)
+            .reset_timeout(Duration::from_secs(60));
+        let builder = match window.as_str() {
+            "count" => builder.count_window(100),
+            _ => builder.time_window(Duration::from_secs(60)),
+        };
+        let builder = match shared {
+            true => builder.shared(state_for(&format!("{ns}-{round}"))),
+            false => builder,
+        };
+        let breaker = builder.build().unwrap();
+        barrier(&mut conn, ns, &format!("built:{round}"));
+        for succeeds in pattern {
+            let what = match breaker.try_acquire() {
+                Err(_) => "rejected",
+                Ok(permit) if succeeds => {
+                    let _ = permit.success();
+                    "succeeded"
+                }
+                Ok(permit) => match permit.failure() {
+                    r if r.tripped() => "tripped",
+                    Recorded::Counted => "counted",
+                    _ => "stale",
+                },
+            };
+            let _: u64 = conn.incr(key(ns, &format!("{what}:{round}")), 1).unwrap();
+            std::thread::sleep(Duration::from_micros(300));
+        }
+        if !shared && breaker.failure_rate().is_some() {
+            let _: u64 = conn.incr(key(ns, &format!("rate-known:{round}")), 1).unwrap();
+        }
+        barrier(&mut conn, ns, &format!("recorded:{round}"));
+    }
+}
+
+#[test]
+fn a_count_window_trips_the_fleet_on_combined_traffic_once() {
+    combined_rate("count", true);
+}
+
+#[test]
+fn a_time_window_trips_the_fleet_on_combined_traffic_once() {
+    combined_rate("time", true);
+}
+
+#[test]
+fn the_fleet_counts_every_processs_successes_below_the_threshold() {
+    combined("count", true, "low");
+    combined("time", true, "low");
+}
+
+#[test]
+fn per_process_windows_never_trip_on_the_same_traffic() {
+    combined_rate("count", false);
+    combined_rate("time", false);
+}
+
 /// The entry point of a spawned fleet worker; in an ordinary run (no role
 /// in the environment) it has nothing to do.
 #[test]
@@ -364,6 +492,7 @@ fn fleet_worker() {
         "probe-race" => probe_race_worker(&ns, param.parse().unwrap()),
         "spread-failures" => spread_failures_worker(&ns),
         "staleness" => staleness_worker(&ns, index, &param),
+        "combined-rate" => combined_rate_worker(&ns, &param),
         other => panic!("unknown fleet role {other}"),
     }
 }

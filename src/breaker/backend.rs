@@ -205,6 +205,39 @@ impl Backend {
         }
     }
 
+    /// Gives a shared backend the window whose counts it sends the fleet.
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+    pub(crate) fn attach_window(&self, source: std::sync::Arc<dyn crate::machine::window::WindowSource>) {
+        match self {
+            Backend::Local => {}
+            #[cfg(feature = "redis")]
+            Backend::Shared(fleet) => fleet.attach_window(source),
+        }
+    }
+
+    /// A windowed breaker's closed-state failure or slow call: a shared
+    /// backend decides it on the fleet's summed window; `None` leaves it to
+    /// the breaker's own window.
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+    pub(crate) fn record_windowed(
+        &self,
+        core: Core<'_>,
+        window: &crate::machine::window::Window,
+        ticket: Ticket,
+        failed: bool,
+        slow: bool,
+        events: &mut Events,
+    ) -> Option<Recorded> {
+        match self {
+            Backend::Local => None,
+            #[cfg(feature = "redis")]
+            Backend::Shared(fleet) => {
+                let call = crate::redis::WindowedCall { ticket, failed, slow };
+                Some(fleet.record_windowed(core.mirror(), window, call, &core.settings.limits(), events))
+            }
+        }
+    }
+
     /// Whether calls are being refused by a fault policy (a shared breaker
     /// under `FailClosed` whose store is away).
     #[inline]

@@ -337,11 +337,15 @@ impl Builder {
             true => settings.with_open_backoff(),
             false => settings,
         };
+        // A fleet sums rate windows; a backoff and the shadow modes are not
+        // fleet-wide, so a shared breaker refuses them.
+        let not_fleet_wide =
+            self.policy.backoff.is_some() || self.policy.mode != crate::breaker::Mode::Enforcing;
         let policy = self.policy.build()?;
-        if policy.is_some() && !matches!(self.plan, Plan::Local) {
+        if not_fleet_wide && !matches!(self.plan, Plan::Local) {
             return Err(ConfigError::Invalid {
                 field: "shared",
-                expected: "used with the consecutive rule, enforcing, without a backoff",
+                expected: "used with Mode::Enforcing and without open_backoff (rate windows are fleet-wide)",
             });
         }
         let clock = match self.clock {

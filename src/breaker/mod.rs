@@ -67,7 +67,8 @@ pub struct CircuitBreaker {
     /// mirror). Consulted only on the cold paths.
     backend: Backend,
     /// Rate window, backoff, shadow mode; `None` for the consecutive rule.
-    policy: Option<Box<policy::Policy>>,
+    /// Shared with a fleet's flusher, which reads the window's counts.
+    policy: Option<std::sync::Arc<policy::Policy>>,
     /// No listeners and no policy: a clean success needs nothing but a load,
     /// and a cold path has nothing to tell.
     plain: bool,

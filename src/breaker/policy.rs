@@ -9,8 +9,9 @@ use crate::machine::backoff::{Backoff, OpenBackoff};
 use crate::machine::config_error::ConfigError;
 use crate::machine::events::Events;
 use crate::machine::state::{Outcome, Recorded, State, Ticket, Transition};
-use crate::machine::window::{Window, WindowConfig, WindowKind};
+use crate::machine::window::{Window, WindowConfig, WindowKind, WindowSource};
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Whether the breaker acts on its decisions.
@@ -39,7 +40,7 @@ pub(crate) struct PolicyConfig {
 
 impl PolicyConfig {
     /// Checks everything; `None` when the breaker stays plain.
-    pub(crate) fn build(self) -> Result<Option<Box<Policy>>, ConfigError> {
+    pub(crate) fn build(self) -> Result<Option<Arc<Policy>>, ConfigError> {
         let window = self.window.build()?;
         if let Some(b) = &self.backoff {
             b.check()?;
@@ -48,7 +49,7 @@ impl PolicyConfig {
             return Ok(None);
         }
         let seed = u64::from(super::random_tag()) << 32 | u64::from(super::random_tag());
-        Ok(Some(Box::new(Policy {
+        Ok(Some(Arc::new(Policy {
             mode: self.mode,
             window,
             backoff: self.backoff.map(|b| OpenBackoff::new(b, seed)),
@@ -60,6 +61,12 @@ pub(crate) struct Policy {
     mode: Mode,
     window: Option<Window>,
     backoff: Option<OpenBackoff>,
+}
+
+impl WindowSource for Policy {
+    fn window(&self) -> Option<&Window> {
+        self.window.as_ref()
+    }
 }
 
 /// Rate windows, slow calls, backoff and shadow modes.
@@ -129,8 +136,13 @@ impl Builder {
 }
 
 impl CircuitBreaker {
-    pub(crate) fn with_policy(mut self, policy: Option<Box<Policy>>) -> Self {
+    pub(crate) fn with_policy(mut self, policy: Option<Arc<Policy>>) -> Self {
         self.plain = self.listeners.is_empty() && policy.is_none();
+        if let Some(p) = &policy {
+            if p.window.is_some() {
+                self.backend.attach_window(Arc::clone(p) as Arc<dyn WindowSource>);
+            }
+        }
         self.policy = policy;
         self
     }
@@ -149,11 +161,8 @@ impl CircuitBreaker {
             return Recorded::Counted;
         }
         let mut events = Events::default();
-        let recorded = match self.record_in_policy(p, ticket, outcome, elapsed_ms) {
-            Some(recorded) => {
-                events.transition(recorded.transition());
-                recorded
-            }
+        let recorded = match self.record_in_policy(p, ticket, outcome, elapsed_ms, &mut events) {
+            Some(recorded) => recorded,
             None if outcome == Outcome::Success && self.state.success_is_noop(ticket) => Recorded::Counted,
             None => self.backend.record(self.core(), ticket, outcome, &mut events),
         };
@@ -162,13 +171,14 @@ impl CircuitBreaker {
 
     /// Records into the window when it decides this ticket (a closed-state
     /// call of a windowed breaker), or swallows it (disabled); `None` leaves
-    /// it to the consecutive rule.
+    /// it to the consecutive rule. Any transition is noted in `events`.
     pub(super) fn record_in_policy(
         &self,
         p: &Policy,
         ticket: Ticket,
         outcome: Outcome,
         elapsed_ms: Option<u64>,
+        events: &mut Events,
     ) -> Option<Recorded> {
         let w = p.window.as_ref()?;
         if ticket.is_probe() {
@@ -182,22 +192,25 @@ impl CircuitBreaker {
         }
         let slow = matches!((w.slow_after_ms(), elapsed_ms), (Some(limit), Some(e)) if e > limit);
         let failed = outcome == Outcome::Failure;
+        if failed || slow {
+            // A shared window's failures and slow calls are the fleet's to decide.
+            if let Some(recorded) = self
+                .backend
+                .record_windowed(self.core(), w, ticket, failed, slow, events)
+            {
+                return Some(recorded);
+            }
+        }
         let epoch = self.window_epoch(w);
         w.add(epoch, failed, slow);
         if !(failed || slow) {
             return Some(Recorded::Counted);
         }
-        let tally = w.tally(epoch);
-        // A policy is local only (the builder refuses a shared one), so the
-        // window trips the word itself.
-        let recorded = match w.should_trip(&tally) {
-            true => match self.state.trip(ticket, &mut self.clock.lazy()) {
-                Some(t) => Recorded::Transitioned(t),
-                None => Recorded::Counted,
-            },
-            false => Recorded::Counted,
+        let recorded = match w.check(epoch, || self.state.trip(ticket, &mut self.clock.lazy())) {
+            Some(t) => Recorded::Transitioned(t),
+            None => Recorded::Counted,
         };
-        w.roll_if_full(epoch, &tally);
+        events.transition(recorded.transition());
         Some(recorded)
     }
 
@@ -419,20 +432,24 @@ mod tests {
     use crate::{Backoff, Builder, CircuitBreaker, ConfigError, Mode};
     use std::time::Duration;
 
-    /// A fleet decides by the consecutive rule only: each window, backoff or
-    /// mode option is refused at build, before any round trip (nothing
-    /// listens on port 1).
+    /// A fleet sums rate windows, but neither a backoff nor a shadow mode:
+    /// those are refused at build, before any round trip (nothing listens
+    /// on port 1).
     #[test]
-    fn a_shared_breaker_refuses_every_window_backoff_and_mode_option() {
+    fn a_shared_breaker_refuses_backoff_and_shadow_modes() {
         type Option_ = fn(Builder) -> Builder;
-        let options: [(&str, Option_); 5] = [
-            ("count_window", |b| b.count_window(10)),
-            ("time_window", |b| b.time_window(Duration::from_secs(10))),
+        let options: [(&str, Option_); 4] = [
             ("open_backoff", |b| {
                 b.open_backoff(Backoff::exponential(2.0, Duration::from_secs(60)))
             }),
+            ("open_backoff with a window", |b| {
+                b.count_window(10)
+                    .open_backoff(Backoff::exponential(2.0, Duration::from_secs(60)))
+            }),
             ("mode(MetricsOnly)", |b| b.mode(Mode::MetricsOnly)),
-            ("mode(Disabled)", |b| b.mode(Mode::Disabled)),
+            ("mode(Disabled)", |b| {
+                b.time_window(Duration::from_secs(10)).mode(Mode::Disabled)
+            }),
         ];
         for (name, option) in options {
             let shared = RedisState::connect("redis://127.0.0.1:1/").unwrap();
@@ -445,9 +462,30 @@ mod tests {
             );
             assert_eq!(
                 err.to_string(),
-                "shared must be used with the consecutive rule, enforcing, without a backoff",
+                "shared must be used with Mode::Enforcing and without open_backoff (rate windows are fleet-wide)",
                 "{name}"
             );
+        }
+    }
+
+    /// Count and time windows, with slow calls, build on a shared breaker
+    /// (a Redis that is down is a fault, not an error).
+    #[test]
+    fn a_shared_breaker_takes_count_and_time_windows() {
+        type Option_ = fn(Builder) -> Builder;
+        let options: [(&str, Option_); 2] = [
+            ("count_window", |b| b.count_window(10)),
+            ("time_window", |b| {
+                b.time_window(Duration::from_secs(10))
+                    .slow_call_duration(Duration::from_millis(50))
+            }),
+        ];
+        for (name, option) in options {
+            let shared = RedisState::connect("redis://127.0.0.1:1/")
+                .unwrap()
+                .command_timeout(Duration::from_millis(20));
+            let breaker = option(CircuitBreaker::builder().shared(shared)).build();
+            assert!(breaker.is_ok(), "{name}: {:?}", breaker.err());
         }
     }
 }

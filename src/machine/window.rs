@@ -19,8 +19,10 @@
 //!
 //! A word whose epoch tag is older is restarted at the new epoch by the same
 //! store (or CAS), so a bucket rolls over without losing or keeping a count. A word never goes
-//! back to an older epoch: a record that arrives late for its bucket is
-//! dropped. A stripe's bucket saturates at 65,535 calls: later calls of that
+//! back to an older epoch: a record that arrives late for its bucket (a
+//! newer epoch, fewer than 256 ahead, already took the word) is dropped. Any
+//! other tag is older, however long ago it was written, and a word with no
+//! counts takes any epoch. A stripe's bucket saturates at 65,535 calls: later calls of that
 //! thread in that bucket are not counted at all (a sample, not a bias).
 //!
 //! Only failures and slow calls read the window (every word of every stripe)
@@ -77,6 +79,11 @@ const FAILURE_SHIFT: u32 = 16;
 const SLOW_SHIFT: u32 = 32;
 const TAG_SHIFT: u32 = 48;
 const TAG_MASK: u64 = COUNT_MAX;
+const COUNTS_MASK: u64 = (1 << TAG_SHIFT) - 1;
+/// A word tagged less than this many epochs after a record's is a newer
+/// epoch's: the record is late (its epoch was read a moment before). Any
+/// other tag is an older epoch's, however long ago it was written.
+const LATE_LIMIT: u64 = 1 << 8;
 
 /// How the closed state decides to trip.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -213,8 +220,10 @@ fn counted(current: u64, tag: u64, one: u64) -> Option<u64> {
     if current_tag == tag {
         // Saturated: this call is not sampled.
         (current & COUNT_MAX != COUNT_MAX).then_some(current + one)
-    } else if tag.wrapping_sub(current_tag) & TAG_MASK < 1 << (COUNT_BITS - 1) {
-        Some((tag << TAG_SHIFT) + one) // the bucket rolled over: start it afresh
+    } else if current_tag.wrapping_sub(tag) & TAG_MASK >= LATE_LIMIT || current & COUNTS_MASK == 0 {
+        // The bucket rolled over (however long it sat unwritten), or was
+        // never written (its tag means nothing): start it afresh.
+        Some((tag << TAG_SHIFT) + one)
     } else {
         None // late for a bucket already reused by a newer epoch
     }
@@ -407,6 +416,117 @@ impl Window {
     }
 }
 
+/// One bucket's counts, summed over every stripe.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Counts {
+    pub(crate) calls: u64,
+    pub(crate) failures: u64,
+    pub(crate) slow: u64,
+}
+
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+impl Counts {
+    /// What `self` holds beyond `sent` (counts only grow within an epoch).
+    pub(crate) fn beyond(self, sent: Counts) -> Counts {
+        Counts {
+            calls: self.calls.saturating_sub(sent.calls),
+            failures: self.failures.saturating_sub(sent.failures),
+            slow: self.slow.saturating_sub(sent.slow),
+        }
+    }
+
+    pub(crate) fn plus(self, other: Counts) -> Counts {
+        Counts {
+            calls: self.calls + other.calls,
+            failures: self.failures + other.failures,
+            slow: self.slow + other.slow,
+        }
+    }
+}
+
+/// The rule as a fleet's script applies it to the summed window.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FleetRule {
+    /// Count-based (calls per bucket) or time-based (bucket width in ms).
+    pub(crate) count_based: bool,
+    pub(crate) buckets: u64,
+    /// Calls per bucket, or the bucket width in ms.
+    pub(crate) span: u64,
+    pub(crate) minimum_calls: u64,
+    pub(crate) failure_rate_bp: u32,
+    /// 0 when slow calls are not counted.
+    pub(crate) slow_rate_bp: u32,
+}
+
+/// What holds a breaker's window, for a reader on another thread (a fleet's
+/// flusher) that must not own the breaker.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) trait WindowSource: Send + Sync {
+    fn window(&self) -> Option<&Window>;
+}
+
+/// Readers for a fleet: per-bucket counts and the rule, and one decision
+/// step shared by every caller that counts a failure or slow call.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+impl Window {
+    /// The counts of `epoch`'s bucket alone, over every stripe.
+    pub(crate) fn bucket_counts(&self, epoch: u64) -> Counts {
+        let slot = epoch as usize % RING;
+        let tag = epoch & TAG_MASK;
+        let mut c = Counts::default();
+        for stripe in self.stripes.iter() {
+            let w = stripe[slot].load(Ordering::Acquire);
+            if w >> TAG_SHIFT != tag {
+                continue;
+            }
+            c.calls += w & COUNT_MAX;
+            c.failures += (w >> FAILURE_SHIFT) & COUNT_MAX;
+            c.slow += (w >> SLOW_SHIFT) & COUNT_MAX;
+        }
+        c
+    }
+
+    /// Buckets the window reads.
+    pub(crate) fn buckets(&self) -> u64 {
+        self.rule.buckets
+    }
+
+    /// The rule as a fleet applies it.
+    pub(crate) fn fleet_rule(&self) -> FleetRule {
+        let r = &self.rule;
+        let (count_based, span) = match r.span {
+            Span::Calls(n) => (true, n),
+            Span::Millis(width) => (false, width.ms),
+        };
+        FleetRule {
+            count_based,
+            buckets: r.buckets,
+            span,
+            minimum_calls: r.minimum_calls,
+            failure_rate_bp: r.failure_rate_bp,
+            slow_rate_bp: if r.slow_after_ms.is_some() {
+                r.slow_rate_bp
+            } else {
+                0
+            },
+        }
+    }
+
+    /// After a failure or slow call was added at `epoch`: runs `trip` if the
+    /// window now meets the rule, then rolls a full count bucket.
+    pub(crate) fn check<T>(&self, epoch: u64, trip: impl FnOnce() -> Option<T>) -> Option<T> {
+        let tally = self.tally(epoch);
+        let tripped = match self.should_trip(&tally) {
+            true => trip(),
+            false => None,
+        };
+        self.roll_if_full(epoch, &tally);
+        tripped
+    }
+}
+
 #[cfg(all(test, not(breakerbox_loom)))]
 mod tests {
     use super::*;
@@ -436,6 +556,30 @@ mod tests {
         assert_eq!((t.calls, t.failures, t.current), (1, 0, 1));
         w.add(0, true, false);
         assert_eq!(w.tally(16).failures, 0, "late record dropped");
+    }
+
+    /// A fresh word (tag 0, no counts) takes any epoch: a time window's
+    /// first epoch is the clock's bucket number, which may be more than
+    /// 2^15 tags from 0 (a 100 ms bucket after 55 minutes of uptime).
+    #[test]
+    fn a_fresh_window_counts_at_any_epoch() {
+        for epoch in [1, 32_767, 32_768, 40_000, 65_535, 107_363] {
+            let w = window(
+                WindowKind::Time {
+                    duration: Duration::from_secs(1),
+                },
+                10,
+            );
+            w.add(epoch, true, false);
+            let t = w.tally(epoch);
+            assert_eq!((t.calls, t.failures), (1, 1), "epoch {epoch}");
+            // The same slot written again after it sat unwritten for more
+            // than 2^15 epochs: an older epoch's, restarted.
+            let later = epoch + 16 * 2_500;
+            w.add(later, false, false);
+            let t = w.tally(later);
+            assert_eq!((t.calls, t.failures), (1, 0), "epoch {later}");
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 -- compare-and-swap on the namespace's state hash.
 --
 -- KEYS[1]  the state hash, "breakerbox:{<namespace>}:state"
--- ARGV[1]  op: "sync" | "acquire" | "record" | "force" | "reconcile"
+-- ARGV[1]  op: "sync" | "acquire" | "record" | "force" | "reconcile" | "flush"
 -- ARGV[2]  pub/sub channel to announce changes on ("" = none)
 -- ARGV[3]  generation modulus of the callers' tickets
 -- ARGV[4..7]   seed, used only when the hash is missing (first breaker of the
@@ -18,12 +18,25 @@
 --              the script with the same clock as an in-memory breaker)
 -- ARGV[17]     record: the probe ticket's slot (the acquire reply's last
 --              field; the breaker always sends it, 0 for other ops)
+-- ARGV[18..27] a rate window's record or flush (absent: the consecutive rule):
+--              kind (1 count, 2 time), buckets, span (calls per bucket, or the
+--              bucket width in ms), minimum calls, failure-rate threshold and
+--              slow-call-rate threshold (basis points; slow 0 = not counted),
+--              then the counts the caller has not sent before: the generation
+--              they were counted in, calls, failures, slow calls
 --
 -- Fields: v version, s state (0 closed, 1 open, 2 half-open), g generation,
 -- f failures, o opened-at (server ms), i probes in flight, k probe successes,
 -- p latest probe admission (server ms), b probe slots taken (a bitmap), n next
 -- probe slot. Times come from the server's TIME, so the hosts' clocks never
 -- matter.
+--
+-- The fleet's rate window lives in the same hash: wb (count window: the
+-- current bucket's epoch) and a ring w0..w15, slot epoch % 16, each
+-- "epoch generation calls failures slow". A time window's epoch is the
+-- server's TIME divided by the bucket width. A slot counts only for the
+-- generation it was written in, so every transition empties the window.
+-- Window writes change no state: no version, no announcement.
 --
 -- Reply: { code, v, s, g, f, ms since opened, i, k, ms since last probe
 -- admission, transition from (-1 none), transition to (-1 none), the admitted
@@ -123,6 +136,95 @@ local code = NOOP
 local from, to = -1, -1
 local admitted_slot = 0
 
+-- The rate window, read only for a windowed record or flush.
+local wkind = tonumber(ARGV[18]) or 0
+local W = nil
+local wbuckets, wspan, wmin, wfail, wslow
+if wkind > 0 and (op == 'record' or op == 'flush') then
+  wbuckets, wspan, wmin = num(ARGV[19]), math.max(num(ARGV[20]), 1), num(ARGV[21])
+  wfail, wslow = num(ARGV[22]), num(ARGV[23])
+  local names = { 'wb' }
+  for j = 0, 15 do
+    names[#names + 1] = 'w' .. j
+  end
+  local raw = redis.call('HMGET', key, unpack(names))
+  W = { base = num(raw[1]), slots = {}, dirty = {}, based = false }
+  for j = 0, 15 do
+    local e, g, c, f, sl = string.match(raw[j + 2] or '', '^(%d+) (%d+) (%d+) (%d+) (%d+)$')
+    if e then
+      W.slots[j] = { e = tonumber(e), g = tonumber(g), c = tonumber(c), f = tonumber(f), s = tonumber(sl) }
+    end
+  end
+end
+
+local function w_epoch()
+  if wkind == 2 then
+    return math.floor(now / wspan)
+  end
+  return W.base
+end
+
+-- The bucket of epoch e in this generation, restarted if it held another.
+local function w_slot(e)
+  local j = e % 16
+  local sl = W.slots[j]
+  if not sl or sl.e ~= e or sl.g ~= st.g then
+    sl = { e = e, g = st.g, c = 0, f = 0, s = 0 }
+    W.slots[j] = sl
+  end
+  W.dirty[j] = true
+  return sl
+end
+
+-- Adds counts to the current bucket. A count window fills each bucket up to
+-- its span and rolls on to the next, keeping at most the window's calls of
+-- one delta (at its rates).
+local function w_add(c, f, s)
+  if wkind == 2 then
+    local sl = w_slot(w_epoch())
+    sl.c, sl.f, sl.s = sl.c + c, sl.f + f, sl.s + s
+    return
+  end
+  local cap = wbuckets * wspan
+  if c > cap then
+    f = math.floor(f * cap / c + 0.5)
+    s = math.floor(s * cap / c + 0.5)
+    c = cap
+  end
+  while c > 0 do
+    local sl = w_slot(W.base)
+    local room = wspan - sl.c
+    if room <= 0 then
+      W.base = W.base + 1
+      W.based = true
+    else
+      local take = math.min(room, c)
+      local tf = math.floor(f * take / c + 0.5)
+      local ts = math.floor(s * take / c + 0.5)
+      sl.c, sl.f, sl.s = sl.c + take, sl.f + tf, sl.s + ts
+      c, f, s = c - take, f - tf, s - ts
+    end
+  end
+end
+
+-- Whether the summed window meets the rule.
+local function w_trips()
+  local e = w_epoch()
+  local c, f, s = 0, 0, 0
+  for j = 0, 15 do
+    local sl = W.slots[j]
+    if sl and sl.g == st.g and e - sl.e >= 0 and e - sl.e < wbuckets then
+      c, f, s = c + sl.c, f + sl.f, s + sl.s
+    end
+  end
+  return c >= wmin and c > 0 and (f * 10000 >= wfail * c or (wslow > 0 and s * 10000 >= wslow * c))
+end
+
+if W and st.s == CLOSED and (st.g % modulus) == num(ARGV[24]) then
+  -- Counts from another episode (before a transition) are dropped.
+  w_add(num(ARGV[25]), num(ARGV[26]), num(ARGV[27]))
+end
+
 -- A change of state: a new episode, every count cleared.
 local function go(target)
   if from < 0 then
@@ -204,7 +306,12 @@ elseif op == 'record' then
   if stale then
     code = STALE
   else
-    if st.s == CLOSED then
+    if st.s == CLOSED and W then
+      -- A windowed failure or slow call: the fleet's summed rate decides.
+      if w_trips() then
+        go(OPEN)
+      end
+    elseif st.s == CLOSED then
       if outcome == SUCCESS then
         if st.f > 0 then
           st.f = 0
@@ -247,7 +354,7 @@ elseif op == 'reconcile' then
   elseif st.s == HALF_OPEN and st.k >= success_threshold then
     go(CLOSED)
   end
-elseif op ~= 'sync' then
+elseif op ~= 'sync' and op ~= 'flush' then
   return redis.error_reply('ERR breakerbox: unknown op ' .. tostring(op))
 end
 
@@ -258,6 +365,22 @@ end
 local probe_ms = 0
 if st.s == HALF_OPEN then
   probe_ms = math.max(now - st.p, 0)
+end
+
+if W then
+  local fields = {}
+  if W.based then
+    fields[#fields + 1] = 'wb'
+    fields[#fields + 1] = string.format('%.0f', W.base)
+  end
+  for j, _ in pairs(W.dirty) do
+    local sl = W.slots[j]
+    fields[#fields + 1] = 'w' .. j
+    fields[#fields + 1] = string.format('%.0f %.0f %.0f %.0f %.0f', sl.e, sl.g, sl.c, sl.f, sl.s)
+  end
+  if #fields > 0 then
+    redis.call('HSET', key, unpack(fields))
+  end
 end
 
 if dirty then

@@ -11,8 +11,11 @@ use crate::machine::state::{
     Acquire, FleetView, Gate, Limits, Now, Outcome, Recorded, Snapshot, State, StateCell, Ticket, Transition,
 };
 use crate::sync::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
+
+mod window;
+pub(crate) use window::WindowedCall;
 
 /// Set in the tag of tickets a shared breaker's mirror issued alone while
 /// its store was away: they never count at the fleet.
@@ -50,6 +53,8 @@ pub(crate) struct Inner {
     pending: AtomicU32,
     mailbox: Mutex<Mailbox>,
     health: Mutex<StorageHealth>,
+    /// A windowed breaker's window and what of it was sent (see `window`).
+    window: OnceLock<window::FleetWindow>,
 }
 
 /// Everything the mirror is reconciled against, under one lock (held only
@@ -108,6 +113,7 @@ impl Fleet {
                 since: Instant::now(),
                 last_error: None,
             }),
+            window: OnceLock::new(),
         });
         hub.join(Arc::clone(&inner));
         Fleet { inner, hub }

@@ -57,6 +57,13 @@
 //!   `refresh_interval + command_timeout` (defaults 1 s + 100 ms). Until
 //!   then it may admit closed-state calls: its successes then change
 //!   nothing, its failures reach Redis and are found stale.
+//! * With a rate window (`count_window`, `time_window`, slow calls) the
+//!   fleet decides on the sum of every process's window: a failure or slow
+//!   call carries its process's counts not sent yet in the run it makes,
+//!   and the watcher flushes the rest at most once per bucket. The sum
+//!   holds every failure as it is answered and each process's successes up
+//!   to a bucket (plus 50 ms) late, so the fleet's rate may read high by
+//!   them, never low. Backoff and the shadow modes are refused.
 //! * "Consecutive" failures are consecutive as Redis sees them: a success
 //!   resets the fleet's count only once the succeeding process's mirror
 //!   shows failures, which every failure announces.
@@ -105,7 +112,7 @@ pub mod transport;
 mod watcher;
 
 pub use crate::machine::events::StorageErrorKind;
-pub(crate) use fleet::{Fleet, Mirror, DEGRADED_TAG};
+pub(crate) use fleet::{Fleet, Mirror, WindowedCall, DEGRADED_TAG};
 pub use transport::{Script, Subscriber, Transport};
 
 use std::fmt;

@@ -9,6 +9,7 @@
 
 use super::transport::Script;
 use crate::machine::state::{Limits, Outcome, State, Ticket, Transition, GENERATION_MODULUS, PROBE_SLOTS};
+use crate::machine::window::{Counts, FleetRule};
 use std::sync::OnceLock;
 
 /// Every fleet transition, as one server-side script.
@@ -47,6 +48,18 @@ pub(crate) enum Op {
     Force(State),
     /// Apply limits that a setter changed.
     Reconcile,
+    /// Add a rate window's counts to the fleet's (decides nothing).
+    Flush,
+}
+
+/// A rate window's part of a record or flush: the rule the script applies
+/// to the summed window, and the counts this process has not sent before.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WindowArgs {
+    pub(crate) rule: FleetRule,
+    /// The episode the counts belong to (the fleet drops them if it has moved on).
+    pub(crate) generation: u32,
+    pub(crate) delta: Counts,
 }
 
 /// The state a missing hash is created from: the caller's mirror.
@@ -220,6 +233,7 @@ pub(crate) fn arguments(op: Op, channel: &str, seed: &Seed, limits: &Limits) -> 
         ),
         Op::Force(target) => ("force", [u64::from(state_arg(target)), 0, 0]),
         Op::Reconcile => ("reconcile", [0; 3]),
+        Op::Flush => ("flush", [0; 3]),
     };
     let numbers = [
         GENERATION_MODULUS,
@@ -244,6 +258,25 @@ pub(crate) fn arguments(op: Op, channel: &str, seed: &Seed, limits: &Limits) -> 
     args.push(String::new());
     args.push(slot.to_string());
     args
+}
+
+/// Appends a rate window's arguments (see fleet.lua): after the test-only
+/// time and the probe slot that [`arguments`] ends with, at ARGV[18] on.
+pub(crate) fn push_window_arguments(args: &mut Vec<String>, w: &WindowArgs) {
+    let r = &w.rule;
+    let numbers = [
+        if r.count_based { 1 } else { 2 },
+        r.buckets,
+        r.span,
+        r.minimum_calls,
+        u64::from(r.failure_rate_bp),
+        u64::from(r.slow_rate_bp),
+        u64::from(w.generation),
+        w.delta.calls,
+        w.delta.failures,
+        w.delta.slow,
+    ];
+    args.extend(numbers.iter().map(u64::to_string));
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! One namespace's keys on a transport: runs the protocol's script for the
 //! fleet seam and the watcher.
 
-use super::protocol::{self, Op, Reply, Seed};
+use super::protocol::{self, Op, Reply, Seed, WindowArgs};
 use super::transport::Transport;
 use super::StorageError;
 use crate::machine::state::Limits;
@@ -46,8 +46,32 @@ impl Store {
     /// is never retried: the script may have run, and counting an outcome
     /// twice is worse than losing it.
     pub(crate) fn run(&self, op: Op, seed: &Seed, limits: &Limits) -> Result<Reply, StorageError> {
+        self.run_with(op, seed, limits, None)
+    }
+
+    /// [`Store::run`] for a rate window's record or flush.
+    pub(crate) fn run_windowed(
+        &self,
+        op: Op,
+        seed: &Seed,
+        limits: &Limits,
+        window: &WindowArgs,
+    ) -> Result<Reply, StorageError> {
+        self.run_with(op, seed, limits, Some(window))
+    }
+
+    fn run_with(
+        &self,
+        op: Op,
+        seed: &Seed,
+        limits: &Limits,
+        window: Option<&WindowArgs>,
+    ) -> Result<Reply, StorageError> {
         let channel = if self.announce { self.channel.as_str() } else { "" };
-        let args = protocol::arguments(op, channel, seed, limits);
+        let mut args = protocol::arguments(op, channel, seed, limits);
+        if let Some(w) = window {
+            protocol::push_window_arguments(&mut args, w);
+        }
         let values = self
             .transport
             .eval(protocol::script(), &self.key, &args, self.command_timeout)?;

@@ -211,6 +211,7 @@ fn run(hub: &Hub) {
                 up_since: now,
             });
             sync_due(m, s, now, max_backoff);
+            m.flush_due();
         }
         let next = schedules.values().map(|s| s.next_sync).min();
         let wait = next
