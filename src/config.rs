@@ -337,11 +337,19 @@ impl Builder {
             true => settings.with_open_backoff(),
             false => settings,
         };
+        let settings = settings.with_probe_rule(self.policy.probe_rule()?)?;
+        let decides_probes_by_rate = settings.decides_probes_by_rate();
         let policy = self.policy.build()?;
         if policy.is_some() && !matches!(self.plan, Plan::Local) {
             return Err(ConfigError::Invalid {
                 field: "shared",
                 expected: "used with the consecutive rule, enforcing, without a backoff",
+            });
+        }
+        if decides_probes_by_rate && !matches!(self.plan, Plan::Local) {
+            return Err(ConfigError::Invalid {
+                field: "shared",
+                expected: "used with HalfOpenRule::Successes (the fleet decides probes by successes)",
             });
         }
         let clock = match self.clock {

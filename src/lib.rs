@@ -124,7 +124,7 @@ pub mod tracing;
 mod window;
 
 pub use backoff::{Backoff, Jitter};
-pub use breaker::{CircuitBreaker, InvalidTicket, Mode, Permit, TimedPermit};
+pub use breaker::{CircuitBreaker, HalfOpenRule, InvalidTicket, Mode, Permit, TimedPermit};
 pub use config::Builder;
 pub use error::{ConfigError, Error, Rejected};
 pub use events::StorageHealth;

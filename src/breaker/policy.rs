@@ -7,8 +7,8 @@ use crate::backoff::{Backoff, OpenBackoff};
 use crate::config::Builder;
 use crate::error::{ConfigError, Rejected};
 use crate::events::Events;
-use crate::state::{Outcome, Recorded, State, Ticket, Transition};
-use crate::window::{Window, WindowConfig, WindowKind};
+use crate::state::{Outcome, ProbeRule, Recorded, State, Ticket, Transition};
+use crate::window::{check_percent, Window, WindowConfig, WindowKind};
 use std::fmt;
 use std::time::Duration;
 
@@ -28,15 +28,56 @@ pub enum Mode {
     Disabled,
 }
 
+/// How a half-open breaker decides whether to close.
+///
+/// See the README's rules table for every case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum HalfOpenRule {
+    /// `success_threshold` probe successes close; any probe failure
+    /// re-opens at once (the default, pybreaker's rule).
+    #[default]
+    Successes,
+    /// resilience4j's rule: `half_open_max_calls` probes are permitted in
+    /// all (at most 31), each permit spent when its probe is recorded; once
+    /// every one is recorded, the breaker re-opens if the failure rate among
+    /// them is at or above `failure_rate_threshold` (or, with slow calls
+    /// configured, the slow-call rate at or above `slow_call_rate_threshold`),
+    /// and closes otherwise. An ignored probe gives its permit back; a probe
+    /// whose lease is reclaimed counts as nothing. `success_threshold` is not
+    /// used and must stay 1. Allowed with the consecutive rule too, which
+    /// then reads `failure_rate_threshold` for its probes.
+    FailureRate,
+}
+
 /// What a builder collects beyond the consecutive rule.
 #[derive(Clone, Default)]
 pub(crate) struct PolicyConfig {
     pub(crate) window: WindowConfig,
     pub(crate) mode: Mode,
     pub(crate) backoff: Option<Backoff>,
+    pub(crate) half_open_rule: HalfOpenRule,
 }
 
 impl PolicyConfig {
+    /// How half-open decides, with the thresholds checked; the window's
+    /// thresholds are its probes' (slow calls only with a window).
+    pub(crate) fn probe_rule(&self) -> Result<ProbeRule, ConfigError> {
+        let w = &self.window;
+        match self.half_open_rule {
+            HalfOpenRule::Successes => Ok(ProbeRule::Successes),
+            HalfOpenRule::FailureRate => Ok(ProbeRule::Rate {
+                failure_bp: check_percent("failure_rate_threshold", w.failure_rate_threshold)?,
+                slow_bp: match w.slow_call_duration {
+                    Some(_) => Some(check_percent(
+                        "slow_call_rate_threshold",
+                        w.slow_call_rate_threshold,
+                    )?),
+                    None => None,
+                },
+            }),
+        }
+    }
+
     /// Checks everything; `None` when the breaker stays plain.
     pub(crate) fn build(self) -> Result<Option<Box<Policy>>, ConfigError> {
         let window = self.window.build()?;
@@ -125,6 +166,14 @@ impl Builder {
         self.policy.backoff = Some(backoff);
         self
     }
+
+    /// How half-open decides (default [`HalfOpenRule::Successes`]). With
+    /// [`HalfOpenRule::FailureRate`], `half_open_max_calls` is at most 31
+    /// and `success_threshold` stays 1, else a [`ConfigError`] naming it.
+    pub fn half_open_rule(mut self, rule: HalfOpenRule) -> Self {
+        self.policy.half_open_rule = rule;
+        self
+    }
 }
 
 impl CircuitBreaker {
@@ -171,7 +220,7 @@ impl CircuitBreaker {
     ) -> Option<Recorded> {
         let w = p.window.as_ref()?;
         if ticket.is_probe() {
-            return None;
+            return self.record_slow_probe(w, ticket, outcome, elapsed_ms);
         }
         if !self.state.is_current(ticket) {
             return Some(Recorded::Stale);
@@ -198,6 +247,26 @@ impl CircuitBreaker {
         };
         w.roll_if_full(epoch, &tally);
         Some(recorded)
+    }
+
+    /// A slow probe under the failure-rate rule is recorded as slow; `None`
+    /// leaves every other probe to the state word's usual record.
+    fn record_slow_probe(
+        &self,
+        w: &Window,
+        ticket: Ticket,
+        outcome: Outcome,
+        elapsed_ms: Option<u64>,
+    ) -> Option<Recorded> {
+        let slow = matches!((w.slow_after_ms(), elapsed_ms), (Some(limit), Some(e)) if e > limit);
+        if !slow || !self.settings.decides_probes_by_rate() {
+            return None;
+        }
+        let mut events = Events::default();
+        Some(
+            self.backend
+                .record_slow(self.core(), ticket, outcome, &mut events),
+        )
     }
 
     /// The hot path of a windowed breaker: an untimed closed-state success
@@ -327,6 +396,14 @@ impl CircuitBreaker {
         Some(w.tally(self.window_epoch(w)).calls)
     }
 
+    /// How half-open decides.
+    pub fn half_open_rule(&self) -> HalfOpenRule {
+        match self.settings.decides_probes_by_rate() {
+            true => HalfOpenRule::FailureRate,
+            false => HalfOpenRule::Successes,
+        }
+    }
+
     /// Whether the breaker enforces, only reports, or is disabled.
     pub fn mode(&self) -> Mode {
         self.policy.as_ref().map_or(Mode::Enforcing, |p| p.mode)
@@ -436,5 +513,25 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    /// The fleet's script decides probes by successes only: the failure-rate
+    /// rule is refused at build, with or without a window.
+    #[test]
+    fn a_shared_breaker_refuses_the_failure_rate_half_open_rule() {
+        let shared = RedisState::connect("redis://127.0.0.1:1/").unwrap();
+        let err = CircuitBreaker::builder()
+            .shared(shared)
+            .half_open_rule(crate::HalfOpenRule::FailureRate)
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(err, ConfigError::Invalid { field: "shared", .. }),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "shared must be used with HalfOpenRule::Successes (the fleet decides probes by successes)"
+        );
     }
 }
