@@ -390,6 +390,23 @@ impl CircuitBreaker {
         w.rates(self.window_epoch(w)).1
     }
 
+    /// Both rates from one reading of the window: `None` without a window;
+    /// each rate `None` below the minimum number of calls (the slow-call
+    /// rate also without slow calls configured).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn window_rates(&self) -> Option<(Option<f32>, Option<f32>)> {
+        let w = self.policy.as_ref()?.window.as_ref()?;
+        let (failure, slow) = w.rates(self.window_epoch(w));
+        Some((failure, slow.filter(|_| w.slow_after_ms().is_some())))
+    }
+
+    /// Whether slow calls are configured (a window with `slow_call_duration`).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn slow_call_rate_configured(&self) -> bool {
+        let window = self.policy.as_ref().and_then(|p| p.window.as_ref());
+        window.is_some_and(|w| w.slow_after_ms().is_some())
+    }
+
     /// Calls the window holds now; `None` without a window.
     pub fn window_calls(&self) -> Option<u64> {
         let w = self.policy.as_ref()?.window.as_ref()?;
