@@ -144,13 +144,16 @@ impl Builder {
         self
     }
 
-    /// Probe successes in half-open needed to close (default 1, 1 to 65,535).
+    /// Probe successes in half-open needed to close (default 1, 1 to 65,535;
+    /// must stay 1 under [`HalfOpenRule::FailureRate`](crate::HalfOpenRule)).
     pub fn success_threshold(mut self, success_threshold: u32) -> Self {
         self.success_threshold = success_threshold;
         self
     }
 
-    /// Probes admitted at once in half-open (default 1, 1 to 65,535).
+    /// Probes admitted at once in half-open (default 1, 1 to 65,535). Under
+    /// [`HalfOpenRule::FailureRate`](crate::HalfOpenRule) it is the number of
+    /// probes admitted in all that decide, at most 31.
     pub fn half_open_max_calls(mut self, half_open_max_calls: u32) -> Self {
         self.half_open_max_calls = half_open_max_calls;
         self
