@@ -341,6 +341,39 @@ typedef uint32_t cb_jitter;
 #endif // __cplusplus
 
 /**
+ * How a half-open breaker decides whether to close.
+ *
+ * Taken as a 32-bit integer and checked: a value outside this list is
+ * `CB_STATUS_INVALID_ARGUMENT`.
+ */
+enum cb_half_open_rule
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * `success_threshold` probe successes close; a probe failure re-opens
+     * at once. The default.
+     */
+    CB_HALF_OPEN_RULE_SUCCESSES = 0,
+    /**
+     * `half_open_max_calls` probes are admitted in all (at most 31); once
+     * every one is recorded, the breaker re-opens if the share of them that
+     * failed is at or above the failure-rate threshold
+     * (`cb_builder_set_failure_rate_threshold`, default 50%), else closes. An ignored
+     * probe gives its permit back. `success_threshold` must stay 1.
+     */
+    CB_HALF_OPEN_RULE_FAILURE_RATE = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum cb_half_open_rule cb_half_open_rule;
+#else
+typedef uint32_t cb_half_open_rule;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * A circuit breaker. Opaque: made by `cb_new` (or `cb_builder_build`),
  * released by `cb_free`.
  *
@@ -640,6 +673,20 @@ cb_status cb_builder_build(const cb_builder *builder, cb_breaker **out);
  * `builder` is NULL or a live builder not in use by another call.
  */
 cb_status cb_builder_set_clock(cb_builder *builder, cb_clock_fn now_ms, void *user_data);
+
+/**
+ * Sets how half-open decides (default `CB_HALF_OPEN_RULE_SUCCESSES`).
+ * `CB_STATUS_INVALID_ARGUMENT` for a NULL builder or a value outside
+ * `cb_half_open_rule`, and nothing changes. Under
+ * `CB_HALF_OPEN_RULE_FAILURE_RATE`, `cb_builder_build` refuses a
+ * `half_open_max_calls` above 31, a `success_threshold` other than 1, and
+ * Redis settings (`CB_STATUS_INVALID_ARGUMENT`).
+ *
+ * # Safety
+ *
+ * `builder` is NULL or a live builder not in use by another call.
+ */
+cb_status cb_builder_set_half_open_rule(cb_builder *builder, cb_half_open_rule rule);
 
 /**
  * Releases a breaker made by `cb_new`. NULL is a no-op.

@@ -122,7 +122,7 @@ pub use machine::clock;
 pub use breaker::builder::Builder;
 pub use breaker::error::{Error, Rejected};
 pub use breaker::listener::Listener;
-pub use breaker::{CircuitBreaker, InvalidTicket, Mode, Permit, TimedPermit};
+pub use breaker::{CircuitBreaker, HalfOpenRule, InvalidTicket, Mode, Permit, TimedPermit};
 pub use integrations::registry::Registry;
 pub use machine::backoff::{Backoff, Jitter};
 pub use machine::config_error::ConfigError;

@@ -711,6 +711,63 @@ static void test_threads_trip_reported_once(void) {
     cb_free(b);
 }
 
+/* Half-open decided by the failure rate over the permitted probes: four
+ * probes in all, re-opening when half or more failed. */
+static void test_half_open_failure_rate_rule(void) {
+    cb_config c = config_with(1, 60000, 1, 4);
+    cb_builder *builder = NULL;
+    CHECK_EQ(cb_builder_new(&c, &builder), CB_STATUS_OK);
+    CHECK_EQ(cb_builder_set_half_open_rule(NULL, CB_HALF_OPEN_RULE_FAILURE_RATE), CB_STATUS_INVALID_ARGUMENT);
+    CHECK_EQ(cb_builder_set_half_open_rule(builder, (cb_half_open_rule)7), CB_STATUS_INVALID_ARGUMENT);
+    CHECK_EQ(cb_builder_set_half_open_rule(builder, CB_HALF_OPEN_RULE_FAILURE_RATE), CB_STATUS_OK);
+    cb_breaker *b = NULL;
+    CHECK_EQ(cb_builder_build(builder, &b), CB_STATUS_OK);
+    if (b == NULL) {
+        cb_builder_free(builder);
+        return;
+    }
+
+    CHECK_EQ(cb_force_half_open(b), CB_STATUS_OK);
+    cb_permit p[4], extra;
+    for (int i = 0; i < 4; i++) {
+        CHECK_EQ(cb_try_acquire(b, &p[i]), CB_STATUS_OK);
+    }
+    CHECK_EQ(cb_record(b, p[0], CB_OUTCOME_FAILURE), CB_STATUS_OK);
+    CHECK_EQ(cb_current_state(b), CB_STATE_HALF_OPEN); /* a failure does not re-open at once */
+    CHECK_EQ(cb_try_acquire(b, &extra), CB_STATUS_REJECTED); /* its permit stays spent */
+    CHECK_EQ(cb_record(b, p[1], CB_OUTCOME_SUCCESS), CB_STATUS_OK);
+    CHECK_EQ(cb_record(b, p[2], CB_OUTCOME_SUCCESS), CB_STATUS_OK);
+    CHECK_EQ(cb_success_counter(b), 2);
+    CHECK_EQ(cb_record(b, p[3], CB_OUTCOME_SUCCESS), CB_STATUS_OK);
+    CHECK_EQ(cb_current_state(b), CB_STATE_CLOSED); /* 1 of 4 failed */
+
+    CHECK_EQ(cb_force_half_open(b), CB_STATUS_OK);
+    for (int i = 0; i < 4; i++) {
+        CHECK_EQ(cb_try_acquire(b, &p[i]), CB_STATUS_OK);
+    }
+    CHECK_EQ(cb_record(b, p[0], CB_OUTCOME_FAILURE), CB_STATUS_OK);
+    CHECK_EQ(cb_record(b, p[1], CB_OUTCOME_SUCCESS), CB_STATUS_OK);
+    CHECK_EQ(cb_record(b, p[2], CB_OUTCOME_FAILURE), CB_STATUS_OK);
+    CHECK_EQ(cb_current_state(b), CB_STATE_HALF_OPEN);
+    CHECK_EQ(cb_record(b, p[3], CB_OUTCOME_SUCCESS), CB_STATUS_OK);
+    CHECK_EQ(cb_current_state(b), CB_STATE_OPEN); /* 2 of 4 failed: 50% */
+    cb_free(b);
+
+    /* The rule's limits are checked when the breaker is built. */
+    cb_config too_many = config_with(1, 60000, 1, 32);
+    cb_builder *bad = NULL;
+    CHECK_EQ(cb_builder_new(&too_many, &bad), CB_STATUS_OK);
+    CHECK_EQ(cb_builder_set_half_open_rule(bad, CB_HALF_OPEN_RULE_FAILURE_RATE), CB_STATUS_OK);
+    cb_breaker *none = NULL;
+    CHECK_EQ(cb_builder_build(bad, &none), CB_STATUS_INVALID_ARGUMENT);
+    CHECK(none == NULL);
+    CHECK_EQ(cb_builder_set_half_open_rule(bad, CB_HALF_OPEN_RULE_SUCCESSES), CB_STATUS_OK);
+    CHECK_EQ(cb_builder_build(bad, &none), CB_STATUS_OK);
+    cb_free(none);
+    cb_builder_free(bad);
+    cb_builder_free(builder);
+}
+
 int main(void) {
     printf("breakerbox %s: C tests\n", cb_version());
     run_test("version and status strings", test_version_and_status_strings);
@@ -727,6 +784,7 @@ int main(void) {
     run_test("a re-entrant callback does not nest", test_reentrant_callback_does_not_nest);
     run_test("threads: half-open admits at most the limit", test_threads_half_open_admits_at_most_the_limit);
     run_test("threads: a trip is reported once", test_threads_trip_reported_once);
+    run_test("half-open decided by the failure rate", test_half_open_failure_rate_rule);
     printf("C tests: %d/%d passed (%d checks, %d failed)\n", tests_run - tests_failed, tests_run, checks_run,
            checks_failed);
     if (tests_failed != 0) {

@@ -9,7 +9,7 @@ use crate::policy::PolicyOptions;
 use crate::status::cb_status;
 use breakerbox::clock::{Clock, MonotonicClock};
 use breakerbox::{
-    CircuitBreaker, DEFAULT_FAIL_MAX, DEFAULT_HALF_OPEN_MAX_CALLS, DEFAULT_RESET_TIMEOUT,
+    CircuitBreaker, HalfOpenRule, DEFAULT_FAIL_MAX, DEFAULT_HALF_OPEN_MAX_CALLS, DEFAULT_RESET_TIMEOUT,
     DEFAULT_SUCCESS_THRESHOLD,
 };
 use std::ffi::{c_char, c_void, CStr, CString};
@@ -88,6 +88,7 @@ pub(crate) struct FfiBuilder {
     pub(crate) policy: PolicyOptions,
     #[cfg(feature = "redis")]
     pub(crate) redis: crate::redis::RedisOptions,
+    half_open_rule: HalfOpenRule,
 }
 
 impl Castable for cb_builder {
@@ -123,6 +124,7 @@ impl FfiBuilder {
             policy: PolicyOptions::default(),
             #[cfg(feature = "redis")]
             redis: Default::default(),
+            half_open_rule: HalfOpenRule::Successes,
         })
     }
 
@@ -142,6 +144,7 @@ impl FfiBuilder {
             builder = builder.clock(clock.clone());
         }
         builder = self.policy.apply(builder);
+        builder = builder.half_open_rule(self.half_open_rule);
         let listener = CallbackListener::new(
             config.on_state_change,
             config.user_data,
@@ -372,6 +375,65 @@ pub unsafe extern "C" fn cb_builder_set_clock(
     ffi_panic_boundary! {
         let builder = try_mut_from_ptr!(builder);
         builder.clock = CClock::new(now_ms, user_data);
+        cb_status::Ok
+    }
+}
+
+/// How a half-open breaker decides whether to close.
+///
+/// Taken as a 32-bit integer and checked: a value outside this list is
+/// `CB_STATUS_INVALID_ARGUMENT`.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum cb_half_open_rule {
+    /// `success_threshold` probe successes close; a probe failure re-opens
+    /// at once. The default.
+    Successes = 0,
+    /// `half_open_max_calls` probes are admitted in all (at most 31); once
+    /// every one is recorded, the breaker re-opens if the share of them that
+    /// failed is at or above the failure-rate threshold
+    /// (`cb_builder_set_failure_rate_threshold`, default 50%), else closes. An ignored
+    /// probe gives its permit back. `success_threshold` must stay 1.
+    FailureRate = 1,
+}
+
+/// A half-open rule exactly as C passed it; [`cb_half_open_rule`] in the header.
+#[doc(hidden)]
+#[repr(transparent)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawHalfOpenRule(pub u32);
+
+impl RawHalfOpenRule {
+    fn to_rule(self) -> Option<HalfOpenRule> {
+        match self.0 {
+            x if x == cb_half_open_rule::Successes as u32 => Some(HalfOpenRule::Successes),
+            x if x == cb_half_open_rule::FailureRate as u32 => Some(HalfOpenRule::FailureRate),
+            _ => None,
+        }
+    }
+}
+
+/// Sets how half-open decides (default `CB_HALF_OPEN_RULE_SUCCESSES`).
+/// `CB_STATUS_INVALID_ARGUMENT` for a NULL builder or a value outside
+/// `cb_half_open_rule`, and nothing changes. Under
+/// `CB_HALF_OPEN_RULE_FAILURE_RATE`, `cb_builder_build` refuses a
+/// `half_open_max_calls` above 31, a `success_threshold` other than 1, and
+/// Redis settings (`CB_STATUS_INVALID_ARGUMENT`).
+///
+/// # Safety
+///
+/// `builder` is NULL or a live builder not in use by another call.
+#[no_mangle]
+pub unsafe extern "C" fn cb_builder_set_half_open_rule(
+    builder: *mut cb_builder,
+    rule: RawHalfOpenRule,
+) -> cb_status {
+    ffi_panic_boundary! {
+        let builder = try_mut_from_ptr!(builder);
+        let Some(rule) = rule.to_rule() else {
+            return cb_status::InvalidArgument;
+        };
+        builder.half_open_rule = rule;
         cb_status::Ok
     }
 }

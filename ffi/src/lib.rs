@@ -45,6 +45,7 @@ pub use config::{
     cb_builder, cb_builder_build, cb_builder_free, cb_builder_new, cb_builder_set_clock,
     cb_builder_set_on_storage_error, cb_builder_set_probe_lease_ms, cb_config, cb_config_default, cb_new,
 };
+pub use config::{cb_builder_set_half_open_rule, cb_half_open_rule, RawHalfOpenRule};
 pub use handle::{
     cb_breaker, cb_current_state, cb_fail_counter, cb_force_close, cb_force_half_open, cb_force_open,
     cb_free, cb_get_storage_health, cb_name, cb_probes_in_flight, cb_set_fail_max,

@@ -89,6 +89,7 @@ fn header_declares_the_whole_abi() {
         "cb_status cb_builder_set_probe_lease_ms(cb_builder *builder, uint64_t probe_lease_ms);",
         "cb_status cb_builder_set_on_storage_error(cb_builder *builder, cb_storage_error_fn on_storage_error, void *user_data);",
         "cb_status cb_builder_build(const cb_builder *builder, cb_breaker **out);",
+        "cb_status cb_builder_set_half_open_rule(cb_builder *builder, cb_half_open_rule rule);",
         "cb_status cb_new_redis(const cb_config *config, const char *redis_url, const char *namespace_, cb_breaker **out);",
         "cb_status cb_builder_set_redis(cb_builder *builder, const char *redis_url, const char *namespace_);",
         "cb_status cb_builder_set_redis_fault_policy(cb_builder *builder, cb_fault_policy policy);",

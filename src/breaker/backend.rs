@@ -170,6 +170,12 @@ impl Backend {
                 fleet.record(core.mirror(), ticket, outcome, &core.settings.limits(), events)
             }
         };
+        self.settled(core, recorded, events)
+    }
+
+    /// A record that counted under limits a setter has since lowered
+    /// reconciles them.
+    fn settled(&self, core: Core<'_>, recorded: Recorded, events: &mut Events) -> Recorded {
         if recorded != Recorded::Counted || !core.cell.needs_reconcile(core.settings) {
             return recorded;
         }
@@ -177,6 +183,22 @@ impl Backend {
             Some(transition) => Recorded::Transitioned(transition),
             None => recorded,
         }
+    }
+
+    /// A slow probe under the failure-rate rule, which only a local breaker
+    /// has (the builder refuses it for a shared one).
+    pub(crate) fn record_slow(
+        &self,
+        core: Core<'_>,
+        ticket: Ticket,
+        outcome: Outcome,
+        events: &mut Events,
+    ) -> Recorded {
+        let recorded = core
+            .cell
+            .record_slow(ticket, outcome, core.settings, &mut core.clock.lazy());
+        events.transition(recorded.transition());
+        self.settled(core, recorded, events)
     }
 
     /// Moves to `target` whatever the state.

@@ -144,13 +144,16 @@ impl Builder {
         self
     }
 
-    /// Probe successes in half-open needed to close (default 1, 1 to 65,535).
+    /// Probe successes in half-open needed to close (default 1, 1 to 65,535;
+    /// must stay 1 under [`HalfOpenRule::FailureRate`](crate::HalfOpenRule)).
     pub fn success_threshold(mut self, success_threshold: u32) -> Self {
         self.success_threshold = success_threshold;
         self
     }
 
-    /// Probes admitted at once in half-open (default 1, 1 to 65,535).
+    /// Probes admitted at once in half-open (default 1, 1 to 65,535). Under
+    /// [`HalfOpenRule::FailureRate`](crate::HalfOpenRule) it is the number of
+    /// probes admitted in all that decide, at most 31.
     pub fn half_open_max_calls(mut self, half_open_max_calls: u32) -> Self {
         self.half_open_max_calls = half_open_max_calls;
         self
@@ -337,6 +340,8 @@ impl Builder {
             true => settings.with_open_backoff(),
             false => settings,
         };
+        let settings = settings.with_probe_rule(self.policy.probe_rule()?)?;
+        let decides_probes_by_rate = settings.decides_probes_by_rate();
         // A fleet sums rate windows; a backoff and the shadow modes are not
         // fleet-wide, so a shared breaker refuses them.
         let not_fleet_wide =
@@ -346,6 +351,12 @@ impl Builder {
             return Err(ConfigError::Invalid {
                 field: "shared",
                 expected: "used with Mode::Enforcing and without open_backoff (rate windows are fleet-wide)",
+            });
+        }
+        if decides_probes_by_rate && !matches!(self.plan, Plan::Local) {
+            return Err(ConfigError::Invalid {
+                field: "shared",
+                expected: "used with HalfOpenRule::Successes (the fleet decides probes by successes)",
             });
         }
         let clock = match self.clock {

@@ -25,7 +25,7 @@ pub(crate) mod listener;
 pub(crate) mod name;
 mod policy;
 pub(crate) use policy::PolicyConfig;
-pub use policy::{Mode, TimedPermit};
+pub use policy::{HalfOpenRule, Mode, TimedPermit};
 
 /// A circuit breaker whose state is one atomic word, changed lock-free.
 ///
@@ -474,14 +474,22 @@ impl CircuitBreaker {
     /// Sets `success_threshold` for the next decision. If the half-open
     /// breaker already has that many successes it closes now.
     pub fn set_success_threshold(&self, success_threshold: u32) -> Result<Option<Transition>, ConfigError> {
-        let value = settings::check_success_threshold(success_threshold)?;
+        let value = self.settings.check_success_threshold(success_threshold)?;
         Ok(self.apply_setting(|s| s.set_success_threshold(value)))
     }
 
     /// Sets how many probes half-open admits at once, for the next decision.
+    /// Under [`HalfOpenRule::FailureRate`] (at most 31 there) it is the
+    /// number of probes that decide: a half-open breaker that has already
+    /// recorded that many decides now.
     pub fn set_half_open_max_calls(&self, half_open_max_calls: u32) -> Result<(), ConfigError> {
-        let value = settings::check_half_open_max_calls(half_open_max_calls)?;
-        self.settings.set_half_open_max_calls(value);
+        let value = self.settings.check_half_open_max_calls(half_open_max_calls)?;
+        match self.settings.decides_probes_by_rate() {
+            true => {
+                let _ = self.apply_setting(|s| s.set_half_open_max_calls(value));
+            }
+            false => self.settings.set_half_open_max_calls(value),
+        }
         Ok(())
     }
 
@@ -521,7 +529,23 @@ impl CircuitBreaker {
 
     /// Probe successes counted in the half-open state (0 in other states).
     pub fn success_counter(&self) -> u32 {
-        self.snapshot().successes()
+        let s = self.snapshot();
+        match self.settings.decides_probes_by_rate() {
+            true if s.state() == State::HalfOpen => s.tally().recorded - s.tally().failures,
+            true => 0,
+            false => s.successes(),
+        }
+    }
+
+    /// Probe failures counted in the half-open state under
+    /// [`HalfOpenRule::FailureRate`] (0 in other states and under the
+    /// successes rule, where the first failure re-opens).
+    pub fn probe_failure_counter(&self) -> u32 {
+        let s = self.snapshot();
+        match self.settings.decides_probes_by_rate() && s.state() == State::HalfOpen {
+            true => s.tally().failures,
+            false => 0,
+        }
     }
 
     /// Probes admitted in the half-open state and not yet recorded.

@@ -8,8 +8,8 @@ use crate::breaker::error::Rejected;
 use crate::machine::backoff::{Backoff, OpenBackoff};
 use crate::machine::config_error::ConfigError;
 use crate::machine::events::Events;
-use crate::machine::state::{Outcome, Recorded, State, Ticket, Transition};
-use crate::machine::window::{Window, WindowConfig, WindowKind, WindowSource};
+use crate::machine::state::{Outcome, ProbeRule, Recorded, State, Ticket, Transition};
+use crate::machine::window::{check_percent, Window, WindowConfig, WindowKind, WindowSource};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,15 +30,56 @@ pub enum Mode {
     Disabled,
 }
 
+/// How a half-open breaker decides whether to close.
+///
+/// See the README's rules table for every case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum HalfOpenRule {
+    /// `success_threshold` probe successes close; any probe failure
+    /// re-opens at once (the default, pybreaker's rule).
+    #[default]
+    Successes,
+    /// resilience4j's rule: `half_open_max_calls` probes are permitted in
+    /// all (at most 31), each permit spent when its probe is recorded; once
+    /// every one is recorded, the breaker re-opens if the failure rate among
+    /// them is at or above `failure_rate_threshold` (or, with slow calls
+    /// configured, the slow-call rate at or above `slow_call_rate_threshold`),
+    /// and closes otherwise. An ignored probe gives its permit back; a probe
+    /// whose lease is reclaimed counts as nothing. `success_threshold` is not
+    /// used and must stay 1. Allowed with the consecutive rule too, which
+    /// then reads `failure_rate_threshold` for its probes.
+    FailureRate,
+}
+
 /// What a builder collects beyond the consecutive rule.
 #[derive(Clone, Default)]
 pub(crate) struct PolicyConfig {
     pub(crate) window: WindowConfig,
     pub(crate) mode: Mode,
     pub(crate) backoff: Option<Backoff>,
+    pub(crate) half_open_rule: HalfOpenRule,
 }
 
 impl PolicyConfig {
+    /// How half-open decides, with the thresholds checked; the window's
+    /// thresholds are its probes' (slow calls only with a window).
+    pub(crate) fn probe_rule(&self) -> Result<ProbeRule, ConfigError> {
+        let w = &self.window;
+        match self.half_open_rule {
+            HalfOpenRule::Successes => Ok(ProbeRule::Successes),
+            HalfOpenRule::FailureRate => Ok(ProbeRule::Rate {
+                failure_bp: check_percent("failure_rate_threshold", w.failure_rate_threshold)?,
+                slow_bp: match w.slow_call_duration {
+                    Some(_) => Some(check_percent(
+                        "slow_call_rate_threshold",
+                        w.slow_call_rate_threshold,
+                    )?),
+                    None => None,
+                },
+            }),
+        }
+    }
+
     /// Checks everything; `None` when the breaker stays plain.
     pub(crate) fn build(self) -> Result<Option<Arc<Policy>>, ConfigError> {
         let window = self.window.build()?;
@@ -133,6 +174,14 @@ impl Builder {
         self.policy.backoff = Some(backoff);
         self
     }
+
+    /// How half-open decides (default [`HalfOpenRule::Successes`]). With
+    /// [`HalfOpenRule::FailureRate`], `half_open_max_calls` is at most 31
+    /// and `success_threshold` stays 1, else a [`ConfigError`] naming it.
+    pub fn half_open_rule(mut self, rule: HalfOpenRule) -> Self {
+        self.policy.half_open_rule = rule;
+        self
+    }
 }
 
 impl CircuitBreaker {
@@ -182,7 +231,7 @@ impl CircuitBreaker {
     ) -> Option<Recorded> {
         let w = p.window.as_ref()?;
         if ticket.is_probe() {
-            return None;
+            return self.record_slow_probe(w, ticket, outcome, elapsed_ms);
         }
         if !self.state.is_current(ticket) {
             return Some(Recorded::Stale);
@@ -212,6 +261,26 @@ impl CircuitBreaker {
         };
         events.transition(recorded.transition());
         Some(recorded)
+    }
+
+    /// A slow probe under the failure-rate rule is recorded as slow; `None`
+    /// leaves every other probe to the state word's usual record.
+    fn record_slow_probe(
+        &self,
+        w: &Window,
+        ticket: Ticket,
+        outcome: Outcome,
+        elapsed_ms: Option<u64>,
+    ) -> Option<Recorded> {
+        let slow = matches!((w.slow_after_ms(), elapsed_ms), (Some(limit), Some(e)) if e > limit);
+        if !slow || !self.settings.decides_probes_by_rate() {
+            return None;
+        }
+        let mut events = Events::default();
+        Some(
+            self.backend
+                .record_slow(self.core(), ticket, outcome, &mut events),
+        )
     }
 
     /// The hot path of a windowed breaker: an untimed closed-state success
@@ -342,10 +411,35 @@ impl CircuitBreaker {
         w.rates(self.window_epoch(w)).1
     }
 
+    /// Both rates from one reading of the window: `None` without a window;
+    /// each rate `None` below the minimum number of calls (the slow-call
+    /// rate also without slow calls configured).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn window_rates(&self) -> Option<(Option<f32>, Option<f32>)> {
+        let w = self.policy.as_ref()?.window.as_ref()?;
+        let (failure, slow) = w.rates(self.window_epoch(w));
+        Some((failure, slow.filter(|_| w.slow_after_ms().is_some())))
+    }
+
+    /// Whether slow calls are configured (a window with `slow_call_duration`).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn slow_call_rate_configured(&self) -> bool {
+        let window = self.policy.as_ref().and_then(|p| p.window.as_ref());
+        window.is_some_and(|w| w.slow_after_ms().is_some())
+    }
+
     /// Calls the window holds now; `None` without a window.
     pub fn window_calls(&self) -> Option<u64> {
         let w = self.policy.as_ref()?.window.as_ref()?;
         Some(w.tally(self.window_epoch(w)).calls)
+    }
+
+    /// How half-open decides.
+    pub fn half_open_rule(&self) -> HalfOpenRule {
+        match self.settings.decides_probes_by_rate() {
+            true => HalfOpenRule::FailureRate,
+            false => HalfOpenRule::Successes,
+        }
     }
 
     /// Whether the breaker enforces, only reports, or is disabled.
@@ -487,5 +581,25 @@ mod tests {
             let breaker = option(CircuitBreaker::builder().shared(shared)).build();
             assert!(breaker.is_ok(), "{name}: {:?}", breaker.err());
         }
+    }
+
+    /// The fleet's script decides probes by successes only: the failure-rate
+    /// rule is refused at build, with or without a window.
+    #[test]
+    fn a_shared_breaker_refuses_the_failure_rate_half_open_rule() {
+        let shared = RedisState::connect("redis://127.0.0.1:1/").unwrap();
+        let err = CircuitBreaker::builder()
+            .shared(shared)
+            .half_open_rule(crate::HalfOpenRule::FailureRate)
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(err, ConfigError::Invalid { field: "shared", .. }),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "shared must be used with HalfOpenRule::Successes (the fleet decides probes by successes)"
+        );
     }
 }

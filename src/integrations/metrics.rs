@@ -13,6 +13,19 @@
 //! | `breakerbox_rejections_total`        | counter | calls rejected without running                 |
 //! | `breakerbox_transitions_total`       | counter | state changes, also labelled `from` and `to`   |
 //! | `breakerbox_state`                   | gauge   | 0 closed, 1 open, 2 half-open                  |
+//! | `breakerbox_failure_rate`            | gauge   | the window's failure rate, percent (windowed breakers) |
+//! | `breakerbox_slow_call_rate`          | gauge   | the window's slow-call rate, percent (with slow calls configured) |
+//!
+//! The two rate gauges exist only for a breaker with a count or time
+//! window (the slow-call one only with `slow_call_duration`). They read
+//! NaN while the window holds fewer than `minimum_calls` calls (the rate is
+//! unknown), as after every transition, which empties the window. They are
+//! set when a failure is recorded and on every transition, never on a
+//! success, so the hot path stays as it is: a gauge shows the window as of
+//! the latest failure or transition. Successes since (slow ones included)
+//! and buckets that have aged out of a time window since are not in it, so
+//! the failure rate may read high and the slow-call rate low until the next
+//! failure. Setting them reads the whole window once per failure.
 //!
 //! The handles are resolved once, on the breaker's first event, so install
 //! the recorder before the breaker is used. Give each breaker its own
@@ -52,6 +65,10 @@ pub const REJECTIONS: &str = "breakerbox_rejections_total";
 pub const TRANSITIONS: &str = "breakerbox_transitions_total";
 /// Name of the state gauge: 0 closed, 1 open, 2 half-open.
 pub const STATE: &str = "breakerbox_state";
+/// Name of the failure-rate gauge, in percent (windowed breakers only).
+pub const FAILURE_RATE: &str = "breakerbox_failure_rate";
+/// Name of the slow-call rate gauge, in percent (with slow calls configured).
+pub const SLOW_CALL_RATE: &str = "breakerbox_slow_call_rate";
 
 /// The value [`STATE`] takes for `state`.
 pub fn state_value(state: State) -> f64 {
@@ -77,6 +94,27 @@ struct Handles {
     ignored: Counter,
     rejections: Counter,
     state: Gauge,
+    /// Present for a windowed breaker only.
+    failure_rate: Option<Gauge>,
+    /// Present with slow calls configured only.
+    slow_call_rate: Option<Gauge>,
+}
+
+impl Handles {
+    /// Sets the rate gauges from one reading of the window (NaN: unknown).
+    fn set_rates(&self, breaker: &CircuitBreaker) {
+        if self.failure_rate.is_none() {
+            return;
+        }
+        let (failure, slow) = breaker.window_rates().unwrap_or((None, None));
+        let value = |rate: Option<f32>| rate.map_or(f64::NAN, f64::from);
+        if let Some(g) = &self.failure_rate {
+            g.set(value(failure));
+        }
+        if let Some(g) = &self.slow_call_rate {
+            g.set(value(slow));
+        }
+    }
 }
 
 impl MetricsListener {
@@ -103,6 +141,14 @@ impl MetricsListener {
         );
         describe_counter!(TRANSITIONS, "Circuit breaker state changes");
         describe_gauge!(STATE, "Circuit breaker state: 0 closed, 1 open, 2 half-open");
+        describe_gauge!(
+            FAILURE_RATE,
+            "Failure rate of a circuit breaker's window, percent, as of its latest failure or transition"
+        );
+        describe_gauge!(
+            SLOW_CALL_RATE,
+            "Slow-call rate of a circuit breaker's window, percent, as of its latest failure or transition"
+        );
     }
 
     fn labels(&self, breaker: &CircuitBreaker) -> Vec<Label> {
@@ -125,8 +171,15 @@ impl MetricsListener {
             ignored: counter!(IGNORED, labels.iter()),
             rejections: counter!(REJECTIONS, labels.iter()),
             state: gauge!(STATE, labels.iter()),
+            failure_rate: breaker
+                .window_calls()
+                .map(|_| gauge!(FAILURE_RATE, labels.iter())),
+            slow_call_rate: breaker
+                .slow_call_rate_configured()
+                .then(|| gauge!(SLOW_CALL_RATE, labels.iter())),
         };
         handles.state.set(state_value(breaker.state()));
+        handles.set_rates(breaker);
         handles
     }
 
@@ -146,7 +199,10 @@ impl Listener for MetricsListener {
     fn state_change(&self, breaker: &CircuitBreaker, from: State, to: State) {
         // The state now, rather than `to`: of two racing reports the last
         // one then leaves the gauge at the state the breaker has.
-        self.with_handles(breaker, |h| h.state.set(state_value(breaker.state())));
+        self.with_handles(breaker, |h| {
+            h.state.set(state_value(breaker.state()));
+            h.set_rates(breaker);
+        });
         let mut labels = self.labels(breaker);
         labels.push(Label::new("from", from.to_string()));
         labels.push(Label::new("to", to.to_string()));
@@ -158,7 +214,10 @@ impl Listener for MetricsListener {
     }
 
     fn failure(&self, breaker: &CircuitBreaker) {
-        self.with_handles(breaker, |h| h.failures.increment(1));
+        self.with_handles(breaker, |h| {
+            h.failures.increment(1);
+            h.set_rates(breaker);
+        });
     }
 
     fn ignored(&self, breaker: &CircuitBreaker) {

@@ -4,7 +4,9 @@
 use crate::machine::backoff::OpenFor;
 use crate::machine::clock::duration_to_ms;
 use crate::machine::config_error::ConfigError;
-use crate::machine::state::{LimitSource, Limits, ProbeLimit, MAX_HALF_OPEN_COUNT};
+use crate::machine::state::{
+    LimitSource, Limits, ProbeLimit, ProbeRule, MAX_HALF_OPEN_COUNT, MAX_RATE_PROBES,
+};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -63,6 +65,8 @@ pub(crate) struct Settings {
     probe_lease_ms: AtomicU64,
     /// The open period's length when a backoff chooses it.
     pub(crate) open_for: OpenFor,
+    /// How half-open decides; fixed at build.
+    probe_rule: ProbeRule,
 }
 
 impl LimitSource for Settings {
@@ -104,6 +108,11 @@ impl LimitSource for Settings {
     fn open_for_ms(&self, episode: u32) -> Option<u64> {
         self.open_for.get(episode, || self.reset_timeout_ms())
     }
+
+    #[inline]
+    fn probe_rule(&self) -> ProbeRule {
+        self.probe_rule
+    }
 }
 
 /// The live limits of a breaker known to have no backoff: the open period
@@ -141,6 +150,11 @@ impl LimitSource for NoBackoff<'_> {
     fn probe_lease_ms(&self) -> u64 {
         self.0.probe_lease_ms()
     }
+
+    #[inline]
+    fn probe_rule(&self) -> ProbeRule {
+        self.0.probe_rule()
+    }
 }
 
 impl Settings {
@@ -162,7 +176,45 @@ impl Settings {
             reset_timeout_ms: AtomicU64::new(duration_to_ms(reset_timeout)),
             probe_lease_ms: AtomicU64::new(probe_lease_ms),
             open_for: OpenFor::new(false),
+            probe_rule: ProbeRule::Successes,
         })
+    }
+
+    /// Half-open decides by `rule`; the limits set so far must suit it.
+    pub(crate) fn with_probe_rule(mut self, rule: ProbeRule) -> Result<Settings, ConfigError> {
+        self.probe_rule = rule;
+        self.check_half_open_max_calls(self.half_open_max_calls())?;
+        self.check_success_threshold(self.success_threshold())?;
+        Ok(self)
+    }
+
+    /// `half_open_max_calls` checked, and under the failure-rate rule at
+    /// most [`MAX_RATE_PROBES`] (the probe tally's width).
+    pub(crate) fn check_half_open_max_calls(&self, value: u32) -> Result<u32, ConfigError> {
+        let max = match self.probe_rule {
+            ProbeRule::Successes => MAX_HALF_OPEN_COUNT,
+            ProbeRule::Rate { .. } => MAX_RATE_PROBES,
+        };
+        check_count("half_open_max_calls", value, max)
+    }
+
+    /// `success_threshold` checked; the failure-rate rule does not read it,
+    /// so it must stay at its default there rather than be silently unused.
+    pub(crate) fn check_success_threshold(&self, value: u32) -> Result<u32, ConfigError> {
+        let value = check_success_threshold(value)?;
+        match self.probe_rule {
+            ProbeRule::Rate { .. } if value != DEFAULT_SUCCESS_THRESHOLD => Err(ConfigError::Invalid {
+                field: "success_threshold",
+                expected:
+                    "left at 1 with HalfOpenRule::FailureRate, which decides by the probes' failure rate",
+            }),
+            _ => Ok(value),
+        }
+    }
+
+    /// Whether half-open decides by the probes' failure rate.
+    pub(crate) fn decides_probes_by_rate(&self) -> bool {
+        self.probe_rule != ProbeRule::Successes
     }
 
     /// Each open period's length is then published by the backoff.

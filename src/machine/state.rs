@@ -10,9 +10,19 @@
 //! |---------|------------|-----------------------------|-----------------------|--------------------------------------------|
 //! | 0..2    | state      | `00`                        | `01`                  | `10` (`11` is never written)               |
 //! | 2..22   | generation | episode tag                 | episode tag           | episode tag                                |
-//! | 22..54  | payload    | consecutive failures (u32)  | opened-at, ms (42 bits, 22..64) | probes in flight (22..38), successes (u16, 38..54) |
+//! | 22..54  | payload    | consecutive failures (u32)  | opened-at, ms (42 bits, 22..64) | probes in flight (22..38), probe tally (38..54) |
 //! | 54..59  | payload    | zero                        | (opened-at, cont.)    | next probe slot (0..=16; 31: `COUNTED`)    |
-//! | 59..64  | payload    | zero                        | (opened-at, cont.)    | slots taken (0..=16)                       |
+//! | 59..64  | payload    | zero                        | (opened-at, cont.)    | slots taken (0..=31)                       |
+//!
+//! The probe tally (bits 38..54) depends on the half-open rule, fixed when
+//! the breaker is built:
+//!
+//! | bits   | `HalfOpenRule::Successes` | `HalfOpenRule::FailureRate`              |
+//! |--------|---------------------------|------------------------------------------|
+//! | 38..43 | successes (u16, 38..54)   | probes recorded, success or failure (0..31) |
+//! | 43..48 | (successes, cont.)        | of them, failures (0..31)                |
+//! | 48..53 | (successes, cont.)        | of them, slow (0..31)                    |
+//! | 53     | (successes, cont.)        | zero                                     |
 //!
 //! * **generation** advances on every transition, when a probe lease is
 //!   reclaimed, and when the last probe in flight is recorded. A [`Ticket`]
@@ -26,6 +36,17 @@
 //!   would then stay open until forced).
 //! * **in flight** and **successes** never exceed `half_open_max_calls` and
 //!   `success_threshold`, both capped at 65,535 by the configuration.
+//! * Under the failure-rate rule a probe's permit is spent when it is
+//!   recorded (resilience4j's permits), so the probe count (slots taken, or
+//!   the count once `COUNTED`) is the permits spent: probes in flight plus
+//!   probes recorded, at most `half_open_max_calls` (capped at 31 by the
+//!   configuration). Probes in flight are then the bitmap's bits, or the
+//!   count less the recorded ones, which a counted word also keeps in its
+//!   slots-taken field (0 there under the successes rule). The record that
+//!   brings the recorded probes to `half_open_max_calls` decides, in its
+//!   CAS: re-open if the failure rate (or the slow-call rate) among them is
+//!   at or above its threshold, else close. A new episode (a reclaim, or the
+//!   last probe in flight recorded) keeps the tally and the permits spent.
 //! * **probe slots**: a half-open episode starts with in flight as a bitmap
 //!   of 16 slots, one per probe, each used once in the episode (the next
 //!   slot says which comes next), beside a count of the slots taken, so a
@@ -103,6 +124,73 @@ const TAKEN_MASK: u64 = 0b1_1111 << TAKEN_SHIFT;
 
 /// Largest value a half-open counter (probes in flight, successes) can hold.
 pub(crate) const MAX_HALF_OPEN_COUNT: u32 = u16::MAX as u32;
+
+/// Width of each count in the failure-rate rule's probe tally.
+const TALLY_BITS: u32 = 5;
+const TALLY_MAX: u32 = (1 << TALLY_BITS) - 1;
+/// Most probes the failure-rate rule decides over: its tally's counts, and
+/// the slots-taken field that holds the permits spent, have 5 bits.
+pub(crate) const MAX_RATE_PROBES: u32 = TALLY_MAX;
+
+/// How a half-open breaker decides, fixed when it is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProbeRule {
+    /// `success_threshold` probe successes close; a probe failure re-opens.
+    Successes,
+    /// Once `half_open_max_calls` probes are recorded: re-open if the
+    /// failure rate among them (or the slow-call rate, with slow calls
+    /// configured) is at or above its threshold, in basis points; else close.
+    Rate { failure_bp: u32, slow_bp: Option<u32> },
+}
+
+impl ProbeRule {
+    /// Whether `t`, the recorded probes, re-opens the breaker.
+    fn reopens(self, t: ProbeTally) -> bool {
+        let at_least =
+            |count: u32, bp: u32| u64::from(count) * 10_000 >= u64::from(bp) * u64::from(t.recorded);
+        match self {
+            ProbeRule::Successes => t.failures > 0,
+            ProbeRule::Rate { failure_bp, slow_bp } => {
+                at_least(t.failures, failure_bp) || slow_bp.is_some_and(|bp| at_least(t.slow, bp))
+            }
+        }
+    }
+}
+
+/// The failure-rate rule's probe tally (bits 38..54 of a half-open word).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct ProbeTally {
+    /// Probes recorded as a success or a failure.
+    pub(crate) recorded: u32,
+    /// Of them, failures.
+    pub(crate) failures: u32,
+    /// Of them, slow calls.
+    pub(crate) slow: u32,
+}
+
+impl ProbeTally {
+    fn from_field(field: u32) -> ProbeTally {
+        ProbeTally {
+            recorded: field & TALLY_MAX,
+            failures: field >> TALLY_BITS & TALLY_MAX,
+            slow: field >> (2 * TALLY_BITS) & TALLY_MAX,
+        }
+    }
+
+    fn to_field(self) -> u64 {
+        let count = |n: u32| u64::from(n.min(TALLY_MAX));
+        count(self.recorded) | count(self.failures) << TALLY_BITS | count(self.slow) << (2 * TALLY_BITS)
+    }
+
+    /// With one more probe recorded.
+    fn with(self, failed: bool, slow: bool) -> ProbeTally {
+        ProbeTally {
+            recorded: self.recorded + 1,
+            failures: self.failures + u32::from(failed),
+            slow: self.slow + u32::from(slow),
+        }
+    }
+}
 
 /// The three states of a circuit breaker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -194,10 +282,36 @@ impl Snapshot {
 
     pub(crate) fn in_flight(self) -> u32 {
         if self.0 & STATE_MASK == HALF_OPEN {
-            self.probes()
+            self.probes_in_flight()
         } else {
             0
         }
+    }
+
+    /// Probes in flight, for a snapshot known to be half-open: the slots
+    /// taken, or the count less the permits a recorded probe spent (none
+    /// under the successes rule).
+    fn probes_in_flight(self) -> u32 {
+        if self.is_counted() {
+            self.in_flight_field().saturating_sub(self.taken_field())
+        } else {
+            self.in_flight_field().count_ones()
+        }
+    }
+
+    /// Permits spent by recorded probes (failure-rate rule; 0 under the
+    /// successes rule), for a snapshot known to be half-open.
+    fn permits_spent(self) -> u32 {
+        self.probes().saturating_sub(self.probes_in_flight())
+    }
+
+    fn taken_field(self) -> u32 {
+        ((self.0 & TAKEN_MASK) >> TAKEN_SHIFT) as u32
+    }
+
+    /// The failure-rate rule's tally, for a snapshot known to be half-open.
+    pub(crate) fn tally(self) -> ProbeTally {
+        ProbeTally::from_field(self.successes())
     }
 
     /// Whether the probes in flight have reached `limit`, for a snapshot
@@ -208,7 +322,8 @@ impl Snapshot {
         self.0 >= limit.0 || (self.is_counted() && self.in_flight_field() >= limit.count())
     }
 
-    /// Probes in flight, for a snapshot known to be half-open.
+    /// Probes in flight (under the failure-rate rule: permits spent), for a
+    /// snapshot known to be half-open.
     #[inline]
     fn probes(self) -> u32 {
         if self.is_counted() {
@@ -235,7 +350,7 @@ impl Snapshot {
     /// is taken, or (once slots are no longer told apart) any probe is.
     fn holds_probe(self, slot: u32) -> bool {
         if self.is_counted() {
-            self.in_flight_field() > 0
+            self.in_flight_field() > self.taken_field()
         } else {
             self.in_flight_field() & (1 << slot) != 0
         }
@@ -276,7 +391,7 @@ impl Snapshot {
             (
                 (self.in_flight_field() + 1).min(MAX_HALF_OPEN_COUNT),
                 COUNTED,
-                0,
+                self.taken_field(),
                 0,
             )
         } else if next < PROBE_SLOTS {
@@ -287,8 +402,9 @@ impl Snapshot {
                 next,
             )
         } else {
-            // Every slot was used once this episode: count from here on.
-            (self.probes() + 1, COUNTED, 0, 0)
+            // Every slot was used once this episode: count from here on,
+            // keeping the permits recorded probes spent where slots were.
+            (self.probes() + 1, COUNTED, self.permits_spent(), 0)
         };
         (self.with_probe_fields(field, next, taken), slot)
     }
@@ -308,6 +424,75 @@ impl Snapshot {
             self.with_probe_fields(self.in_flight_field() & !(1 << slot), self.next_slot(), in_flight)
         };
         Snapshot((released.0 & !SUCCESSES_MASK) | successes << SUCCESSES_SHIFT)
+    }
+
+    /// A new episode that reclaims every probe in flight (their tickets go
+    /// stale): the tally stays, and so do the permits recorded probes spent.
+    fn with_episode_restarted(self) -> Snapshot {
+        let spent = self.permits_spent();
+        Snapshot::new(HALF_OPEN, self.next_generation(), self.0 & SUCCESSES_MASK)
+            .with_probe_fields(0, 0, spent)
+    }
+
+    /// Under the failure-rate rule, the probe in `slot` leaves with the tally
+    /// now `tally`: recorded (`spent`), its permit stays spent; ignored, it
+    /// comes back. When none stays in flight the episode ends, as under the
+    /// successes rule, keeping the tally and the permits spent.
+    fn with_rate_probe_left(self, slot: u32, spent: bool, tally: ProbeTally) -> Snapshot {
+        let in_flight = self.probes_in_flight().saturating_sub(1);
+        let permits = self.probes().saturating_sub(u32::from(!spent));
+        let tally = tally.to_field() << SUCCESSES_SHIFT;
+        if in_flight == 0 {
+            return Snapshot::new(HALF_OPEN, self.next_generation(), tally).with_probe_fields(0, 0, permits);
+        }
+        let released = if self.is_counted() {
+            self.with_probe_fields(permits, COUNTED, permits - in_flight)
+        } else {
+            self.with_probe_fields(self.in_flight_field() & !(1 << slot), self.next_slot(), permits)
+        };
+        Snapshot((released.0 & !SUCCESSES_MASK) | tally)
+    }
+
+    /// A live probe in `slot` recorded under the failure-rate rule: counted
+    /// (and deciding if it is the last permitted), or given back if ignored.
+    /// Out of line, so the consecutive rule's record keeps its size.
+    #[inline(never)]
+    fn with_rate_probe_recorded(
+        self,
+        slot: u32,
+        outcome: Outcome,
+        slow: bool,
+        limits: &impl LimitSource,
+        now: &mut impl Now,
+    ) -> Snapshot {
+        if outcome == Outcome::Ignored {
+            return self.with_rate_probe_left(slot, false, self.tally());
+        }
+        let tally = self.tally().with(outcome == Outcome::Failure, slow);
+        let next = self.with_rate_probe_left(slot, true, tally);
+        match next.probes_decide(limits) {
+            Some(reopen) => self.with_probes_decided(reopen, now),
+            None => next,
+        }
+    }
+
+    /// Whether the probes recorded so far decide a half-open snapshot under
+    /// `limits`: `Some(true)` re-opens, `Some(false)` closes.
+    fn probes_decide(self, limits: &impl LimitSource) -> Option<bool> {
+        match limits.probe_rule() {
+            ProbeRule::Successes => (self.successes() >= limits.success_threshold()).then_some(false),
+            rule @ ProbeRule::Rate { .. } => {
+                let t = self.tally();
+                (t.recorded >= limits.half_open_max_calls()).then(|| rule.reopens(t))
+            }
+        }
+    }
+
+    fn with_probes_decided(self, reopen: bool, now: &mut impl Now) -> Snapshot {
+        match reopen {
+            true => self.with_open(now.now_ms()),
+            false => self.with_closed(),
+        }
     }
 
     fn with_probe_fields(self, field: u32, next: u32, taken: u32) -> Snapshot {
@@ -463,12 +648,16 @@ impl fmt::Debug for Ticket {
 
 /// `half_open_max_calls` in a form a half-open word compares against
 /// directly: the limit in the low 16 bits, and at the taken count's place
-/// the limit again, capped at 31 (a taken count never exceeds 16).
+/// the limit again, capped at 31 (a taken count never exceeds 16, or under
+/// the failure-rate rule 31).
 ///
 /// A word that tells slots apart is at least this value exactly when its
 /// taken count has reached the limit: with the taken counts equal, the
 /// word's in-flight bitmap (bit 22 up, one bit per probe taken) outweighs
-/// the low 16 bits. A counted word's taken count is 0, below any limit's.
+/// the low 16 bits. A counted word's taken field is 0 under the successes
+/// rule; under the failure-rate rule it holds the recorded probes, which
+/// are below the limit until they decide (and reaching it, the count has
+/// too).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ProbeLimit(u64);
 
@@ -514,6 +703,12 @@ pub(crate) trait LimitSource {
     }
     fn reset_timeout_ms(&self) -> u64;
     fn probe_lease_ms(&self) -> u64;
+    /// How half-open decides (fixed at build; a fleet's limits always use
+    /// the successes rule).
+    #[inline]
+    fn probe_rule(&self) -> ProbeRule {
+        ProbeRule::Successes
+    }
     /// How long the open period of `episode` lasts; `None` while a backoff
     /// has not yet published it (the breaker keeps rejecting meanwhile).
     #[inline]
@@ -826,7 +1021,7 @@ impl StateCell {
                 Ask::Probe => s.with_probe_admitted(),
                 // Every probe in flight outlived its lease: reclaim them all
                 // (a new episode, so their tickets go stale) and admit this call.
-                Ask::Reclaim => s.with_half_open(s.successes()).with_probe_admitted(),
+                Ask::Reclaim => s.with_episode_restarted().with_probe_admitted(),
             };
             self.note_probe_admission(now.now_ms(), limits);
             let admitted = Acquire::Admitted {
@@ -845,35 +1040,21 @@ impl StateCell {
         limits: &impl LimitSource,
         now: &mut impl Now,
     ) -> Recorded {
-        self.fetch_update_action(|s| {
-            if ticket.is_stale(s) {
-                return (Recorded::Stale, None);
-            }
-            let next = match (s.state(), outcome) {
-                (State::Closed, Outcome::Success) if s.failures() == 0 => return (Recorded::Counted, None),
-                (State::Closed, Outcome::Success) => s.with_failures(0),
-                (State::Closed, Outcome::Failure) => {
-                    let failures = s.failures().saturating_add(1);
-                    if failures >= limits.fail_max() {
-                        s.with_open(now.now_ms())
-                    } else {
-                        s.with_failures(failures)
-                    }
-                }
-                (State::Closed, Outcome::Ignored) => return (Recorded::Counted, None),
-                (_, Outcome::Failure) => s.with_open(now.now_ms()),
-                (_, Outcome::Success) => {
-                    let successes = s.successes() + 1;
-                    if successes >= limits.success_threshold() {
-                        s.with_closed()
-                    } else {
-                        s.with_probe_released(ticket.slot(), successes)
-                    }
-                }
-                (_, Outcome::Ignored) => s.with_probe_released(ticket.slot(), s.successes()),
-            };
-            (recorded(s, next), Some(next))
-        })
+        // `false` inside the closure, not captured: the consecutive rule's
+        // record then builds the same closure as before slow probes existed.
+        self.fetch_update_action(|s| recorded_next(s, ticket, outcome, false, limits, now))
+    }
+
+    /// Records a probe that was slow (the failure-rate rule counts it toward
+    /// the slow-call rate; otherwise as [`StateCell::record`]).
+    pub(crate) fn record_slow(
+        &self,
+        ticket: Ticket,
+        outcome: Outcome,
+        limits: &impl LimitSource,
+        now: &mut impl Now,
+    ) -> Recorded {
+        self.fetch_update_action(|s| recorded_next(s, ticket, outcome, true, limits, now))
     }
 
     /// Moves to `target` whatever the current state; a no-op if already there
@@ -894,7 +1075,8 @@ impl StateCell {
 
     /// Applies limits that changed under the current counts: trips a closed
     /// breaker already at `fail_max`, closes a half-open one already at
-    /// `success_threshold`.
+    /// `success_threshold` (or, under the failure-rate rule, decides one
+    /// that has recorded `half_open_max_calls` probes).
     ///
     /// Always writes (an unchanged word is written back), so that this read-
     /// modify-write is ordered against every concurrent record: either it sees
@@ -904,7 +1086,10 @@ impl StateCell {
         self.fetch_update_action(|s| {
             let next = match s.state() {
                 State::Closed if s.failures() >= limits.fail_max() => s.with_open(now.now_ms()),
-                State::HalfOpen if s.successes() >= limits.success_threshold() => s.with_closed(),
+                State::HalfOpen => match s.probes_decide(limits) {
+                    Some(reopen) => s.with_probes_decided(reopen, now),
+                    None => s,
+                },
                 _ => s,
             };
             (s.transition_to(next), Some(next))
@@ -917,7 +1102,7 @@ impl StateCell {
         let s = self.load();
         match s.state() {
             State::Closed => s.failures() >= limits.fail_max(),
-            State::HalfOpen => s.successes() >= limits.success_threshold(),
+            State::HalfOpen => s.probes_decide(limits).is_some(),
             State::Open => false,
         }
     }
@@ -1032,6 +1217,50 @@ fn by_deadline(now: &mut impl Now, deadline_ms: u64, passed: Ask, state: State) 
         None => passed,
         Some(left_ms) => Ask::Reject(state, left_ms),
     }
+}
+
+/// What recording `outcome` for `ticket` against `s` does (one attempt of
+/// the CAS loop).
+#[inline(always)]
+fn recorded_next(
+    s: Snapshot,
+    ticket: Ticket,
+    outcome: Outcome,
+    slow: bool,
+    limits: &impl LimitSource,
+    now: &mut impl Now,
+) -> (Recorded, Option<Snapshot>) {
+    if ticket.is_stale(s) {
+        return (Recorded::Stale, None);
+    }
+    let next = match (s.state(), outcome) {
+        (State::Closed, Outcome::Success) if s.failures() == 0 => return (Recorded::Counted, None),
+        (State::Closed, Outcome::Success) => s.with_failures(0),
+        (State::Closed, Outcome::Failure) => {
+            let failures = s.failures().saturating_add(1);
+            if failures >= limits.fail_max() {
+                s.with_open(now.now_ms())
+            } else {
+                s.with_failures(failures)
+            }
+        }
+        (State::Closed, Outcome::Ignored) => return (Recorded::Counted, None),
+        // Half-open (a live probe ticket).
+        (_, _) if limits.probe_rule() != ProbeRule::Successes => {
+            s.with_rate_probe_recorded(ticket.slot(), outcome, slow, limits, now)
+        }
+        (_, Outcome::Failure) => s.with_open(now.now_ms()),
+        (_, Outcome::Success) => {
+            let successes = s.successes() + 1;
+            if successes >= limits.success_threshold() {
+                s.with_closed()
+            } else {
+                s.with_probe_released(ticket.slot(), successes)
+            }
+        }
+        (_, Outcome::Ignored) => s.with_probe_released(ticket.slot(), s.successes()),
+    };
+    (recorded(s, next), Some(next))
 }
 
 fn recorded(before: Snapshot, after: Snapshot) -> Recorded {

@@ -128,7 +128,7 @@ impl Default for WindowConfig {
 }
 
 /// A percentage in (0, 100] as basis points.
-fn check_percent(field: &'static str, value: f32) -> Result<u32, ConfigError> {
+pub(crate) fn check_percent(field: &'static str, value: f32) -> Result<u32, ConfigError> {
     if value > 0.0 && value <= 100.0 {
         Ok(((value * 100.0).round() as u32).max(1))
     } else {

@@ -64,3 +64,28 @@ pub(crate) fn seconds(name: &str, value: &Bound<'_, PyAny>, positive: bool) -> P
 pub(crate) fn to_seconds(d: Duration) -> f64 {
     d.as_secs_f64()
 }
+
+/// How half-open decides: `"successes"` or `"failure_rate"`.
+pub(crate) fn half_open_rule(value: &Bound<'_, PyAny>) -> PyResult<breakerbox::HalfOpenRule> {
+    let Ok(text) = value.extract::<String>() else {
+        return Err(PyTypeError::new_err(format!(
+            "half_open_rule must be a str, not {}",
+            type_name(value)
+        )));
+    };
+    match text.as_str() {
+        "successes" => Ok(breakerbox::HalfOpenRule::Successes),
+        "failure_rate" => Ok(breakerbox::HalfOpenRule::FailureRate),
+        _ => Err(PyValueError::new_err(format!(
+            "half_open_rule must be 'successes' or 'failure_rate', got {text:?}"
+        ))),
+    }
+}
+
+/// The name `half_open_rule` takes for `rule`.
+pub(crate) fn half_open_rule_name(rule: breakerbox::HalfOpenRule) -> &'static str {
+    match rule {
+        breakerbox::HalfOpenRule::Successes => "successes",
+        breakerbox::HalfOpenRule::FailureRate => "failure_rate",
+    }
+}

@@ -528,7 +528,7 @@ impl BreakerBase {
     #[pyo3(signature = (*, name, fail_max, reset_timeout, success_threshold, half_open_max_calls,
         probe_lease, exclude, ignore, listeners, throw_new_error_on_trip, clock, initial_state,
         redis_url=None, redis_namespace=None, redis_policy="local", redis_command_timeout=None,
-        redis_refresh_interval=None, nodus=false))]
+        redis_refresh_interval=None, nodus=false, half_open_rule=None))]
     #[allow(clippy::too_many_arguments)]
     fn _init(
         slf: &Bound<'_, Self>,
@@ -550,6 +550,7 @@ impl BreakerBase {
         redis_command_timeout: Option<&Bound<'_, PyAny>>,
         redis_refresh_interval: Option<&Bound<'_, PyAny>>,
         nodus: bool,
+        half_open_rule: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
@@ -624,6 +625,10 @@ impl BreakerBase {
                 None
             } else {
                 Some(args::seconds("probe_lease", probe_lease, true)?)
+            },
+            half_open_rule: match half_open_rule {
+                Some(rule) if !rule.is_none() => args::half_open_rule(rule)?,
+                _ => breakerbox::HalfOpenRule::Successes,
             },
             clock,
             shared,
@@ -827,6 +832,12 @@ impl BreakerBase {
         Self::set_count(slf, "success_threshold", value, MAX_COUNT, |b, v| {
             b.set_success_threshold(v).map(|_| ())
         })
+    }
+
+    /// How half-open decides: `"successes"` or `"failure_rate"`.
+    #[getter]
+    fn half_open_rule(&self) -> PyResult<&'static str> {
+        Ok(args::half_open_rule_name(self.core()?.breaker.half_open_rule()))
     }
 
     #[getter]

@@ -92,6 +92,7 @@ pub(crate) struct Config {
     pub(crate) success_threshold: u32,
     pub(crate) half_open_max_calls: u32,
     pub(crate) probe_lease: Option<Duration>,
+    pub(crate) half_open_rule: breakerbox::HalfOpenRule,
     pub(crate) clock: Option<ManualClock>,
     pub(crate) shared: Option<Shared>,
 }
@@ -117,6 +118,7 @@ impl Core {
             .reset_timeout(config.reset_timeout)
             .success_threshold(config.success_threshold)
             .half_open_max_calls(config.half_open_max_calls)
+            .half_open_rule(config.half_open_rule)
             .listener(Bridge);
         if let Some(lease) = config.probe_lease {
             b = b.probe_lease(lease);

@@ -1,14 +1,15 @@
 //! The breaker's specification as a sequential reference model, written
-//! from the README's rules (States, Episodes, Outcomes, Double records), not
-//! from the implementation, and a driver that runs one sequence of operations
-//! against both and reports the first disagreement.
+//! from the README's rules (States, Episodes, Outcomes, Double records, and
+//! the rate windows' and half-open rule's tables), not from the
+//! implementation, and a driver that runs one sequence of operations against
+//! both and reports the first disagreement.
 //!
 //! Shared by `tests/model.rs` (proptest) and the fuzz target
 //! `fuzz/fuzz_targets/model.rs` (cargo-fuzz).
 
 use breakerbox::clock::ManualClock;
-use breakerbox::{CircuitBreaker, Outcome, Recorded, State, Ticket, Transition};
-use std::collections::BTreeSet;
+use breakerbox::{CircuitBreaker, HalfOpenRule, Outcome, Recorded, State, Ticket, Transition};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// How many probes of one half-open episode are told apart: a probe
@@ -24,6 +25,8 @@ pub enum Op {
     /// Record the ticket at this index (modulo those kept) with this outcome;
     /// a ticket may be recorded any number of times.
     Record(usize, Outcome),
+    /// The same, with the call's duration in milliseconds (`record_timed`).
+    RecordTimed(usize, Outcome, u64),
     /// `open()`, `half_open()` or `close()`.
     Force(State),
     /// `set_fail_max`.
@@ -48,6 +51,137 @@ pub struct Config {
     pub half_open_max_calls: u32,
     pub reset_ms: u64,
     pub lease_ms: u64,
+    /// A rate window for the closed state; `None`: the consecutive rule.
+    pub window: Option<WindowSpec>,
+    /// Half-open decided by the failure rate over the probes (then
+    /// `success_threshold` must be 1 and `half_open_max_calls` at most 31).
+    pub rate_probes: bool,
+    /// The failure-rate threshold in whole percent (window and rate probes).
+    pub failure_pct: u32,
+}
+
+/// A rate window (README, "Rate windows").
+#[derive(Debug, Clone, Copy)]
+pub struct WindowSpec {
+    pub kind: WindowKind,
+    /// Buckets asked for (1 to 16).
+    pub buckets: u32,
+    pub minimum_calls: u32,
+    /// Slow calls: longer than this many milliseconds.
+    pub slow_ms: Option<u64>,
+    /// The slow-call rate threshold in whole percent.
+    pub slow_pct: u32,
+}
+
+/// What a window spans.
+#[derive(Debug, Clone, Copy)]
+pub enum WindowKind {
+    /// The last this many calls.
+    Count(u32),
+    /// The calls of the last this many milliseconds.
+    Time(u64),
+}
+
+/// A window's calls per epoch, as the README's table describes them: a count
+/// window's epoch advances when a failure or slow call finds its bucket full;
+/// a time window's is the time divided by the bucket width; every transition
+/// empties it.
+struct WindowModel {
+    spec: WindowSpec,
+    buckets: u64,
+    /// `Some(calls per bucket)` for a count window.
+    per_bucket: Option<u64>,
+    width_ms: u64,
+    minimum: u64,
+    base: u64,
+    /// (calls, failures, slow) per epoch.
+    counts: BTreeMap<u64, (u64, u64, u64)>,
+}
+
+impl WindowModel {
+    fn new(spec: WindowSpec) -> WindowModel {
+        let (buckets, per_bucket, width_ms, minimum) = match spec.kind {
+            WindowKind::Count(size) => {
+                let buckets = spec.buckets.min(size);
+                (
+                    buckets,
+                    Some(u64::from(size.div_ceil(buckets))),
+                    0,
+                    spec.minimum_calls.min(size),
+                )
+            }
+            WindowKind::Time(ms) => {
+                let buckets = u64::from(spec.buckets).min(ms) as u32;
+                (buckets, None, ms / u64::from(buckets), spec.minimum_calls)
+            }
+        };
+        WindowModel {
+            spec,
+            buckets: u64::from(buckets),
+            per_bucket,
+            width_ms,
+            minimum: u64::from(minimum),
+            base: 0,
+            counts: BTreeMap::new(),
+        }
+    }
+
+    fn epoch(&self, now: u64) -> u64 {
+        match self.per_bucket {
+            Some(_) => self.base,
+            None => self.base + now / self.width_ms,
+        }
+    }
+
+    /// (calls, failures, slow, calls in the current bucket) at `epoch`.
+    fn tally(&self, epoch: u64) -> (u64, u64, u64, u64) {
+        let first = (epoch + 1).saturating_sub(self.buckets);
+        let mut t = (0, 0, 0, 0);
+        for (&e, &(calls, failures, slow)) in self.counts.range(first..=epoch) {
+            t.0 += calls;
+            t.1 += failures;
+            t.2 += slow;
+            if e == epoch {
+                t.3 += calls;
+            }
+        }
+        t
+    }
+
+    fn reset(&mut self) {
+        self.counts.clear();
+        self.base += self.buckets;
+    }
+
+    /// Counts a call; whether the window now trips.
+    fn add(&mut self, now: u64, failed: bool, slow: bool, failure_pct: u32) -> bool {
+        let epoch = self.epoch(now);
+        let c = self.counts.entry(epoch).or_default();
+        c.0 += 1;
+        c.1 += u64::from(failed);
+        c.2 += u64::from(slow);
+        if !(failed || slow) {
+            return false;
+        }
+        let (calls, failures, slow_calls, current) = self.tally(epoch);
+        let at_least = |count: u64, pct: u32| count * 100 >= u64::from(pct) * calls;
+        let trips = calls >= self.minimum
+            && calls > 0
+            && (at_least(failures, failure_pct)
+                || (self.spec.slow_ms.is_some() && at_least(slow_calls, self.spec.slow_pct)));
+        if self.per_bucket.is_some_and(|per| current >= per) {
+            self.base = epoch + 1;
+        }
+        trips
+    }
+}
+
+/// The failure-rate rule's probes of one half-open period.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct ProbeTally {
+    recorded: u32,
+    failures: u32,
+    slow: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -79,6 +213,9 @@ struct Model {
     latest_admission: u64,
     now: u64,
     limits: Config,
+    window: Option<WindowModel>,
+    /// The failure-rate rule's probes (reset on entering half-open).
+    tally: ProbeTally,
 }
 
 impl Model {
@@ -95,8 +232,29 @@ impl Model {
         match self.phase {
             Phase::Closed { failures } => (failures, 0, 0),
             Phase::Open { .. } => (0, 0, 0),
+            Phase::HalfOpen { .. } if self.limits.rate_probes => (
+                0,
+                self.tally.recorded - self.tally.failures,
+                self.in_flight.len() as u32,
+            ),
             Phase::HalfOpen { successes } => (0, successes, self.in_flight.len() as u32),
         }
+    }
+
+    /// Probes that hold a permit: in flight, and under the failure-rate rule
+    /// recorded ones too.
+    fn permits_taken(&self) -> u32 {
+        let recorded = if self.limits.rate_probes {
+            self.tally.recorded
+        } else {
+            0
+        };
+        self.in_flight.len() as u32 + recorded
+    }
+
+    fn is_slow(&self, elapsed: Option<u64>) -> bool {
+        let limit = self.window.as_ref().and_then(|w| w.spec.slow_ms);
+        matches!((limit, elapsed), (Some(limit), Some(e)) if e > limit)
     }
 
     fn new_episode(&mut self) {
@@ -110,7 +268,35 @@ impl Model {
         self.phase = next;
         self.new_episode();
         let to = self.state();
+        if from != to {
+            if let Some(w) = &mut self.window {
+                w.reset();
+            }
+            if to == State::HalfOpen {
+                self.tally = ProbeTally::default();
+            }
+        }
         (from != to).then_some(Transition { from, to })
+    }
+
+    /// The failure-rate rule's decision once the recorded probes reach the
+    /// limit: re-open at or above a threshold, else close.
+    fn decide_probes(&mut self) -> Option<Option<Transition>> {
+        let t = self.tally;
+        if !self.limits.rate_probes || t.recorded < self.limits.half_open_max_calls {
+            return None;
+        }
+        let at_least = |count: u32, pct: u32| count * 100 >= pct * t.recorded;
+        let slow_pct = self
+            .window
+            .as_ref()
+            .and_then(|w| w.spec.slow_ms.map(|_| w.spec.slow_pct));
+        let reopen =
+            at_least(t.failures, self.limits.failure_pct) || slow_pct.is_some_and(|p| at_least(t.slow, p));
+        Some(match reopen {
+            true => self.go(Phase::Open { opened_at: self.now }),
+            false => self.go(Phase::Closed { failures: 0 }),
+        })
     }
 
     fn admit_probe(&mut self) -> Issued {
@@ -138,7 +324,7 @@ impl Model {
                 Ok(self.admit_probe())
             }
             Phase::Open { .. } => Err(State::Open),
-            Phase::HalfOpen { .. } if (self.in_flight.len() as u32) < self.limits.half_open_max_calls => {
+            Phase::HalfOpen { .. } if self.permits_taken() < self.limits.half_open_max_calls => {
                 Ok(self.admit_probe())
             }
             Phase::HalfOpen { .. }
@@ -169,11 +355,38 @@ impl Model {
         }
     }
 
-    fn record(&mut self, ticket: Issued, outcome: Outcome) -> Recorded {
+    fn record(&mut self, ticket: Issued, outcome: Outcome, elapsed: Option<u64>) -> Recorded {
         if ticket.episode != self.episode {
             return Recorded::Stale;
         }
+        let slow = self.is_slow(elapsed);
         let transition = match (self.phase, ticket.probe, outcome) {
+            // A window decides closed-state calls; `fail_max` is unused.
+            (Phase::Closed { .. }, None, Outcome::Ignored) if self.window.is_some() => None,
+            (Phase::Closed { .. }, None, _) if self.window.is_some() => {
+                let (now, pct) = (self.now, self.limits.failure_pct);
+                let w = self.window.as_mut().expect("a window");
+                match w.add(now, outcome == Outcome::Failure, slow, pct) {
+                    true => self.go(Phase::Open { opened_at: self.now }),
+                    false => None,
+                }
+            }
+            (Phase::HalfOpen { .. }, Some(id), _)
+                if self.limits.rate_probes && self.in_flight.contains(&id) =>
+            {
+                if outcome != Outcome::Ignored {
+                    self.tally.recorded += 1;
+                    self.tally.failures += u32::from(outcome == Outcome::Failure);
+                    self.tally.slow += u32::from(slow);
+                }
+                match self.decide_probes() {
+                    Some(transition) => transition,
+                    None => {
+                        self.leave(id, 0);
+                        None
+                    }
+                }
+            }
             (Phase::Closed { .. }, None, Outcome::Success) => {
                 self.phase = Phase::Closed { failures: 0 };
                 None
@@ -230,11 +443,23 @@ impl Model {
         }
     }
 
-    fn set_success_threshold(&mut self, value: u32) -> Option<Transition> {
+    /// `None`: refused (the failure-rate rule keeps it at 1).
+    fn set_success_threshold(&mut self, value: u32) -> Option<Option<Transition>> {
+        if self.limits.rate_probes {
+            return (value == 1).then_some(None);
+        }
         self.limits.success_threshold = value;
-        match self.phase {
+        Some(match self.phase {
             Phase::HalfOpen { successes } if successes >= value => self.go(Phase::Closed { failures: 0 }),
             _ => None,
+        })
+    }
+
+    /// Under the failure-rate rule, enough probes recorded decide at once.
+    fn set_half_open_max_calls(&mut self, value: u32) {
+        self.limits.half_open_max_calls = value;
+        if self.state() == State::HalfOpen {
+            let _ = self.decide_probes();
         }
     }
 }
@@ -243,15 +468,30 @@ impl Model {
 /// `Err` describes the first step where they disagree.
 pub fn check(config: Config, ops: impl IntoIterator<Item = Op>) -> Result<(), String> {
     let clock = ManualClock::new();
-    let breaker = CircuitBreaker::builder()
+    let mut builder = CircuitBreaker::builder()
         .fail_max(config.fail_max)
         .success_threshold(config.success_threshold)
         .half_open_max_calls(config.half_open_max_calls)
         .reset_timeout(Duration::from_millis(config.reset_ms))
         .probe_lease(Duration::from_millis(config.lease_ms))
-        .clock(clock.clone())
-        .build()
-        .map_err(|e| format!("config {config:?}: {e}"))?;
+        .failure_rate_threshold(config.failure_pct as f32)
+        .clock(clock.clone());
+    if let Some(w) = config.window {
+        builder = match w.kind {
+            WindowKind::Count(size) => builder.count_window(size),
+            WindowKind::Time(ms) => builder.time_window(Duration::from_millis(ms)),
+        }
+        .window_buckets(w.buckets)
+        .minimum_calls(w.minimum_calls)
+        .slow_call_rate_threshold(w.slow_pct as f32);
+        if let Some(ms) = w.slow_ms {
+            builder = builder.slow_call_duration(Duration::from_millis(ms));
+        }
+    }
+    if config.rate_probes {
+        builder = builder.half_open_rule(HalfOpenRule::FailureRate);
+    }
+    let breaker = builder.build().map_err(|e| format!("config {config:?}: {e}"))?;
     let mut model = Model {
         phase: Phase::Closed { failures: 0 },
         episode: 0,
@@ -261,6 +501,8 @@ pub fn check(config: Config, ops: impl IntoIterator<Item = Op>) -> Result<(), St
         latest_admission: 0,
         now: 0,
         limits: config,
+        window: config.window.map(WindowModel::new),
+        tally: ProbeTally::default(),
     };
     let mut tickets: Vec<(Ticket, Issued)> = Vec::new();
 
@@ -301,10 +543,24 @@ pub fn check(config: Config, ops: impl IntoIterator<Item = Op>) -> Result<(), St
                     step,
                     op,
                     breaker.record(real, outcome),
-                    Ok(model.record(expected, outcome))
+                    Ok(model.record(expected, outcome, None))
                 );
             }
-            Op::Record(..) => {}
+            Op::RecordTimed(index, outcome, ms) if !tickets.is_empty() => {
+                let index = index % tickets.len();
+                let (real, expected) = tickets[index];
+                if model.unspecified(&expected) {
+                    continue;
+                }
+                tickets[index].1.recorded = true;
+                agree!(
+                    step,
+                    op,
+                    breaker.record_timed(real, outcome, Duration::from_millis(ms)),
+                    Ok(model.record(expected, outcome, Some(ms)))
+                );
+            }
+            Op::Record(..) | Op::RecordTimed(..) => {}
             Op::Force(target) => {
                 let real = match target {
                     State::Closed => breaker.close(),
@@ -323,11 +579,11 @@ pub fn check(config: Config, ops: impl IntoIterator<Item = Op>) -> Result<(), St
                 step,
                 op,
                 breaker.set_success_threshold(v).ok(),
-                Some(model.set_success_threshold(v))
+                model.set_success_threshold(v)
             ),
             Op::SetHalfOpenMaxCalls(v) => {
                 agree!(step, op, breaker.set_half_open_max_calls(v).is_ok(), true);
-                model.limits.half_open_max_calls = v;
+                model.set_half_open_max_calls(v);
             }
             Op::SetResetTimeout(ms) => {
                 breaker.set_reset_timeout(Duration::from_millis(ms)).unwrap();
@@ -348,6 +604,10 @@ pub fn check(config: Config, ops: impl IntoIterator<Item = Op>) -> Result<(), St
             }
         }
         agree!(step, op, breaker.state(), model.state());
+        if let Some(w) = &model.window {
+            let (calls, ..) = w.tally(w.epoch(model.now));
+            agree!(step, "window calls", breaker.window_calls(), Some(calls));
+        }
         agree!(
             step,
             "(failures, successes, in flight)",

@@ -12,7 +12,7 @@ import functools
 import inspect
 import os
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Sequence, TypeVar, overload
 
 from ._breakerbox import (
     BreakerBase as _BreakerBase,
@@ -323,6 +323,9 @@ class CircuitBreaker(_BreakerBase):
     Beyond pybreaker: ``ignore=`` (exceptions that count as neither success
     nor failure), ``half_open_max_calls``, ``probe_lease`` (seconds before a
     lost probe's slot is reclaimed), ``clock=`` (a ``ManualClock`` for tests),
+    ``half_open_rule="failure_rate"`` (half-open decided as resilience4j
+    does: ``half_open_max_calls`` probes in all, at most 31, re-opening when
+    half or more of them failed; ``success_threshold`` must stay 1),
     and asyncio: ``await cb.call_async(f)``, ``@cb`` on ``async def`` and
     ``async with cb.calling()``.
     """
@@ -342,6 +345,7 @@ class CircuitBreaker(_BreakerBase):
         half_open_max_calls: int = 1,
         probe_lease: float | None = None,
         clock: ManualClock | None = None,
+        half_open_rule: Literal["successes", "failure_rate"] = "successes",
     ) -> None:
         redis: dict[str, Any] = {}
         if state_storage is None:
@@ -375,6 +379,7 @@ class CircuitBreaker(_BreakerBase):
             throw_new_error_on_trip=throw_new_error_on_trip,
             clock=clock,
             initial_state=initial,
+            half_open_rule=half_open_rule,
             **redis,
         )
         self._state_storage = state_storage or CircuitMemoryStorage(initial)
