@@ -96,12 +96,14 @@ mod client;
 #[cfg(feature = "redis-cluster")]
 mod cluster;
 mod fleet;
+mod offload;
 mod protocol;
 mod store;
 pub mod transport;
 mod watcher;
 
 pub(crate) use fleet::{Fleet, Mirror, DEGRADED_TAG};
+pub(crate) use offload::Pending;
 pub use transport::{Script, Subscriber, Transport};
 
 use std::fmt;

@@ -46,11 +46,28 @@ impl Store {
     /// is never retried: the script may have run, and counting an outcome
     /// twice is worse than losing it.
     pub(crate) fn run(&self, op: Op, seed: &Seed, limits: &Limits) -> Result<Reply, StorageError> {
+        self.run_within(op, seed, limits, self.command_timeout)
+    }
+
+    /// The command timeout, the most one exchange may take.
+    pub(crate) fn command_timeout(&self) -> Duration {
+        self.command_timeout
+    }
+
+    /// Like [`Store::run`], within `timeout` (what is left of a command
+    /// timeout that began earlier).
+    pub(crate) fn run_within(
+        &self,
+        op: Op,
+        seed: &Seed,
+        limits: &Limits,
+        timeout: Duration,
+    ) -> Result<Reply, StorageError> {
         let channel = if self.announce { self.channel.as_str() } else { "" };
         let args = protocol::arguments(op, channel, seed, limits);
         let values = self
             .transport
-            .eval(protocol::script(), &self.key, &args, self.command_timeout)?;
+            .eval(protocol::script(), &self.key, &args, timeout)?;
         Reply::parse(&values).ok_or_else(|| StorageError::protocol(&values))
     }
 }
