@@ -26,6 +26,7 @@ step "redis: options at their extremes, health, reachability" cargo test --featu
 step "redis: the cost model (script runs per failure)" cargo test --features redis --test redis_cost -- --nocapture
 step "redis: eight processes" cargo test --features redis --test redis_fleet
 step "redis: faults" cargo test --features redis --test redis_faults
+step "redis: an async call's round trip always wakes its task" cargo test --features redis --test redis_async_wake
 step "redis: async calls and the tower layer never block a current_thread runtime" \
     cargo test -p breakerbox-integration --features redis --test redis_async -- --nocapture
 step "bench: closed success with Redis state vs one round trip" \

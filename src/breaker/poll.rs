@@ -121,17 +121,12 @@ impl CircuitBreaker {
             return;
         }
         let mut events = Events::default();
-        match self
+        // Handed off (`None`): told as sent, its answer not known here.
+        let recorded = self
             .backend
             .record_detached(self.core(), ticket, outcome, &mut events)
-        {
-            Some(recorded) => {
-                let _ = self.report_record(recorded, outcome, events);
-            }
-            None => {
-                let _ = self.report_record(Recorded::Counted, outcome, events);
-            }
-        }
+            .unwrap_or(Recorded::Counted);
+        let _ = self.report_record(recorded, outcome, events);
     }
 
     /// A record of a shared breaker that its backend need not see: a
