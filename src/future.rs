@@ -340,22 +340,26 @@ where
             return Poll::Ready(rejected);
         }
         let guard = this.guard.as_mut().expect("an admitted call holds its ticket");
-        if this.output.is_none() {
-            // SAFETY: see above.
-            let fut = unsafe { Pin::new_unchecked(&mut this.fut) };
-            let result = ready!(poll_admitted(guard, fut, cx));
-            let outcome = match &result {
-                Ok(_) => Outcome::Success,
-                Err(error) => guard.breaker().classify(error),
-            };
-            this.output = Some((result, outcome));
-        }
-        let outcome = this.output.as_ref().map_or(Outcome::Failure, |(_, o)| *o);
+        let (result, outcome) = match this.output.take() {
+            Some(output) => output,
+            None => {
+                // SAFETY: see above.
+                let fut = unsafe { Pin::new_unchecked(&mut this.fut) };
+                let result = ready!(poll_admitted(guard, fut, cx));
+                let outcome = match &result {
+                    Ok(_) => Outcome::Success,
+                    Err(error) => guard.breaker().classify(error),
+                };
+                (result, outcome)
+            }
+        };
         // Ready once the record is done: `tripped` is what it did.
-        let recorded = ready!(guard.poll_finish(outcome, cx));
+        let Poll::Ready(recorded) = guard.poll_finish(outcome, cx) else {
+            this.output = Some((result, outcome));
+            return Poll::Pending;
+        };
         this.guard = None;
         this.done = true;
-        let (result, outcome) = this.output.take().expect("the output waited for its record");
         Poll::Ready(result.map_err(|error| Error::Failed {
             error,
             tripped: recorded.tripped(),
