@@ -378,3 +378,65 @@ async fn a_call_cancelled_while_its_record_is_in_flight_counts_once() {
     tokio::time::sleep(2 * ROUND_TRIP).await;
     assert_eq!((a.fail_counter(), b.fail_counter()), (1, 1), "counted once");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_call_dropped_while_its_admission_waits_frees_the_probe_the_fleet_gave_it() {
+    let proxy = Proxy::start(upstream(), 13);
+    let ns = namespace("async-drop-admission");
+    let direct = format!("redis://{}/", upstream());
+    // One probe slot, and a lease far longer than the test: only a release
+    // frees the slot.
+    let build = |url: &str| {
+        CircuitBreaker::builder()
+            .fail_max(1)
+            .half_open_max_calls(1)
+            .reset_timeout(RESET)
+            .probe_lease(Duration::from_secs(600))
+            .shared(
+                RedisState::connect(url)
+                    .unwrap()
+                    .namespace(&ns)
+                    .command_timeout(Duration::from_secs(5))
+                    .require_reachable(),
+            )
+            .build()
+            .map(Arc::new)
+            .unwrap()
+    };
+    let (a, b) = (build(&proxy.url()), build(&direct));
+    assert!(b.call(|| Err::<(), _>("down")).unwrap_err().tripped());
+    past_reset_timeout().await;
+    proxy.set(Fault::Latency(LATENCY));
+
+    // Polled (its admission goes to the fleet, which gives it the probe),
+    // then dropped before the reply is in.
+    let mut call = Box::pin(a.call_async_owned(|| async { Ok::<_, std::io::Error>(()) }));
+    let cut_short = tokio::time::timeout(ROUND_TRIP / 4, &mut call).await;
+    assert!(cut_short.is_err(), "dropped while its admission waited on Redis");
+    drop(call);
+
+    // The fleet half-opened for the dropped call (announced to b), then
+    // the slot comes back: the other process gets the probe.
+    let got = tokio::time::timeout(Duration::from_secs(5), async {
+        while b.state() != State::HalfOpen {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        loop {
+            if let Ok(permit) = b.try_acquire() {
+                return permit.is_probe() && permit.success() == breakerbox::Recorded::Transitioned(CLOSE);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert_eq!(
+        got,
+        Ok(true),
+        "the probe the fleet gave the dropped call was freed"
+    );
+}
+
+const CLOSE: breakerbox::Transition = breakerbox::Transition {
+    from: State::HalfOpen,
+    to: State::Closed,
+};
