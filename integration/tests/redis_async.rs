@@ -440,3 +440,32 @@ const CLOSE: breakerbox::Transition = breakerbox::Transition {
     from: State::HalfOpen,
     to: State::Closed,
 };
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_tower_service_dropped_with_its_admission_gives_the_probe_back() {
+    let proxy = Proxy::start(upstream(), 14);
+    let b = breaker(&proxy, "tower-drop", Duration::from_secs(5));
+    let _ = b.call(|| Err::<(), _>("down"));
+    past_reset_timeout().await;
+    proxy.set(Fault::Latency(LATENCY));
+    let inner = service_fn(|n: u32| async move { Ok::<_, std::io::Error>(n) });
+    let mut svc = CircuitBreakerLayer::new(Arc::clone(&b)).layer(inner);
+    // Ready: the probe is this service's, for its next call.
+    assert!(svc.ready().await.is_ok());
+    assert_eq!(b.probes_in_flight(), 1, "admitted when polled ready");
+    let start = Instant::now();
+    drop(svc);
+    assert!(start.elapsed() < ROUND_TRIP, "the drop waited on Redis");
+    let freed = tokio::time::timeout(Duration::from_secs(5), async {
+        while b.probes_in_flight() != 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(freed.is_ok(), "the unused admission was recorded as ignored");
+    assert_eq!(
+        b.state(),
+        State::HalfOpen,
+        "ignored: the probe neither closed nor re-opened"
+    );
+}
