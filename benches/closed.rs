@@ -10,7 +10,16 @@ use criterion::{black_box, criterion_group, criterion_main, BenchmarkGroup, Crit
 use failsafe::CircuitBreaker as _;
 use peers::{failsafe_consecutive, failsafe_default, failsafe_default_never_trips};
 use recloser::Recloser;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Instant;
+
+struct NoWake;
+impl Wake for NoWake {
+    fn wake(self: Arc<Self>) {}
+}
 
 fn op_ok() -> Result<u64, u64> {
     Ok(black_box(1))
@@ -49,6 +58,16 @@ fn closed_success(c: &mut Criterion) {
     let bb = CircuitBreaker::builder().build().unwrap();
     g.bench_function("breakerbox", |b| {
         b.iter(|| black_box(bb.try_acquire().map(|permit| permit.success())))
+    });
+
+    // `call_async` polled once (it resolves on its first poll), no runtime.
+    let waker = Waker::from(Arc::new(NoWake));
+    let mut cx = Context::from_waker(&waker);
+    g.bench_function("breakerbox_call_async", |b| {
+        b.iter(|| {
+            let call = pin!(bb.call_async(|| async { op_ok() }));
+            black_box(matches!(call.poll(&mut cx), Poll::Ready(Ok(_))))
+        })
     });
 
     let fs = failsafe_default();

@@ -15,8 +15,9 @@ const HOUR: Duration = Duration::from_secs(3600);
 /// A case: its name and a loop of that many calls.
 type Case = (&'static str, fn(u64));
 
-const CASES: [Case; 5] = [
+const CASES: [Case; 6] = [
     ("closed_success", closed_success),
+    ("closed_success_async", closed_success_async),
     ("closed_failure", closed_failure),
     ("open_rejection", open_rejection),
     ("half_open_rejection", half_open_rejection),
@@ -28,6 +29,23 @@ fn closed_success(calls: u64) {
     let breaker = black_box(&breaker);
     for _ in 0..calls {
         let _ = black_box(breaker.try_acquire().map(|permit| permit.success()));
+    }
+    assert_eq!(breaker.state(), State::Closed);
+}
+
+/// `call_async` polled once (it resolves on its first poll), no runtime.
+fn closed_success_async(calls: u64) {
+    struct NoWake;
+    impl std::task::Wake for NoWake {
+        fn wake(self: std::sync::Arc<Self>) {}
+    }
+    let waker = std::task::Waker::from(std::sync::Arc::new(NoWake));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let breaker = CircuitBreaker::builder().build().unwrap();
+    let breaker = black_box(&breaker);
+    for _ in 0..calls {
+        let call = std::pin::pin!(breaker.call_async(|| async { Ok::<_, ()>(black_box(1)) }));
+        let _ = black_box(std::future::Future::poll(call, &mut cx));
     }
     assert_eq!(breaker.state(), State::Closed);
 }

@@ -27,6 +27,9 @@ step "redis: the cost model (script runs per failure)" cargo test --features red
 step "redis: eight processes" cargo test --features redis --test redis_fleet
 step "redis: fleet-wide rate windows" cargo test --features redis --test redis_fleet_window
 step "redis: faults" cargo test --features redis --test redis_faults
+step "redis: an async call's round trip always wakes its task" cargo test --features redis --test redis_async_wake
+step "redis: async calls and the tower layer never block a current_thread runtime" \
+    cargo test -p breakerbox-integration --features redis --test redis_async -- --nocapture
 step "bench: closed success with Redis state vs one round trip" \
     cargo bench -p breakerbox-benches --features redis --bench redis -- --warm-up-time 0.3 --measurement-time 1 --noplot
 

@@ -266,6 +266,54 @@ fn call_wrapper_on_every_outcome() {
     assert_eq!(breaker.state(), State::Closed);
 }
 
+/// Polls `fut` once with `cx`; the calls below all resolve on their first poll.
+fn ready_now<F: std::future::Future>(fut: F, cx: &mut std::task::Context<'_>) -> F::Output {
+    match std::pin::pin!(fut).poll(cx) {
+        std::task::Poll::Ready(output) => output,
+        std::task::Poll::Pending => panic!("an in-memory breaker's async call waited"),
+    }
+}
+
+#[test]
+fn async_calls_on_every_outcome() {
+    struct NoWake;
+    impl std::task::Wake for NoWake {
+        fn wake(self: Arc<Self>) {}
+    }
+    let waker = std::task::Waker::from(Arc::new(NoWake));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let clock = ManualClock::new();
+    let breaker = CircuitBreaker::builder()
+        .fail_max(2)
+        .reset_timeout(Duration::from_millis(100))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    assert_no_alloc("call_async ok", 1000, || {
+        let out = ready_now(breaker.call_async(|| async { Ok::<_, Refused>(7) }), &mut cx);
+        assert_eq!(out.unwrap(), 7);
+    });
+    assert_no_alloc("call_async failing and tripping", 1, || {
+        let fail = || async { Err::<(), _>(Refused(2)) };
+        assert!(!ready_now(breaker.call_async(fail), &mut cx)
+            .unwrap_err()
+            .tripped());
+        assert!(ready_now(breaker.call_async(fail), &mut cx)
+            .unwrap_err()
+            .tripped());
+    });
+    assert_no_alloc("call_async rejected", 1000, || {
+        let out = ready_now(breaker.call_async(|| async { Ok::<_, Refused>(7) }), &mut cx);
+        assert!(out.unwrap_err().is_rejected());
+    });
+    clock.advance(Duration::from_millis(100));
+    assert_no_alloc("call_future as probe", 1, || {
+        let out = ready_now(breaker.call_future(async { Ok::<_, Refused>(7) }), &mut cx);
+        assert_eq!(out.unwrap(), 7);
+    });
+    assert_eq!(breaker.state(), State::Closed);
+}
+
 #[test]
 fn forcing_and_setters() {
     let (breaker, _clock) = manual(5);

@@ -56,6 +56,58 @@ fn closed_successes_and_open_rejections_touch_no_network() {
     );
 }
 
+/// Polls `fut` once; a healthy shared breaker's closed success and open
+/// rejection resolve on their first poll, without a round trip.
+fn ready_now<F: std::future::Future>(fut: F) -> F::Output {
+    struct NoWake;
+    impl std::task::Wake for NoWake {
+        fn wake(self: std::sync::Arc<Self>) {}
+    }
+    let waker = std::task::Waker::from(std::sync::Arc::new(NoWake));
+    match std::pin::pin!(fut).poll(&mut std::task::Context::from_waker(&waker)) {
+        std::task::Poll::Ready(output) => output,
+        std::task::Poll::Pending => panic!("a healthy path waited on Redis"),
+    }
+}
+
+#[test]
+fn async_closed_successes_and_open_rejections_resolve_at_once_and_touch_no_network() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let server = PrivateServer::start();
+    let breaker = CircuitBreaker::builder()
+        .fail_max(1)
+        .reset_timeout(Duration::from_secs(60))
+        .shared(
+            RedisState::connect(&server.url())
+                .unwrap()
+                .namespace(unique_namespace("hot-async"))
+                .refresh_interval(Duration::from_secs(3600)),
+        )
+        .build()
+        .unwrap();
+    assert!(within(Duration::from_secs(5), || script_runs(&server.url(), true) == 2).is_some());
+    let before = script_runs(&server.url(), true);
+    for _ in 0..10_000 {
+        assert!(ready_now(breaker.call_async(|| async { Ok::<_, ()>(()) })).is_ok());
+    }
+    assert_eq!(
+        script_runs(&server.url(), true),
+        before,
+        "a closed success reached Redis"
+    );
+    breaker.open();
+    let opened = script_runs(&server.url(), true);
+    for _ in 0..10_000 {
+        let out = ready_now(breaker.call_async(|| async { Ok::<_, ()>(()) }));
+        assert!(out.unwrap_err().is_rejected());
+    }
+    assert_eq!(
+        script_runs(&server.url(), true),
+        opened,
+        "a rejection before the reset timeout reached Redis"
+    );
+}
+
 #[test]
 fn a_shared_breaker_is_send_and_sync_and_its_watcher_stops_on_drop() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());

@@ -7,6 +7,9 @@ use crate::machine::config_error::ConfigError;
 use crate::machine::events::{Events, StorageHealth};
 use crate::machine::settings::Settings;
 use crate::machine::state::{Acquire, LimitSource, Outcome, Recorded, State, StateCell, Ticket, Transition};
+#[cfg(feature = "redis")]
+use std::task::ready;
+use std::task::{Context, Poll};
 
 /// What a backend decides with, lent by the breaker for one call: the state
 /// word (for a shared breaker, its local mirror), the live settings and the
@@ -287,6 +290,116 @@ impl Backend {
             Backend::Local => core.cell.load(),
             #[cfg(feature = "redis")]
             Backend::Shared(fleet) => fleet.peek(core.mirror()),
+        }
+    }
+}
+
+/// A cold path's round trip in flight, for a call that must not wait on the
+/// network (an async call, the tower layer); idle otherwise, and always for
+/// a local breaker.
+#[derive(Default)]
+pub(crate) struct RoundTrip {
+    #[cfg(feature = "redis")]
+    pending: Option<crate::redis::Pending>,
+}
+
+impl RoundTrip {
+    /// Whether no round trip is in flight.
+    #[inline]
+    pub(crate) fn is_idle(&self) -> bool {
+        #[cfg(feature = "redis")]
+        return self.pending.is_none();
+        #[cfg(not(feature = "redis"))]
+        true
+    }
+}
+
+/// The cold paths of calls that must not wait on the network: a local
+/// backend decides at once; a shared one hands its round trip to its
+/// endpoint's workers and is polled again when the reply is in.
+impl Backend {
+    /// Whether a cold path may wait on the network.
+    #[inline]
+    pub(crate) fn may_wait(&self) -> bool {
+        match self {
+            Backend::Local => false,
+            #[cfg(feature = "redis")]
+            Backend::Shared(_) => true,
+        }
+    }
+
+    /// [`Backend::acquire`], polled.
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+    pub(crate) fn poll_acquire(
+        &self,
+        core: Core<'_>,
+        io: &mut RoundTrip,
+        cx: &mut Context<'_>,
+        events: &mut Events,
+    ) -> Poll<Acquire> {
+        match self {
+            Backend::Local => Poll::Ready(self.acquire(core, events)),
+            #[cfg(feature = "redis")]
+            Backend::Shared(fleet) => {
+                let limits = core.settings.limits();
+                fleet.poll_acquire(core.mirror(), &limits, &mut io.pending, cx, events)
+            }
+        }
+    }
+
+    /// [`Backend::record`], polled: the record's round trip, then the
+    /// reconcile's if a setter raced it.
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+    pub(crate) fn poll_record(
+        &self,
+        core: Core<'_>,
+        ticket: Ticket,
+        outcome: Outcome,
+        io: &mut RoundTrip,
+        cx: &mut Context<'_>,
+        events: &mut Events,
+    ) -> Poll<Recorded> {
+        match self {
+            Backend::Local => Poll::Ready(self.record(core, ticket, outcome, events)),
+            #[cfg(feature = "redis")]
+            Backend::Shared(fleet) => {
+                let (m, limits) = (core.mirror(), core.settings.limits());
+                let reconciling = io
+                    .pending
+                    .as_ref()
+                    .is_some_and(crate::redis::Pending::is_reconcile);
+                if !reconciling {
+                    let pending = &mut io.pending;
+                    let recorded =
+                        ready!(fleet.poll_record(m, ticket, outcome, &limits, pending, cx, events));
+                    if recorded != Recorded::Counted || !core.cell.needs_reconcile(core.settings) {
+                        return Poll::Ready(recorded);
+                    }
+                }
+                // Only a count that did not move the word gets here.
+                let transition = ready!(fleet.poll_reconcile(m, &limits, &mut io.pending, cx, events));
+                Poll::Ready(transition.map_or(Recorded::Counted, Recorded::Transitioned))
+            }
+        }
+    }
+
+    /// [`Backend::record`] without waiting for the fleet: `None` when the
+    /// record was handed off (its answer reaches the mirror later). No
+    /// reconcile follows a record handed off.
+    pub(crate) fn record_detached(
+        &self,
+        core: Core<'_>,
+        ticket: Ticket,
+        outcome: Outcome,
+        events: &mut Events,
+    ) -> Option<Recorded> {
+        match self {
+            Backend::Local => Some(self.record(core, ticket, outcome, events)),
+            #[cfg(feature = "redis")]
+            Backend::Shared(fleet) => {
+                let limits = core.settings.limits();
+                fleet.record_detached(core.mirror(), ticket, outcome, &limits, events)
+            }
         }
     }
 }

@@ -136,7 +136,9 @@ pub enum Error<E> {
     Failed {
         /// The operation's error.
         error: E,
-        /// Whether recording this call tripped the breaker open.
+        /// Whether recording this call tripped the breaker open. Async
+        /// calls resolve once their record is done (for a breaker shared
+        /// through Redis, once the fleet answered): it is what the record did.
         tripped: bool,
         /// How the builder's predicates classified `error`:
         /// [`Outcome::Failure`], [`Outcome::Success`] (excluded) or

@@ -24,6 +24,7 @@ pub(crate) mod error;
 pub(crate) mod listener;
 pub(crate) mod name;
 mod policy;
+mod poll;
 pub(crate) use policy::PolicyConfig;
 pub use policy::{HalfOpenRule, Mode, TimedPermit};
 
@@ -34,7 +35,9 @@ pub use policy::{HalfOpenRule, Mode, TimedPermit};
 /// any call (`tests/alloc.rs`). A breaker shared through Redis (the `redis`
 /// feature) keeps its healthy paths the same, but a call that goes to Redis
 /// takes a pooled connection under a lock, allocates, and waits on the
-/// network for up to its command timeout.
+/// network for up to its command timeout. Its async calls (and the tower
+/// layer) hand that wait to the endpoint's I/O workers instead of blocking
+/// the polling thread (see [`crate::future`]).
 ///
 /// ```
 /// use breakerbox::{CircuitBreaker, State};
@@ -307,11 +310,26 @@ impl CircuitBreaker {
     #[inline(never)]
     fn acquire_slow(&self) -> Result<Ticket, Rejected> {
         let mut events = Events::default();
-        match self.backend.acquire(self.core(), &mut events) {
+        let decision = self.backend.acquire(self.core(), &mut events);
+        self.acquired(decision, events, |ticket| {
+            let _ = self.record_valid(ticket, Outcome::Ignored);
+        })
+    }
+
+    /// What the caller gets of a backend's decision, once its events are
+    /// told; `release` frees a ticket the caller never got.
+    #[inline(always)]
+    fn acquired(
+        &self,
+        decision: Acquire,
+        events: Events,
+        release: impl FnOnce(Ticket),
+    ) -> Result<Ticket, Rejected> {
+        match decision {
             Acquire::Admitted { ticket, .. } => {
                 if let Err(panic) = catch_unwind(AssertUnwindSafe(|| self.report(events))) {
                     // The caller never gets this ticket: free its probe slot.
-                    let _ = self.record_valid(ticket, Outcome::Ignored);
+                    release(ticket);
                     resume_unwind(panic);
                 }
                 Ok(ticket)

@@ -19,6 +19,18 @@
 //! Nothing here depends on a runtime: the futures are plain
 //! [`core::future::Future`]s.
 //!
+//! # A breaker shared through Redis
+//!
+//! These futures never wait on Redis on the polling thread. A step that
+//! needs the fleet (a probe's admission, the open to half-open move, a
+//! failure, a probe's outcome) hands its one script run to the endpoint's
+//! I/O workers and returns `Pending`; the task is woken when the reply is
+//! in, or when the command timeout ends the exchange (the call then decides
+//! by the fault policy). The output is returned once the outcome's record
+//! is done, so [`Error::Failed`]'s `tripped` says what the fleet did with
+//! it. A call dropped unrecorded hands its `on_cancel` record off without
+//! waiting; one dropped while its record is in flight is recorded once.
+//!
 //! ```
 //! use breakerbox::{CircuitBreaker, State};
 //! use std::future::Future;
@@ -47,12 +59,13 @@
 //! # Ok::<(), breakerbox::ConfigError>(())
 //! ```
 
+use crate::breaker::backend::RoundTrip;
 use crate::breaker::error::{Error, Rejected};
 use crate::breaker::CircuitBreaker;
 use crate::machine::state::{Outcome, Recorded, Ticket};
 use std::borrow::Borrow;
 use std::fmt;
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -61,23 +74,43 @@ use std::task::{ready, Context, Poll};
 /// An admitted call that has not been recorded yet.
 ///
 /// Dropped unrecorded, it records `on_cancel` — or a failure while the
-/// thread is panicking, since the call then did not succeed. Used by every
-/// async integration (futures, tower, the LLM adapter).
+/// thread is panicking, since the call then did not succeed — without
+/// waiting on the network (see [`CircuitBreaker::record_detached`]). Used by
+/// every async integration (futures, tower, the LLM adapter).
 pub(crate) struct TicketGuard<B: Borrow<CircuitBreaker>> {
     breaker: B,
     ticket: Option<Ticket>,
     on_cancel: Outcome,
+    /// The record's round trip while [`TicketGuard::poll_finish`] waits on
+    /// it; a guard dropped then has its record already sent.
+    io: RoundTrip,
 }
 
 impl<B: Borrow<CircuitBreaker>> TicketGuard<B> {
-    /// Asks `breaker` for admission.
+    /// Asks `breaker` for admission, blocking on a shared breaker's round
+    /// trip if it needs one.
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
     pub(crate) fn acquire(breaker: B, on_cancel: Outcome) -> Result<Self, Rejected> {
         let ticket = breaker.borrow().acquire_ticket()?;
-        Ok(TicketGuard {
+        Ok(TicketGuard::admitted(breaker, ticket, on_cancel))
+    }
+
+    /// Asks `breaker` for admission without blocking the thread.
+    #[cfg_attr(not(feature = "llm"), allow(dead_code))]
+    pub(crate) async fn admit(breaker: B, on_cancel: Outcome) -> Result<Self, Rejected> {
+        let mut io = RoundTrip::default();
+        let ticket = poll_fn(|cx| breaker.borrow().poll_acquire(&mut io, cx)).await?;
+        Ok(TicketGuard::admitted(breaker, ticket, on_cancel))
+    }
+
+    /// The guard of a call `breaker` admitted with `ticket`.
+    pub(crate) fn admitted(breaker: B, ticket: Ticket, on_cancel: Outcome) -> Self {
+        TicketGuard {
             breaker,
             ticket: Some(ticket),
             on_cancel,
-        })
+            io: RoundTrip::default(),
+        }
     }
 
     pub(crate) fn breaker(&self) -> &CircuitBreaker {
@@ -99,51 +132,60 @@ impl<B: Borrow<CircuitBreaker>> TicketGuard<B> {
         match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
             Ok(poll) => poll,
             Err(panic) => {
-                let _ = self.finish(Outcome::Failure);
+                self.abandon(Outcome::Failure);
                 resume_unwind(panic)
             }
         }
     }
 
-    /// Records how the call ended; later calls (and the drop) do nothing.
-    pub(crate) fn finish(&mut self, outcome: Outcome) -> Recorded {
-        match self.ticket.take() {
-            Some(ticket) => record(self.breaker.borrow(), ticket, outcome),
-            None => Recorded::Stale,
-        }
+    /// Records how the call ended, ready once the record is done (for a
+    /// shared breaker, once the fleet answered: the [`Recorded`] is what
+    /// the fleet did). Later calls (and the drop) record nothing.
+    pub(crate) fn poll_finish(&mut self, outcome: Outcome, cx: &mut Context<'_>) -> Poll<Recorded> {
+        let Some(ticket) = self.ticket else {
+            return Poll::Ready(Recorded::Stale);
+        };
+        let recorded = ready!(self
+            .breaker
+            .borrow()
+            .poll_record(ticket, outcome, &mut self.io, cx));
+        self.ticket = None;
+        Poll::Ready(recorded)
     }
 
-    /// Records a call that ended in `error`, classified by the breaker;
-    /// returns how it was classified and what recording it did.
-    pub(crate) fn finish_with_error<E: 'static>(&mut self, error: &E) -> (Outcome, Recorded) {
-        let outcome = self.breaker().classify(error);
-        (outcome, self.finish(outcome))
+    /// [`TicketGuard::poll_finish`], awaited.
+    #[cfg_attr(not(feature = "llm"), allow(dead_code))]
+    pub(crate) async fn finish(&mut self, outcome: Outcome) -> Recorded {
+        poll_fn(|cx| self.poll_finish(outcome, cx)).await
+    }
+
+    /// Records `outcome` for a call that is gone, without waiting; nothing
+    /// if the call was recorded already or its record is in flight.
+    pub(crate) fn abandon(&mut self, outcome: Outcome) {
+        if !self.io.is_idle() {
+            return;
+        }
+        if let Some(ticket) = self.ticket.take() {
+            self.breaker.borrow().record_detached(ticket, outcome);
+        }
     }
 }
 
 /// Polls an admitted call; once it is done, drops the protected future (so
-/// what it holds is released before the outcome is recorded) and hands back
-/// the guard with the result.
+/// what it holds is released before the outcome is recorded) and returns
+/// its output.
 pub(crate) fn poll_admitted<B: Borrow<CircuitBreaker>, F: Future>(
-    guard: &mut Option<TicketGuard<B>>,
+    guard: &mut TicketGuard<B>,
     mut fut: Pin<&mut Option<F>>,
     cx: &mut Context<'_>,
-) -> Poll<(TicketGuard<B>, F::Output)> {
+) -> Poll<F::Output> {
     let running = fut
         .as_mut()
         .as_pin_mut()
         .expect("an admitted call has its future");
-    let admitted = guard.as_mut().expect("an admitted call holds its ticket");
-    let result = ready!(admitted.poll_call(running, cx));
+    let result = ready!(guard.poll_call(running, cx));
     fut.set(None);
-    Poll::Ready((guard.take().expect("an admitted call holds its ticket"), result))
-}
-
-/// Records a ticket this breaker issued itself.
-fn record(breaker: &CircuitBreaker, ticket: Ticket, outcome: Outcome) -> Recorded {
-    // The ticket came from this very breaker, so it is never invalid; should
-    // that ever change, treating it as stale records nothing twice.
-    breaker.record(ticket, outcome).unwrap_or(Recorded::Stale)
+    Poll::Ready(result)
 }
 
 impl<B: Borrow<CircuitBreaker>> Drop for TicketGuard<B> {
@@ -153,7 +195,7 @@ impl<B: Borrow<CircuitBreaker>> Drop for TicketGuard<B> {
         } else {
             self.on_cancel
         };
-        let _ = self.finish(outcome);
+        self.abandon(outcome);
     }
 }
 
@@ -163,6 +205,7 @@ impl<B: Borrow<CircuitBreaker>> fmt::Debug for TicketGuard<B> {
             .field("breaker", &self.breaker.borrow().name())
             .field("ticket", &self.ticket)
             .field("on_cancel", &self.on_cancel)
+            .field("recording", &!self.io.is_idle())
             .finish()
     }
 }
@@ -178,6 +221,7 @@ impl<B: Borrow<CircuitBreaker>> fmt::Debug for TicketGuard<B> {
 pub struct CallAsync<B, F, Fut>
 where
     B: Borrow<CircuitBreaker>,
+    Fut: Future,
 {
     /// The breaker until admission; then it lives in `guard`.
     breaker: Option<B>,
@@ -186,6 +230,11 @@ where
     /// The protected future, pinned in place once built.
     fut: Option<Fut>,
     guard: Option<TicketGuard<B>>,
+    /// The call's output and how it counts, held while its record waits
+    /// on a shared breaker's fleet.
+    output: Option<(Fut::Output, Outcome)>,
+    /// Admission's round trip, while a shared breaker waits on it.
+    io: RoundTrip,
     on_cancel: Outcome,
     done: bool,
 }
@@ -193,6 +242,7 @@ where
 impl<B, F, Fut> CallAsync<B, F, Fut>
 where
     B: Borrow<CircuitBreaker>,
+    Fut: Future,
 {
     fn new(breaker: B, make: F) -> Self {
         CallAsync {
@@ -200,6 +250,8 @@ where
             make: Some(make),
             fut: None,
             guard: None,
+            output: None,
+            io: RoundTrip::default(),
             on_cancel: Outcome::Ignored,
             done: false,
         }
@@ -223,6 +275,45 @@ where
     pub fn is_admitted(&self) -> bool {
         self.guard.is_some()
     }
+
+    /// Admission, on the first polls: builds the protected future once
+    /// admitted; `Some` is the call's output when rejected.
+    fn poll_admission<T, E>(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<T, Error<E>>>>
+    where
+        F: FnOnce() -> Fut,
+    {
+        let Some(breaker) = self.breaker.as_ref() else {
+            return Poll::Ready(None);
+        };
+        match ready!(breaker.borrow().poll_acquire(&mut self.io, cx)) {
+            Ok(ticket) => {
+                let breaker = self.breaker.take().expect("admitted once");
+                let mut guard = TicketGuard::admitted(breaker, ticket, self.on_cancel);
+                let make = self.make.take().expect("the call is built once, on admission");
+                // A panic in `make` is the call failing, as one in the
+                // future is (see `TicketGuard::poll_call`).
+                let built = match catch_unwind(AssertUnwindSafe(make)) {
+                    Ok(built) => built,
+                    Err(panic) => {
+                        self.done = true;
+                        guard.abandon(Outcome::Failure);
+                        resume_unwind(panic)
+                    }
+                };
+                self.guard = Some(guard);
+                // SAFETY: called only from `poll`, on the pinned call (see
+                // there); `fut` is pinned in place from here on.
+                let mut fut = unsafe { Pin::new_unchecked(&mut self.fut) };
+                fut.set(Some(built));
+                Poll::Ready(None)
+            }
+            Err(rejected) => {
+                self.breaker = None;
+                self.make = None;
+                Poll::Ready(Some(Err(Error::Rejected(rejected))))
+            }
+        }
+    }
 }
 
 impl<B, F, Fut, T, E> Future for CallAsync<B, F, Fut>
@@ -244,57 +335,43 @@ where
         let this = unsafe { self.get_unchecked_mut() };
         assert!(!this.done, "CallAsync polled after it resolved");
 
-        if let Some(breaker) = this.breaker.take() {
-            match TicketGuard::acquire(breaker, this.on_cancel) {
-                Ok(mut guard) => {
-                    let make = this.make.take().expect("the call is built once, on admission");
-                    // A panic in `make` is the call failing, as one in the
-                    // future is (see `TicketGuard::poll_call`).
-                    let built = match catch_unwind(AssertUnwindSafe(make)) {
-                        Ok(built) => built,
-                        Err(panic) => {
-                            this.done = true;
-                            let _ = guard.finish(Outcome::Failure);
-                            resume_unwind(panic)
-                        }
-                    };
-                    this.guard = Some(guard);
-                    // SAFETY: see above; `fut` is pinned in place from here on.
-                    let mut fut = unsafe { Pin::new_unchecked(&mut this.fut) };
-                    fut.set(Some(built));
-                }
-                Err(rejected) => {
-                    this.done = true;
-                    this.make = None;
-                    return Poll::Ready(Err(Error::Rejected(rejected)));
-                }
-            }
+        if let Some(rejected) = ready!(this.poll_admission(cx)) {
+            this.done = true;
+            return Poll::Ready(rejected);
         }
-
-        // SAFETY: see above.
-        let fut = unsafe { Pin::new_unchecked(&mut this.fut) };
-        let (mut guard, result) = ready!(poll_admitted(&mut this.guard, fut, cx));
+        let guard = this.guard.as_mut().expect("an admitted call holds its ticket");
+        let (result, outcome) = match this.output.take() {
+            Some(output) => output,
+            None => {
+                // SAFETY: see above.
+                let fut = unsafe { Pin::new_unchecked(&mut this.fut) };
+                let result = ready!(poll_admitted(guard, fut, cx));
+                let outcome = match &result {
+                    Ok(_) => Outcome::Success,
+                    Err(error) => guard.breaker().classify(error),
+                };
+                (result, outcome)
+            }
+        };
+        // Ready once the record is done: `tripped` is what it did.
+        let Poll::Ready(recorded) = guard.poll_finish(outcome, cx) else {
+            this.output = Some((result, outcome));
+            return Poll::Pending;
+        };
+        this.guard = None;
         this.done = true;
-        Poll::Ready(match result {
-            Ok(value) => {
-                let _ = guard.finish(Outcome::Success);
-                Ok(value)
-            }
-            Err(error) => {
-                let (outcome, recorded) = guard.finish_with_error(&error);
-                Err(Error::Failed {
-                    error,
-                    tripped: recorded.tripped(),
-                    outcome,
-                })
-            }
-        })
+        Poll::Ready(result.map_err(|error| Error::Failed {
+            error,
+            tripped: recorded.tripped(),
+            outcome,
+        }))
     }
 }
 
 impl<B, F, Fut> fmt::Debug for CallAsync<B, F, Fut>
 where
     B: Borrow<CircuitBreaker>,
+    Fut: Future,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CallAsync")

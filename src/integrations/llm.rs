@@ -392,6 +392,11 @@ impl<C> BreakerChatClient<C> {
     fn call_error<E: ProviderError>(&self, error: E, record: impl FnOnce(Outcome)) -> LlmError {
         let outcome = self.outcome(&error);
         record(outcome);
+        self.provider_error(error, outcome)
+    }
+
+    /// `error`, counted as `outcome`, naming the provider.
+    fn provider_error<E: ProviderError>(&self, error: E, outcome: Outcome) -> LlmError {
         let kind = error.kind();
         LlmError::Call {
             provider: Arc::clone(&self.provider),
@@ -435,16 +440,19 @@ where
     /// Calls the provider if the breaker admits it. Dropped before the reply
     /// (cancelled), the call counts as ignored; a panic counts as a failure.
     async fn chat_async(&self, messages: &[Message], opts: &ChatOptions) -> Result<Reply, LlmError> {
-        let mut guard =
-            TicketGuard::acquire(&*self.breaker, Outcome::Ignored).map_err(|r| self.rejected(r))?;
+        let mut guard = TicketGuard::admit(&*self.breaker, Outcome::Ignored)
+            .await
+            .map_err(|r| self.rejected(r))?;
         match self.inner.chat_async(messages, opts).await {
             Ok(reply) => {
-                let _ = guard.finish(Outcome::Success);
+                let _ = guard.finish(Outcome::Success).await;
                 Ok(reply)
             }
-            Err(error) => Err(self.call_error(error, |outcome| {
-                let _ = guard.finish(outcome);
-            })),
+            Err(error) => {
+                let outcome = self.outcome(&error);
+                let _ = guard.finish(outcome).await;
+                Err(self.provider_error(error, outcome))
+            }
         }
     }
 }

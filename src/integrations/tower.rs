@@ -3,6 +3,13 @@
 //!
 //! * `poll_ready` only asks the inner service; it reserves no probe, so a
 //!   service that is ready but never called cannot hold a half-open slot.
+//!   A breaker shared through Redis is the exception: its admission may
+//!   need a round trip, which must not block the caller's thread, so once
+//!   the inner service is ready `poll_ready` asks the breaker too (waiting
+//!   on the fleet without blocking) and holds the answer for the next
+//!   `call`. A service dropped with an admission records it as ignored.
+//! * A response waits for its outcome's record (for a shared breaker, the
+//!   fleet's answer, without blocking the thread) before it resolves.
 //! * `call` asks the breaker. A rejected request never reaches the inner
 //!   service and fails with [`ServiceError::Rejected`], distinct from the
 //!   inner service's own errors ([`ServiceError::Inner`]). Like tower's
@@ -36,6 +43,7 @@
 //! # let _ = layer;
 //! ```
 
+use crate::breaker::backend::RoundTrip;
 use crate::breaker::error::Rejected;
 use crate::breaker::CircuitBreaker;
 use crate::integrations::future::{poll_admitted, TicketGuard};
@@ -171,6 +179,7 @@ impl<S, B: Borrow<CircuitBreaker> + Clone, C: Clone> Layer<S> for CircuitBreaker
             breaker: self.breaker.clone(),
             classify: self.classify.clone(),
             on_cancel: self.on_cancel,
+            admission: Admission::None,
         }
     }
 }
@@ -186,12 +195,41 @@ impl<B: Borrow<CircuitBreaker>, C> fmt::Debug for CircuitBreakerLayer<B, C> {
 
 /// A service whose calls go through a circuit breaker; see the
 /// [module docs](self).
-#[derive(Clone)]
-pub struct CircuitBreakerService<S, B = Arc<CircuitBreaker>, C = AllSucceed> {
+pub struct CircuitBreakerService<S, B = Arc<CircuitBreaker>, C = AllSucceed>
+where
+    B: Borrow<CircuitBreaker>,
+{
     inner: S,
     breaker: B,
     classify: C,
     on_cancel: Outcome,
+    /// A shared breaker's admission for the next call, asked for once the
+    /// inner service is ready.
+    admission: Admission<B>,
+}
+
+/// Where a shared breaker's admission for the next call stands.
+enum Admission<B: Borrow<CircuitBreaker>> {
+    /// Not asked for (always, for a breaker whose state is in memory).
+    None,
+    /// Waiting on the fleet.
+    Asking(RoundTrip),
+    Admitted(TicketGuard<B>),
+    Rejected(Rejected),
+}
+
+impl<S: Clone, B: Borrow<CircuitBreaker> + Clone, C: Clone> Clone for CircuitBreakerService<S, B, C> {
+    /// A clone with no admission of its own yet (as the inner service's
+    /// clone has no readiness).
+    fn clone(&self) -> Self {
+        CircuitBreakerService {
+            inner: self.inner.clone(),
+            breaker: self.breaker.clone(),
+            classify: self.classify.clone(),
+            on_cancel: self.on_cancel,
+            admission: Admission::None,
+        }
+    }
 }
 
 impl<S, B: Borrow<CircuitBreaker>, C> CircuitBreakerService<S, B, C> {
@@ -218,21 +256,51 @@ where
     type Future = ResponseFuture<S::Future, B, C>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(ServiceError::Inner)
+        ready!(self.inner.poll_ready(cx)).map_err(ServiceError::Inner)?;
+        if !self.breaker.borrow().may_wait() {
+            return Poll::Ready(Ok(()));
+        }
+        // A shared breaker: admission may need a round trip, which must
+        // not block the caller's thread, so it is asked for here.
+        if matches!(self.admission, Admission::None) {
+            self.admission = Admission::Asking(RoundTrip::default());
+        }
+        if let Admission::Asking(io) = &mut self.admission {
+            self.admission = match ready!(self.breaker.borrow().poll_acquire(io, cx)) {
+                Ok(ticket) => Admission::Admitted(TicketGuard::admitted(
+                    self.breaker.clone(),
+                    ticket,
+                    self.on_cancel,
+                )),
+                Err(rejected) => Admission::Rejected(rejected),
+            };
+        }
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        match TicketGuard::acquire(self.breaker.clone(), self.on_cancel) {
+        let admitted = match std::mem::replace(&mut self.admission, Admission::None) {
+            Admission::Admitted(guard) => Ok(guard),
+            Admission::Rejected(rejected) => Err(rejected),
+            // Not asked for in `poll_ready`: a local breaker, or a call
+            // made without readiness, asks now.
+            Admission::None | Admission::Asking(_) => {
+                TicketGuard::acquire(self.breaker.clone(), self.on_cancel)
+            }
+        };
+        match admitted {
             Ok(guard) => ResponseFuture {
                 inner: Some(self.inner.call(request)),
                 guard: Some(guard),
                 classify: Some(self.classify.clone()),
+                output: None,
                 rejected: None,
             },
             Err(rejected) => ResponseFuture {
                 inner: None,
                 guard: None,
                 classify: None,
+                output: None,
                 rejected: Some(rejected),
             },
         }
@@ -251,11 +319,14 @@ impl<S: fmt::Debug, B: Borrow<CircuitBreaker>, C> fmt::Debug for CircuitBreakerS
 
 /// The future of a [`CircuitBreakerService`] call.
 #[must_use = "futures do nothing unless polled"]
-pub struct ResponseFuture<F, B: Borrow<CircuitBreaker>, C> {
+pub struct ResponseFuture<F: Future, B: Borrow<CircuitBreaker>, C> {
     /// The inner service's future: the only pinned field.
     inner: Option<F>,
     guard: Option<TicketGuard<B>>,
     classify: Option<C>,
+    /// The response and how it counts, held while its record waits on a
+    /// shared breaker's fleet.
+    output: Option<(F::Output, Outcome)>,
     rejected: Option<Rejected>,
 }
 
@@ -277,24 +348,28 @@ where
         if let Some(rejected) = this.rejected.take() {
             return Poll::Ready(Err(ServiceError::Rejected(rejected)));
         }
-        // SAFETY: see above.
-        let inner = unsafe { Pin::new_unchecked(&mut this.inner) };
-        let (mut guard, result) = ready!(poll_admitted(&mut this.guard, inner, cx));
-        let classify = this.classify.take().expect("an admitted call has its classifier");
-        Poll::Ready(match result {
-            Ok(response) => {
-                let _ = guard.finish(classify.classify(&response));
-                Ok(response)
-            }
-            Err(error) => {
-                let _ = guard.finish_with_error(&error);
-                Err(ServiceError::Inner(error))
-            }
-        })
+        let guard = this.guard.as_mut().expect("an admitted call holds its ticket");
+        if this.output.is_none() {
+            // SAFETY: see above.
+            let inner = unsafe { Pin::new_unchecked(&mut this.inner) };
+            let result = ready!(poll_admitted(guard, inner, cx));
+            let classify = this.classify.take().expect("an admitted call has its classifier");
+            let outcome = match &result {
+                Ok(response) => classify.classify(response),
+                Err(error) => guard.breaker().classify(error),
+            };
+            this.output = Some((result, outcome));
+        }
+        let outcome = this.output.as_ref().map_or(Outcome::Failure, |(_, o)| *o);
+        // Ready once the record is done (a shared breaker's fleet answered).
+        let _ = ready!(guard.poll_finish(outcome, cx));
+        this.guard = None;
+        let (result, _) = this.output.take().expect("the output waited for its record");
+        Poll::Ready(result.map_err(ServiceError::Inner))
     }
 }
 
-impl<F, B: Borrow<CircuitBreaker>, C> fmt::Debug for ResponseFuture<F, B, C> {
+impl<F: Future, B: Borrow<CircuitBreaker>, C> fmt::Debug for ResponseFuture<F, B, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
             .field("admitted", &self.guard.is_some())

@@ -32,8 +32,8 @@ pub(crate) struct Mirror<'a> {
 
 /// A breaker's link to its fleet: owned by the breaker, stopped with it.
 pub(crate) struct Fleet {
-    inner: Arc<Inner>,
-    hub: Arc<Hub>,
+    pub(super) inner: Arc<Inner>,
+    pub(super) hub: Arc<Hub>,
 }
 
 /// What the breaker and its watcher thread share.
@@ -197,17 +197,14 @@ impl Fleet {
     /// issued it, with [`DEGRADED_TAG`] too when the mirror issued it alone
     /// while the store was away.
     pub(crate) fn acquire(&self, m: Mirror<'_>, limits: &Limits, ev: &mut Events) -> Acquire {
-        match self.acquire_untagged(m, limits, ev) {
-            (Acquire::Admitted { ticket, transition }, degraded) => Acquire::Admitted {
-                ticket: ticket.with_tag(if degraded { m.tag | DEGRADED_TAG } else { m.tag }),
-                transition,
-            },
-            (rejected, _) => rejected,
+        match self.begin_acquire(m, limits, ev) {
+            Step::Done(decided) => decided,
+            Step::Ask(op) => self.answer_acquire(m, limits, self.run(m, op, limits), ev),
         }
     }
 
-    /// The decision, and whether the mirror made it without the fleet.
-    fn acquire_untagged(&self, m: Mirror<'_>, limits: &Limits, ev: &mut Events) -> (Acquire, bool) {
+    /// What the mirror decides alone, or the round trip the decision needs.
+    pub(super) fn begin_acquire(&self, m: Mirror<'_>, limits: &Limits, ev: &mut Events) -> Step<Acquire> {
         self.catch_up(m, ev);
         if !self.is_down() {
             match m.cell.gate(limits, &mut m.clock.lazy()) {
@@ -216,33 +213,46 @@ impl Fleet {
                         ticket,
                         transition: None,
                     };
-                    return (admitted, false);
+                    return Step::Done(tagged(m, admitted, false));
                 }
-                Gate::Reject(state) => return (Acquire::Rejected(state), false),
-                Gate::AskFleet => {}
-            }
-            match self.run(m, Op::Acquire, limits) {
-                Ok(reply) => {
-                    let view = self.apply_reply(m, &reply, ev);
-                    let decision = match reply.code {
-                        Code::AdmitClosed => Acquire::Admitted {
-                            ticket: view.closed_ticket(),
-                            transition: None,
-                        },
-                        // The ticket carries the fleet's slot, so recording
-                        // it twice is stale at the fleet.
-                        Code::AdmitProbe => Acquire::Admitted {
-                            ticket: view.probe_ticket(reply.slot),
-                            transition: reply.transition,
-                        },
-                        _ => Acquire::Rejected(view.state),
-                    };
-                    return (decision, false);
-                }
-                Err(e) => self.went_down(m, e, ev),
+                Gate::Reject(state) => return Step::Done(Acquire::Rejected(state)),
+                Gate::AskFleet => return Step::Ask(Op::Acquire),
             }
         }
-        (self.acquire_degraded(m, limits, ev), true)
+        Step::Done(tagged(m, self.acquire_degraded(m, limits, ev), true))
+    }
+
+    /// The decision, from the fleet's answer to [`Fleet::begin_acquire`]'s ask.
+    pub(super) fn answer_acquire(
+        &self,
+        m: Mirror<'_>,
+        limits: &Limits,
+        answer: Result<Reply, StorageError>,
+        ev: &mut Events,
+    ) -> Acquire {
+        match answer {
+            Ok(reply) => {
+                let view = self.apply_reply(m, &reply, ev);
+                let decision = match reply.code {
+                    Code::AdmitClosed => Acquire::Admitted {
+                        ticket: view.closed_ticket(),
+                        transition: None,
+                    },
+                    // The ticket carries the fleet's slot, so recording
+                    // it twice is stale at the fleet.
+                    Code::AdmitProbe => Acquire::Admitted {
+                        ticket: view.probe_ticket(reply.slot),
+                        transition: reply.transition,
+                    },
+                    _ => Acquire::Rejected(view.state),
+                };
+                tagged(m, decision, false)
+            }
+            Err(e) => {
+                self.went_down(m, e, ev);
+                tagged(m, self.acquire_degraded(m, limits, ev), true)
+            }
+        }
     }
 
     fn acquire_degraded(&self, m: Mirror<'_>, limits: &Limits, ev: &mut Events) -> Acquire {
@@ -279,36 +289,79 @@ impl Fleet {
         limits: &Limits,
         ev: &mut Events,
     ) -> Recorded {
+        match self.begin_record(m, ticket, outcome, limits, ev) {
+            Step::Done(recorded) => recorded,
+            Step::Ask(op) => self.answer_record(m, ticket, outcome, limits, self.run(m, op, limits), ev),
+        }
+    }
+
+    /// What the mirror records alone, or the round trip the record needs.
+    pub(super) fn begin_record(
+        &self,
+        m: Mirror<'_>,
+        ticket: Ticket,
+        outcome: Outcome,
+        limits: &Limits,
+        ev: &mut Events,
+    ) -> Step<Recorded> {
         self.catch_up(m, ev);
         if ticket.is_valid_for(m.tag | DEGRADED_TAG) {
             // Issued by the mirror alone while the store was away: it counts
             // on the mirror while the store still is away, never at the
             // fleet, which may have reached the same generation since.
             if !self.is_down() || self.inner.policy != FaultPolicy::Local {
-                return Recorded::Stale;
+                return Step::Done(Recorded::Stale);
             }
             let recorded = m.cell.record(ticket, outcome, limits, &mut m.clock.lazy());
             self.after_local_change(m, recorded.transition(), ev);
-            return recorded;
+            return Step::Done(recorded);
         }
         if outcome == Outcome::Ignored && !ticket.is_probe() {
             // Ignoring a closed-state call changes nothing anywhere: the
             // mirror only tells whether its episode is over.
-            return m.cell.record(ticket, outcome, limits, &mut m.clock.lazy());
+            return Step::Done(m.cell.record(ticket, outcome, limits, &mut m.clock.lazy()));
         }
         if !self.is_down() {
-            match self.run(m, Op::Record(ticket, outcome), limits) {
-                Ok(reply) => {
-                    self.apply_reply(m, &reply, ev);
-                    return match (reply.code, reply.transition) {
-                        (Code::Transitioned, Some(t)) => Recorded::Transitioned(t),
-                        (Code::Counted, _) => Recorded::Counted,
-                        _ => Recorded::Stale,
-                    };
+            return Step::Ask(Op::Record(ticket, outcome));
+        }
+        Step::Done(self.record_degraded(m, ticket, outcome, limits, ev))
+    }
+
+    /// What the record did, from the fleet's answer to
+    /// [`Fleet::begin_record`]'s ask.
+    pub(super) fn answer_record(
+        &self,
+        m: Mirror<'_>,
+        ticket: Ticket,
+        outcome: Outcome,
+        limits: &Limits,
+        answer: Result<Reply, StorageError>,
+        ev: &mut Events,
+    ) -> Recorded {
+        match answer {
+            Ok(reply) => {
+                self.apply_reply(m, &reply, ev);
+                match (reply.code, reply.transition) {
+                    (Code::Transitioned, Some(t)) => Recorded::Transitioned(t),
+                    (Code::Counted, _) => Recorded::Counted,
+                    _ => Recorded::Stale,
                 }
-                Err(e) => self.went_down(m, e, ev),
+            }
+            Err(e) => {
+                self.went_down(m, e, ev);
+                self.record_degraded(m, ticket, outcome, limits, ev)
             }
         }
+    }
+
+    fn record_degraded(
+        &self,
+        m: Mirror<'_>,
+        ticket: Ticket,
+        outcome: Outcome,
+        limits: &Limits,
+        ev: &mut Events,
+    ) -> Recorded {
         match self.inner.policy {
             FaultPolicy::Local => {
                 let recorded = m.cell.record(ticket, outcome, limits, &mut m.clock.lazy());
@@ -346,15 +399,45 @@ impl Fleet {
     }
 
     pub(crate) fn reconcile(&self, m: Mirror<'_>, limits: &Limits, ev: &mut Events) -> Option<Transition> {
-        if !self.is_down() {
-            match self.run(m, Op::Reconcile, limits) {
-                Ok(reply) => {
-                    self.apply_reply(m, &reply, ev);
-                    return reply.transition;
-                }
-                Err(e) => self.went_down(m, e, ev),
+        match self.begin_reconcile(m, limits, ev) {
+            Step::Done(transition) => transition,
+            Step::Ask(op) => self.answer_reconcile(m, limits, self.run(m, op, limits), ev),
+        }
+    }
+
+    /// The round trip a reconcile needs, or what the mirror does alone.
+    pub(super) fn begin_reconcile(
+        &self,
+        m: Mirror<'_>,
+        limits: &Limits,
+        ev: &mut Events,
+    ) -> Step<Option<Transition>> {
+        match self.is_down() {
+            false => Step::Ask(Op::Reconcile),
+            true => Step::Done(self.reconcile_degraded(m, limits, ev)),
+        }
+    }
+
+    pub(super) fn answer_reconcile(
+        &self,
+        m: Mirror<'_>,
+        limits: &Limits,
+        answer: Result<Reply, StorageError>,
+        ev: &mut Events,
+    ) -> Option<Transition> {
+        match answer {
+            Ok(reply) => {
+                self.apply_reply(m, &reply, ev);
+                reply.transition
+            }
+            Err(e) => {
+                self.went_down(m, e, ev);
+                self.reconcile_degraded(m, limits, ev)
             }
         }
+    }
+
+    fn reconcile_degraded(&self, m: Mirror<'_>, limits: &Limits, ev: &mut Events) -> Option<Transition> {
         if self.inner.policy != FaultPolicy::Local {
             return None;
         }
@@ -437,6 +520,23 @@ impl Drop for Fleet {
     }
 }
 
+/// A cold path's next step: done, or the round trip it needs first.
+pub(crate) enum Step<T> {
+    Done(T),
+    Ask(Op),
+}
+
+/// Tags an admission's ticket (see [`Fleet::acquire`]).
+fn tagged(m: Mirror<'_>, decision: Acquire, degraded: bool) -> Acquire {
+    match decision {
+        Acquire::Admitted { ticket, transition } => Acquire::Admitted {
+            ticket: ticket.with_tag(if degraded { m.tag | DEGRADED_TAG } else { m.tag }),
+            transition,
+        },
+        rejected => rejected,
+    }
+}
+
 fn zero_limits() -> Limits {
     Limits {
         fail_max: 1,
@@ -479,7 +579,7 @@ impl Inner {
     }
 
     /// The seed for a missing hash: the mirror, its opened-at made an age.
-    fn seed(&self, mirror: Snapshot) -> Seed {
+    pub(super) fn seed(&self, mirror: Snapshot) -> Seed {
         let opened_ago_ms = match mirror.state() {
             State::Open => self.clock.lazy().now_ms().saturating_sub(mirror.opened_at_ms()),
             _ => 0,

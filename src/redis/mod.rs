@@ -106,6 +106,7 @@ mod client;
 #[cfg(feature = "redis-cluster")]
 mod cluster;
 mod fleet;
+mod offload;
 mod protocol;
 mod store;
 pub mod transport;
@@ -113,6 +114,7 @@ mod watcher;
 
 pub use crate::machine::events::StorageErrorKind;
 pub(crate) use fleet::{Fleet, Mirror, WindowedCall, DEGRADED_TAG};
+pub(crate) use offload::Pending;
 pub use transport::{Script, Subscriber, Transport};
 
 use std::fmt;

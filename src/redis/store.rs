@@ -46,7 +46,7 @@ impl Store {
     /// is never retried: the script may have run, and counting an outcome
     /// twice is worse than losing it.
     pub(crate) fn run(&self, op: Op, seed: &Seed, limits: &Limits) -> Result<Reply, StorageError> {
-        self.run_with(op, seed, limits, None)
+        self.run_with(op, seed, limits, None, self.command_timeout)
     }
 
     /// [`Store::run`] for a rate window's record or flush.
@@ -57,7 +57,24 @@ impl Store {
         limits: &Limits,
         window: &WindowArgs,
     ) -> Result<Reply, StorageError> {
-        self.run_with(op, seed, limits, Some(window))
+        self.run_with(op, seed, limits, Some(window), self.command_timeout)
+    }
+
+    /// The command timeout, the most one exchange may take.
+    pub(crate) fn command_timeout(&self) -> Duration {
+        self.command_timeout
+    }
+
+    /// Like [`Store::run`], within `timeout` (what is left of a command
+    /// timeout that began earlier).
+    pub(crate) fn run_within(
+        &self,
+        op: Op,
+        seed: &Seed,
+        limits: &Limits,
+        timeout: Duration,
+    ) -> Result<Reply, StorageError> {
+        self.run_with(op, seed, limits, None, timeout)
     }
 
     fn run_with(
@@ -66,6 +83,7 @@ impl Store {
         seed: &Seed,
         limits: &Limits,
         window: Option<&WindowArgs>,
+        timeout: Duration,
     ) -> Result<Reply, StorageError> {
         let channel = if self.announce { self.channel.as_str() } else { "" };
         let mut args = protocol::arguments(op, channel, seed, limits);
@@ -74,7 +92,7 @@ impl Store {
         }
         let values = self
             .transport
-            .eval(protocol::script(), &self.key, &args, self.command_timeout)?;
+            .eval(protocol::script(), &self.key, &args, timeout)?;
         Reply::parse(&values).ok_or_else(|| StorageError::protocol(&values))
     }
 }

@@ -23,6 +23,8 @@ pub(crate) const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 /// What an endpoint's breakers share.
 pub(crate) struct Hub {
     pub(crate) transport: Arc<dyn Transport>,
+    /// Runs the round trips of calls that must not wait on the network.
+    pub(crate) workers: Arc<super::offload::Workers>,
     /// The process that made it: a child made by `fork` has none of its
     /// parent's threads, so it makes hubs of its own.
     pid: u32,
@@ -64,6 +66,7 @@ impl Hub {
         hubs.retain(|_, hub| hub.upgrade().is_some_and(|hub| hub.pid == pid));
         let hub = Arc::new(Hub {
             transport: make(),
+            workers: Arc::default(),
             pid,
             connect_timeout,
             state: Mutex::new(Members {
