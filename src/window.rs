@@ -245,14 +245,14 @@ impl Width {
         }
     }
 
-    /// `now / ms`, exactly: the estimate is never high and at most two low.
+    /// `now / ms`, exactly, without a branch. With `r = (2^64 - 1) / ms`,
+    /// `ms * r >= 2^64 - ms`, so the estimate `now * r / 2^64` misses
+    /// `now / ms` by less than `now / 2^64 < 1`: never high, at most one low,
+    /// and one compare corrects it.
     #[inline]
     fn bucket(self, now: u64) -> u64 {
-        let mut q = ((u128::from(now) * u128::from(self.reciprocal)) >> 64) as u64;
-        while now - q * self.ms >= self.ms {
-            q += 1;
-        }
-        q
+        let q = ((u128::from(now) * u128::from(self.reciprocal)) >> 64) as u64;
+        q + u64::from(now - q * self.ms >= self.ms)
     }
 }
 
@@ -264,6 +264,17 @@ struct Rule {
     slow_rate_bp: u32,
     minimum_calls: u64,
     slow_after_ms: Option<u64>,
+}
+
+impl Rule {
+    /// A time window's bucket number at `now` (0 for a count window).
+    #[inline]
+    fn bucket(&self, now: u64) -> u64 {
+        match self.span {
+            Span::Millis(width) => width.bucket(now),
+            Span::Calls(_) => 0,
+        }
+    }
 }
 
 /// Sums over the window at one epoch.
@@ -287,7 +298,8 @@ impl Tally {
 pub(crate) struct Window {
     /// Every stripe is a ring of [`RING`] slots; slot `epoch % RING` holds
     /// that epoch's counts, and the window reads the last `buckets` epochs.
-    stripes: Box<[CachePadded<[AtomicU64; RING]>]>,
+    /// A fixed count, so that indexing an owned stripe needs no bounds check.
+    stripes: Box<[CachePadded<[AtomicU64; RING]>; STRIPES]>,
     /// Count-based: the current epoch. Time-based: added to the clock's
     /// bucket number. Written only on a roll and on a transition.
     epoch: CachePadded<AtomicU64>,
@@ -297,9 +309,9 @@ pub(crate) struct Window {
 impl Window {
     fn new(rule: Rule) -> Window {
         Window {
-            stripes: (0..STRIPES)
-                .map(|_| CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0))))
-                .collect(),
+            stripes: Box::new(std::array::from_fn(|_| {
+                CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0)))
+            })),
             epoch: CachePadded::new(AtomicU64::new(0)),
             rule,
         }
@@ -314,10 +326,16 @@ impl Window {
     /// The current epoch; `now_ms` is read only by a time-based window.
     #[inline]
     pub(crate) fn epoch(&self, now_ms: impl FnOnce() -> u64) -> u64 {
-        let base = self.epoch.load(Ordering::Acquire);
         match self.rule.span {
-            Span::Calls(_) => base,
-            Span::Millis(width) => base.wrapping_add(width.bucket(now_ms())),
+            Span::Calls(_) => self.epoch.load(Ordering::Acquire),
+            // The clock first, and the width read after it, so that little
+            // is kept across the clock's call.
+            Span::Millis(_) => {
+                let now = now_ms();
+                self.epoch
+                    .load(Ordering::Acquire)
+                    .wrapping_add(self.rule.bucket(now))
+            }
         }
     }
 
@@ -444,6 +462,56 @@ mod tests {
             let w = Width::new(ms);
             for now in [0, 1, ms - 1, ms, ms + 1, 123_456_789, u64::MAX / 2, u64::MAX] {
                 assert_eq!(w.bucket(now), now / ms, "{now} / {ms}");
+            }
+        }
+    }
+
+    /// The one correction is enough: `now / ms` on each side of bucket
+    /// edges, for widths whose reciprocal falls furthest short (powers of
+    /// two), odd and prime widths, and the largest times and widths.
+    #[test]
+    fn the_reciprocal_bucket_is_exact_at_every_edge() {
+        let mut widths = vec![
+            1,
+            2,
+            3,
+            5,
+            7,
+            10,
+            999,
+            6_000,
+            65_537,
+            1 << 40,
+            u64::MAX / 3,
+            u64::MAX - 1,
+            u64::MAX,
+        ];
+        for shift in [1, 4, 16, 31, 32, 33, 62, 63] {
+            widths.extend([(1u64 << shift) - 1, 1 << shift, (1 << shift) + 1]);
+        }
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        for ms in widths {
+            let w = Width::new(ms);
+            let last = u64::MAX / ms;
+            let mut quotients = vec![0, 1, 2, 65_535, 65_536, last / 2, last - 1, last];
+            for _ in 0..64 {
+                // xorshift: quotients spread over the whole range.
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                quotients.push(x.checked_rem(last.wrapping_add(1)).unwrap_or(x));
+            }
+            for q in quotients.into_iter().filter(|&q| q <= last) {
+                let edge = q * ms;
+                let around = [
+                    edge.checked_sub(1),
+                    Some(edge),
+                    edge.checked_add(1),
+                    edge.checked_add(ms - 1),
+                ];
+                for now in around.into_iter().flatten() {
+                    assert_eq!(w.bucket(now), now / ms, "{now} / {ms}");
+                }
             }
         }
     }
