@@ -18,10 +18,18 @@
 //! | 48..64 | the bucket's epoch, modulo 2^16                |
 //!
 //! A word whose epoch tag is older is restarted at the new epoch by the same
-//! store (or CAS), so a bucket rolls over without losing or keeping a count. A word never goes
-//! back to an older epoch: a record that arrives late for its bucket is
-//! dropped. A stripe's bucket saturates at 65,535 calls: later calls of that
-//! thread in that bucket are not counted at all (a sample, not a bias).
+//! store (or CAS), so a bucket rolls over without losing or keeping a count.
+//! A record that arrives late for its bucket, finding the slot already holds
+//! the epoch one turn of the ring (16) later, is dropped. Any other tag,
+//! however far behind (the tag is the epoch modulo 2^16), counts as older,
+//! as does a word never written: a stripe idle for half the tag range or
+//! more records again at once. The price of 16 bits: a record late by two
+//! turns or more restarts the word (that stripe's newer counts in the slot
+//! are lost), and a word last written exactly 65,520 epochs (modulo 2^16)
+//! before a record is taken as one turn ahead (that bucket's calls on that
+//! stripe in that slot are dropped). A stripe's bucket saturates at 65,535
+//! calls: later calls of that thread in that bucket are not counted at all
+//! (a sample, not a bias).
 //!
 //! Only failures and slow calls read the window (every word of every stripe)
 //! to decide whether to trip; a plain success never does, so it is one
@@ -205,16 +213,24 @@ impl WindowConfig {
     }
 }
 
+/// How far ahead of a record (in epochs, modulo 2^16) a word of its slot
+/// must be for the record to be late: one turn of the ring. Any other tag is
+/// older, however far its 16 bits have wrapped.
+const LATE_BY: u64 = RING as u64;
+
 /// `current` with one more call (`one`) in epoch `tag`; `None` when the call
-/// is not counted: the bucket is saturated, or already reused by a newer epoch.
+/// is not counted: the bucket is saturated, or already reused by the next
+/// turn of the ring.
 #[inline]
 fn counted(current: u64, tag: u64, one: u64) -> Option<u64> {
     let current_tag = current >> TAG_SHIFT;
     if current_tag == tag {
         // Saturated: this call is not sampled.
         (current & COUNT_MAX != COUNT_MAX).then_some(current + one)
-    } else if tag.wrapping_sub(current_tag) & TAG_MASK < 1 << (COUNT_BITS - 1) {
-        Some((tag << TAG_SHIFT) + one) // the bucket rolled over: start it afresh
+    } else if current_tag.wrapping_sub(tag) & TAG_MASK != LATE_BY || current & COUNT_MAX == 0 {
+        // An older bucket, or a word never written (whose tag 0 says
+        // nothing): start it afresh.
+        Some((tag << TAG_SHIFT) + one)
     } else {
         None // late for a bucket already reused by a newer epoch
     }
@@ -454,6 +470,30 @@ mod tests {
         assert_eq!((t.calls, t.failures, t.current), (1, 0, 1));
         w.add(0, true, false);
         assert_eq!(w.tally(16).failures, 0, "late record dropped");
+    }
+
+    /// Tags are epochs modulo 2^16: across the wrap a newer record restarts
+    /// the word and a record one turn late is dropped; a word never written,
+    /// or written more than half the tag range ago, is restarted too. A word
+    /// exactly 65,520 epochs behind looks one turn ahead (the documented price).
+    #[test]
+    fn the_epoch_tag_wraps_without_dropping_new_records() {
+        let w = window(WindowKind::Count { size: 4 }, 2);
+        let calls = |epoch| w.tally(epoch).current;
+        w.add(65_530, false, false);
+        w.add(65_546, true, false); // tag 10, the same slot: restarted
+        assert_eq!((calls(65_546), w.tally(65_546).failures), (1, 1));
+        w.add(65_530, false, false); // one turn late: dropped
+        assert_eq!(calls(65_546), 1, "late record dropped");
+        // A word never written (tag 0), at a tag in the upper half.
+        w.add(65_533, false, false);
+        assert_eq!(calls(65_533), 1, "a fresh word is restarted");
+        // 40,000 epochs later, the same slot: older, not ahead.
+        w.add(40_000 + 65_533, false, false);
+        assert_eq!(calls(40_000 + 65_533), 1, "an idle word is restarted");
+        w.add(1, false, false);
+        w.add(1 + 65_520, false, false);
+        assert_eq!(calls(1 + 65_520), 0, "65,520 behind reads as one turn ahead");
     }
 
     #[test]
