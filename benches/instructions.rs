@@ -15,9 +15,11 @@ const HOUR: Duration = Duration::from_secs(3600);
 /// A case: its name and a loop of that many calls.
 type Case = (&'static str, fn(u64));
 
-const CASES: [Case; 6] = [
+const CASES: [Case; 8] = [
     ("closed_success", closed_success),
     ("closed_success_async", closed_success_async),
+    ("count_window_success", count_window_success),
+    ("time_window_success", time_window_success),
     ("closed_failure", closed_failure),
     ("open_rejection", open_rejection),
     ("half_open_rejection", half_open_rejection),
@@ -48,6 +50,32 @@ fn closed_success_async(calls: u64) {
         let _ = black_box(std::future::Future::poll(call, &mut cx));
     }
     assert_eq!(breaker.state(), State::Closed);
+}
+
+/// A closed success recorded into a count window (`benches/windows.rs`'s).
+fn count_window_success(calls: u64) {
+    let breaker = CircuitBreaker::builder().count_window(100).build().unwrap();
+    windowed_successes(&breaker, calls);
+}
+
+/// A closed success recorded into a time window (`benches/windows.rs`'s).
+/// Its coarse clock reading goes through the vDSO, which callgrind does not
+/// count (see `scripts/callgrind.sh`).
+fn time_window_success(calls: u64) {
+    let breaker = CircuitBreaker::builder()
+        .time_window(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    windowed_successes(&breaker, calls);
+}
+
+fn windowed_successes(breaker: &CircuitBreaker, calls: u64) {
+    let breaker = black_box(breaker);
+    for _ in 0..calls {
+        let _ = black_box(breaker.try_acquire().map(|permit| permit.success()));
+    }
+    assert_eq!(breaker.state(), State::Closed);
+    assert!(breaker.window_calls() > Some(0));
 }
 
 fn closed_failure(calls: u64) {

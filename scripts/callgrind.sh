@@ -50,7 +50,7 @@ total_ir() {
 }
 
 printf '%-22s %14s\n' "case" "instr/call"
-for case in empty closed_success closed_success_async closed_failure open_rejection half_open_rejection; do
+for case in empty closed_success closed_success_async count_window_success time_window_success closed_failure open_rejection half_open_rejection; do
     one="$(total_ir "$case" "$calls")"
     two="$(total_ir "$case" $((2 * calls)))"
     python3 -c "print('%-22s %14.1f' % ('$case', ($two - $one) / $calls))"

@@ -192,6 +192,75 @@ fn time_window_counts_a_call_for_its_span_less_at_most_one_bucket() {
     assert_eq!(b.state(), State::Closed);
 }
 
+/// A success at `at` ms lands in bucket `at / width` and so counts until the
+/// bucket `buckets` later starts, to the millisecond: one success off by one
+/// bucket either way (or a window read off by one) fails one of the checks.
+fn assert_success_counts_for_its_buckets(at: u64) {
+    const WIDTH: u64 = 10;
+    const BUCKETS: u64 = 3;
+    let clock = ManualClock::new();
+    let b = base(&clock)
+        .time_window(Duration::from_millis(WIDTH * BUCKETS))
+        .window_buckets(BUCKETS as u32)
+        .build()
+        .unwrap();
+    clock.advance(Duration::from_millis(at));
+    assert_eq!(run(&b, "S"), [Recorded::Counted]);
+    assert_eq!(b.window_calls(), Some(1), "at {at} ms: counted at once");
+    let gone_at = (at / WIDTH + BUCKETS) * WIDTH;
+    clock.advance(Duration::from_millis(gone_at - 1 - at));
+    assert_eq!(
+        b.window_calls(),
+        Some(1),
+        "a success at {at} ms still counts at {} ms",
+        gone_at - 1
+    );
+    clock.advance(MS);
+    assert_eq!(
+        b.window_calls(),
+        Some(0),
+        "a success at {at} ms is gone at {gone_at} ms"
+    );
+}
+
+#[test]
+fn a_time_window_success_lands_in_its_bucket_at_every_edge() {
+    // The clock at 0, and each side of a bucket edge.
+    for at in [0, 1, 9, 10, 11, 19, 20, 29, 30] {
+        assert_success_counts_for_its_buckets(at);
+    }
+    // Buckets 65,535 and 65,536 (epoch tags 65,535 and 0): the 16-bit tag
+    // wraps inside the window.
+    for at in [655_339, 655_340, 655_349, 655_350, 655_359, 655_360, 655_369] {
+        assert_success_counts_for_its_buckets(at);
+    }
+    // Near the end of the clock's range (the last whole window before
+    // u64::MAX ms), where a bucket number needs the full 64-bit quotient.
+    for at in [u64::MAX - 36, u64::MAX - 35, u64::MAX - 34, u64::MAX - 26] {
+        assert_success_counts_for_its_buckets(at);
+    }
+}
+
+/// A stripe's words keep their epoch modulo 2^16; one last written 40,000
+/// buckets ago (more than half the tag range) is restarted, not taken for
+/// a newer bucket that the call would be late for.
+#[test]
+fn a_time_window_counts_again_after_a_long_idle() {
+    let clock = ManualClock::new();
+    let b = base(&clock)
+        .time_window(Duration::from_millis(30))
+        .window_buckets(3)
+        .build()
+        .unwrap();
+    run(&b, "S");
+    assert_eq!(b.window_calls(), Some(1));
+    // Bucket 40,000 uses the same slot as bucket 0 (40,000 = 16 x 2,500).
+    clock.advance(Duration::from_millis(400_000));
+    assert_eq!(b.window_calls(), Some(0), "the old call left the window");
+    run(&b, "SS");
+    assert_eq!(b.window_calls(), Some(2), "both new calls count");
+}
+
 #[test]
 fn the_window_starts_empty_after_every_transition() {
     let clock = ManualClock::new();

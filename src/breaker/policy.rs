@@ -294,11 +294,11 @@ impl CircuitBreaker {
         let Some(w) = &p.window else {
             return false;
         };
-        if p.mode == Mode::Disabled
-            || ticket.is_probe()
-            || !self.listeners.is_empty()
-            || !self.state.is_current(ticket)
-        {
+        // A windowed closed state never counts consecutive failures, so a
+        // current closed-state ticket finds the word as `success_is_noop`
+        // wants it: one compare rules out probes and stale tickets. (If it
+        // ever did not, the general path would decide.)
+        if p.mode == Mode::Disabled || !self.listeners.is_empty() || !self.state.success_is_noop(ticket) {
             return false;
         }
         w.add(self.window_epoch(w), false, false);

@@ -277,10 +277,14 @@ impl ClockSource {
         }
     }
 
-    /// A coarse reading: never ahead of the precise time.
+    /// A coarse reading: never ahead of the precise time. An injected clock
+    /// is asked for the reading alone, not its lag too.
     #[inline]
     pub(crate) fn coarse_ms(&self) -> u64 {
-        self.coarse().0
+        match self {
+            ClockSource::Monotonic(c) => c.coarse_now_ms(),
+            ClockSource::Custom(c) => c.coarse_now_ms(),
+        }
     }
 
     /// A precise reading.

@@ -18,12 +18,18 @@
 //! | 48..64 | the bucket's epoch, modulo 2^16                |
 //!
 //! A word whose epoch tag is older is restarted at the new epoch by the same
-//! store (or CAS), so a bucket rolls over without losing or keeping a count. A word never goes
-//! back to an older epoch: a record that arrives late for its bucket (a
-//! newer epoch, fewer than 256 ahead, already took the word) is dropped. Any
-//! other tag is older, however long ago it was written, and a word with no
-//! counts takes any epoch. A stripe's bucket saturates at 65,535 calls: later calls of that
-//! thread in that bucket are not counted at all (a sample, not a bias).
+//! store (or CAS), so a bucket rolls over without losing or keeping a count.
+//! A record that arrives late for its bucket, finding the slot already holds
+//! the epoch one turn of the ring (16) later, is dropped. Any other tag,
+//! however far behind (the tag is the epoch modulo 2^16), counts as older,
+//! as does a word never written: a stripe idle for half the tag range or
+//! more records again at once. The price of 16 bits: a record late by two
+//! turns or more restarts the word (that stripe's newer counts in the slot
+//! are lost), and a word last written exactly 65,520 epochs (modulo 2^16)
+//! before a record is taken as one turn ahead (that bucket's calls on that
+//! stripe in that slot are dropped). A stripe's bucket saturates at 65,535
+//! calls: later calls of that thread in that bucket are not counted at all
+//! (a sample, not a bias).
 //!
 //! Only failures and slow calls read the window (every word of every stripe)
 //! to decide whether to trip; a plain success never does, so it is one
@@ -79,11 +85,6 @@ const FAILURE_SHIFT: u32 = 16;
 const SLOW_SHIFT: u32 = 32;
 const TAG_SHIFT: u32 = 48;
 const TAG_MASK: u64 = COUNT_MAX;
-const COUNTS_MASK: u64 = (1 << TAG_SHIFT) - 1;
-/// A word tagged less than this many epochs after a record's is a newer
-/// epoch's: the record is late (its epoch was read a moment before). Any
-/// other tag is an older epoch's, however long ago it was written.
-const LATE_LIMIT: u64 = 1 << 8;
 
 /// How the closed state decides to trip.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -212,17 +213,23 @@ impl WindowConfig {
     }
 }
 
+/// How far ahead of a record (in epochs, modulo 2^16) a word of its slot
+/// must be for the record to be late: one turn of the ring. Any other tag is
+/// older, however far its 16 bits have wrapped.
+const LATE_BY: u64 = RING as u64;
+
 /// `current` with one more call (`one`) in epoch `tag`; `None` when the call
-/// is not counted: the bucket is saturated, or already reused by a newer epoch.
+/// is not counted: the bucket is saturated, or already reused by the next
+/// turn of the ring.
 #[inline]
 fn counted(current: u64, tag: u64, one: u64) -> Option<u64> {
     let current_tag = current >> TAG_SHIFT;
     if current_tag == tag {
         // Saturated: this call is not sampled.
         (current & COUNT_MAX != COUNT_MAX).then_some(current + one)
-    } else if current_tag.wrapping_sub(tag) & TAG_MASK >= LATE_LIMIT || current & COUNTS_MASK == 0 {
-        // The bucket rolled over (however long it sat unwritten), or was
-        // never written (its tag means nothing): start it afresh.
+    } else if current_tag.wrapping_sub(tag) & TAG_MASK != LATE_BY || current & COUNT_MAX == 0 {
+        // An older bucket, or a word never written (whose tag 0 says
+        // nothing): start it afresh.
         Some((tag << TAG_SHIFT) + one)
     } else {
         None // late for a bucket already reused by a newer epoch
@@ -254,14 +261,14 @@ impl Width {
         }
     }
 
-    /// `now / ms`, exactly: the estimate is never high and at most two low.
+    /// `now / ms`, exactly, without a branch. With `r = (2^64 - 1) / ms`,
+    /// `ms * r >= 2^64 - ms`, so the estimate `now * r / 2^64` misses
+    /// `now / ms` by less than `now / 2^64 < 1`: never high, at most one low,
+    /// and one compare corrects it.
     #[inline]
     fn bucket(self, now: u64) -> u64 {
-        let mut q = ((u128::from(now) * u128::from(self.reciprocal)) >> 64) as u64;
-        while now - q * self.ms >= self.ms {
-            q += 1;
-        }
-        q
+        let q = ((u128::from(now) * u128::from(self.reciprocal)) >> 64) as u64;
+        q + u64::from(now - q * self.ms >= self.ms)
     }
 }
 
@@ -273,6 +280,17 @@ struct Rule {
     slow_rate_bp: u32,
     minimum_calls: u64,
     slow_after_ms: Option<u64>,
+}
+
+impl Rule {
+    /// A time window's bucket number at `now` (0 for a count window).
+    #[inline]
+    fn bucket(&self, now: u64) -> u64 {
+        match self.span {
+            Span::Millis(width) => width.bucket(now),
+            Span::Calls(_) => 0,
+        }
+    }
 }
 
 /// Sums over the window at one epoch.
@@ -296,7 +314,8 @@ impl Tally {
 pub(crate) struct Window {
     /// Every stripe is a ring of [`RING`] slots; slot `epoch % RING` holds
     /// that epoch's counts, and the window reads the last `buckets` epochs.
-    stripes: Box<[CachePadded<[AtomicU64; RING]>]>,
+    /// A fixed count, so that indexing an owned stripe needs no bounds check.
+    stripes: Box<[CachePadded<[AtomicU64; RING]>; STRIPES]>,
     /// Count-based: the current epoch. Time-based: added to the clock's
     /// bucket number. Written only on a roll and on a transition.
     epoch: CachePadded<AtomicU64>,
@@ -306,9 +325,9 @@ pub(crate) struct Window {
 impl Window {
     fn new(rule: Rule) -> Window {
         Window {
-            stripes: (0..STRIPES)
-                .map(|_| CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0))))
-                .collect(),
+            stripes: Box::new(std::array::from_fn(|_| {
+                CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0)))
+            })),
             epoch: CachePadded::new(AtomicU64::new(0)),
             rule,
         }
@@ -323,10 +342,16 @@ impl Window {
     /// The current epoch; `now_ms` is read only by a time-based window.
     #[inline]
     pub(crate) fn epoch(&self, now_ms: impl FnOnce() -> u64) -> u64 {
-        let base = self.epoch.load(Ordering::Acquire);
         match self.rule.span {
-            Span::Calls(_) => base,
-            Span::Millis(width) => base.wrapping_add(width.bucket(now_ms())),
+            Span::Calls(_) => self.epoch.load(Ordering::Acquire),
+            // The clock first, and the width read after it, so that little
+            // is kept across the clock's call.
+            Span::Millis(_) => {
+                let now = now_ms();
+                self.epoch
+                    .load(Ordering::Acquire)
+                    .wrapping_add(self.rule.bucket(now))
+            }
         }
     }
 
@@ -582,12 +607,86 @@ mod tests {
         }
     }
 
+    /// Tags are epochs modulo 2^16: across the wrap a newer record restarts
+    /// the word and a record one turn late is dropped; a word never written,
+    /// or written more than half the tag range ago, is restarted too. A word
+    /// exactly 65,520 epochs behind looks one turn ahead (the documented price).
+    #[test]
+    fn the_epoch_tag_wraps_without_dropping_new_records() {
+        let w = window(WindowKind::Count { size: 4 }, 2);
+        let calls = |epoch| w.tally(epoch).current;
+        w.add(65_530, false, false);
+        w.add(65_546, true, false); // tag 10, the same slot: restarted
+        assert_eq!((calls(65_546), w.tally(65_546).failures), (1, 1));
+        w.add(65_530, false, false); // one turn late: dropped
+        assert_eq!(calls(65_546), 1, "late record dropped");
+        // A word never written (tag 0), at a tag in the upper half.
+        w.add(65_533, false, false);
+        assert_eq!(calls(65_533), 1, "a fresh word is restarted");
+        // 40,000 epochs later, the same slot: older, not ahead.
+        w.add(40_000 + 65_533, false, false);
+        assert_eq!(calls(40_000 + 65_533), 1, "an idle word is restarted");
+        w.add(1, false, false);
+        w.add(1 + 65_520, false, false);
+        assert_eq!(calls(1 + 65_520), 0, "65,520 behind reads as one turn ahead");
+    }
+
     #[test]
     fn the_reciprocal_bucket_is_the_quotient() {
         for ms in [1, 3, 7, 1000, 6000, 86_400_000] {
             let w = Width::new(ms);
             for now in [0, 1, ms - 1, ms, ms + 1, 123_456_789, u64::MAX / 2, u64::MAX] {
                 assert_eq!(w.bucket(now), now / ms, "{now} / {ms}");
+            }
+        }
+    }
+
+    /// The one correction is enough: `now / ms` on each side of bucket
+    /// edges, for widths whose reciprocal falls furthest short (powers of
+    /// two), odd and prime widths, and the largest times and widths.
+    #[test]
+    fn the_reciprocal_bucket_is_exact_at_every_edge() {
+        let mut widths = vec![
+            1,
+            2,
+            3,
+            5,
+            7,
+            10,
+            999,
+            6_000,
+            65_537,
+            1 << 40,
+            u64::MAX / 3,
+            u64::MAX - 1,
+            u64::MAX,
+        ];
+        for shift in [1, 4, 16, 31, 32, 33, 62, 63] {
+            widths.extend([(1u64 << shift) - 1, 1 << shift, (1 << shift) + 1]);
+        }
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        for ms in widths {
+            let w = Width::new(ms);
+            let last = u64::MAX / ms;
+            let mut quotients = vec![0, 1, 2, 65_535, 65_536, last / 2, last - 1, last];
+            for _ in 0..64 {
+                // xorshift: quotients spread over the whole range.
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                quotients.push(x.checked_rem(last.wrapping_add(1)).unwrap_or(x));
+            }
+            for q in quotients.into_iter().filter(|&q| q <= last) {
+                let edge = q * ms;
+                let around = [
+                    edge.checked_sub(1),
+                    Some(edge),
+                    edge.checked_add(1),
+                    edge.checked_add(ms - 1),
+                ];
+                for now in around.into_iter().flatten() {
+                    assert_eq!(w.bucket(now), now / ms, "{now} / {ms}");
+                }
             }
         }
     }
