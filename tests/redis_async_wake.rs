@@ -25,9 +25,9 @@ struct Gated {
 }
 
 /// The script's reply: code, the view's eight fields (version first), no
-/// transition.
+/// transition, probe slot 0.
 fn reply(code: i64, version: i64, failures: i64) -> Vec<i64> {
-    vec![code, version, 0, 1, failures, 0, 0, 0, 0, -1, -1]
+    vec![code, version, 0, 1, failures, 0, 0, 0, 0, -1, -1, 0]
 }
 
 impl Transport for Gated {
