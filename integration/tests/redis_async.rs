@@ -469,3 +469,129 @@ async fn a_tower_service_dropped_with_its_admission_gives_the_probe_back() {
         "ignored: the probe neither closed nor re-opened"
     );
 }
+
+/// A shared breaker behind `proxy` with a rate window that trips once half
+/// of at least two calls failed: a trip needs the window's counts (a
+/// success's too) at the fleet.
+fn windowed(
+    proxy: &Proxy,
+    prefix: &str,
+    window: fn(breakerbox::Builder) -> breakerbox::Builder,
+) -> Arc<CircuitBreaker> {
+    let builder = CircuitBreaker::builder()
+        .reset_timeout(RESET)
+        .window_buckets(1)
+        .minimum_calls(2)
+        .failure_rate_threshold(50.0);
+    let breaker = window(builder)
+        .shared(
+            RedisState::connect(&proxy.url())
+                .unwrap()
+                .namespace(namespace(prefix))
+                .policy(FaultPolicy::Local)
+                .command_timeout(Duration::from_secs(5))
+                .require_reachable(),
+        )
+        .build()
+        .unwrap();
+    Arc::new(breaker)
+}
+
+type Window = (&'static str, fn(breakerbox::Builder) -> breakerbox::Builder);
+
+const WINDOWS: [Window; 2] = [
+    ("count window", |b| b.count_window(10)),
+    ("time window", |b| b.time_window(Duration::from_secs(60))),
+];
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_windowed_failure_waiting_on_a_slow_round_trip_lets_another_task_run() {
+    for (seed, (what, window)) in (15..).zip(WINDOWS) {
+        let proxy = Proxy::start(upstream(), seed);
+        let b = windowed(&proxy, "async-window", window);
+        let (ticks, ticker) = ticker();
+        proxy.set(Fault::Latency(LATENCY));
+
+        // A success counts in the window without a round trip; the failure
+        // carries the window's counts to the fleet, which decides on them
+        // (one failure alone is below the minimum of two calls).
+        let (out, _, took) = ticking(&ticks, b.call_async(|| async { Ok::<_, std::io::Error>(()) })).await;
+        assert!(out.is_ok() && took < ROUND_TRIP, "{what}: {out:?} in {took:?}");
+        let (out, turns, took) = ticking(
+            &ticks,
+            b.call_async(|| async { Err::<(), _>(std::io::Error::other("down")) }),
+        )
+        .await;
+        assert!(
+            matches!(out, Err(Error::Failed { tripped: true, .. })),
+            "{what}: {out:?}"
+        );
+        assert_kept_ticking(&format!("a {what}'s failure"), turns, took);
+        assert_eq!(b.state(), State::Open, "{what}");
+        ticker.abort();
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_windowed_tower_failure_waiting_on_a_slow_round_trip_lets_another_task_run() {
+    let proxy = Proxy::start(upstream(), 17);
+    let b = windowed(&proxy, "tower-window", WINDOWS[0].1);
+    let (ticks, ticker) = ticker();
+    let inner = service_fn(|n: u32| async move {
+        match n {
+            0 => Err(std::io::Error::other("down")),
+            n => Ok(n),
+        }
+    });
+    let mut svc = CircuitBreakerLayer::new(Arc::clone(&b)).layer(inner);
+    proxy.set(Fault::Latency(LATENCY));
+
+    let (out, _, took) = ticking(&ticks, svc.ready().await.unwrap().call(1)).await;
+    assert!(out.is_ok() && took < ROUND_TRIP, "{out:?} in {took:?}");
+    let (out, turns, took) = ticking(&ticks, svc.ready().await.unwrap().call(0)).await;
+    assert!(out.unwrap_err().into_inner().is_some());
+    assert_kept_ticking("a windowed tower failure's record", turns, took);
+    assert_eq!(b.state(), State::Open);
+    ticker.abort();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_windowed_call_cancelled_as_a_failure_hands_its_record_off() {
+    for (seed, (what, window)) in (18..).zip(WINDOWS) {
+        let proxy = Proxy::start(upstream(), seed);
+        let b = windowed(&proxy, "async-window-cancel", window);
+        let out = b.call_async(|| async { Ok::<_, std::io::Error>(()) }).await;
+        assert!(out.is_ok(), "{what}: {out:?}");
+        proxy.set(Fault::Latency(LATENCY));
+        let (ticks, ticker) = ticker();
+
+        // Admitted without a round trip (closed), then dropped: its failure
+        // is handed off, with the window's counts, not waited for.
+        let mut call = Box::pin(
+            b.call_async(std::future::pending::<Result<(), std::io::Error>>)
+                .on_cancel(Outcome::Failure),
+        );
+        let polled = tokio::time::timeout(Duration::from_millis(1), &mut call).await;
+        assert!(polled.is_err() && call.is_admitted(), "{what}: admitted, running");
+        let start = Instant::now();
+        drop(call);
+        let dropped_in = start.elapsed();
+        assert!(
+            dropped_in < ROUND_TRIP,
+            "{what}: the drop waited on Redis: {dropped_in:?}"
+        );
+        let before = ticks.load(Ordering::Relaxed);
+        let tripped = tokio::time::timeout(Duration::from_secs(5), async {
+            while b.state() != State::Open {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        assert!(
+            tripped.is_ok(),
+            "{what}: the handed-off failure and the success before it tripped the fleet"
+        );
+        assert!(ticks.load(Ordering::Relaxed) > before, "{what}");
+        ticker.abort();
+    }
+}

@@ -7,6 +7,7 @@ use crate::machine::config_error::ConfigError;
 use crate::machine::events::{Events, StorageHealth};
 use crate::machine::settings::Settings;
 use crate::machine::state::{Acquire, LimitSource, Outcome, Recorded, State, StateCell, Ticket, Transition};
+use crate::machine::window::Window;
 #[cfg(feature = "redis")]
 use std::task::ready;
 use std::task::{Context, Poll};
@@ -240,25 +241,31 @@ impl Backend {
         }
     }
 
-    /// A windowed breaker's closed-state failure or slow call: a shared
-    /// backend decides it on the fleet's summed window; `None` leaves it to
-    /// the breaker's own window.
-    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+    /// A windowed breaker's closed-state failure or slow call, counted in
+    /// `window` (the breaker's own) and decided there, or for a shared
+    /// backend on the fleet's summed window.
     pub(crate) fn record_windowed(
         &self,
         core: Core<'_>,
-        window: &crate::machine::window::Window,
-        ticket: Ticket,
-        failed: bool,
-        slow: bool,
+        window: &Window,
+        call: WindowedCall,
         events: &mut Events,
-    ) -> Option<Recorded> {
+    ) -> Recorded {
         match self {
-            Backend::Local => None,
+            Backend::Local => {
+                let epoch = window.epoch(|| core.clock.coarse_ms());
+                window.add(epoch, call.failed, call.slow);
+                let trip = || core.cell.trip(call.ticket, &mut core.clock.lazy());
+                let recorded = match window.check(epoch, trip) {
+                    Some(t) => Recorded::Transitioned(t),
+                    None => Recorded::Counted,
+                };
+                events.transition(recorded.transition());
+                recorded
+            }
             #[cfg(feature = "redis")]
             Backend::Shared(fleet) => {
-                let call = crate::redis::WindowedCall { ticket, failed, slow };
-                Some(fleet.record_windowed(core.mirror(), window, call, &core.settings.limits(), events))
+                fleet.record_windowed(core.mirror(), call, &core.settings.limits(), events)
             }
         }
     }
@@ -292,6 +299,15 @@ impl Backend {
             Backend::Shared(fleet) => fleet.peek(core.mirror()),
         }
     }
+}
+
+/// A windowed breaker's closed-state call that failed or was slow (at
+/// least one), to record.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WindowedCall {
+    pub(crate) ticket: Ticket,
+    pub(crate) failed: bool,
+    pub(crate) slow: bool,
 }
 
 /// A cold path's round trip in flight, for a call that must not wait on the
@@ -348,7 +364,8 @@ impl Backend {
     }
 
     /// [`Backend::record`], polled: the record's round trip, then the
-    /// reconcile's if a setter raced it.
+    /// reconcile's if a setter raced it; or the windowed record that
+    /// [`Backend::send_windowed`] left in `io`.
     #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
     pub(crate) fn poll_record(
         &self,
@@ -364,6 +381,13 @@ impl Backend {
             #[cfg(feature = "redis")]
             Backend::Shared(fleet) => {
                 let (m, limits) = (core.mirror(), core.settings.limits());
+                if io
+                    .pending
+                    .as_ref()
+                    .is_some_and(crate::redis::Pending::is_windowed)
+                {
+                    return fleet.poll_windowed(m, ticket, &mut io.pending, cx, events);
+                }
                 let reconciling = io
                     .pending
                     .as_ref()
@@ -399,6 +423,47 @@ impl Backend {
             Backend::Shared(fleet) => {
                 let limits = core.settings.limits();
                 fleet.record_detached(core.mirror(), ticket, outcome, &limits, events)
+            }
+        }
+    }
+
+    /// [`Backend::record_windowed`] without waiting on the network: decided
+    /// at once, or `None` once a shared backend's run is in `io`, to be
+    /// polled with [`Backend::poll_record`].
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+    pub(crate) fn send_windowed(
+        &self,
+        core: Core<'_>,
+        window: &Window,
+        call: WindowedCall,
+        io: &mut RoundTrip,
+        events: &mut Events,
+    ) -> Option<Recorded> {
+        match self {
+            Backend::Local => Some(self.record_windowed(core, window, call, events)),
+            #[cfg(feature = "redis")]
+            Backend::Shared(fleet) => {
+                let limits = core.settings.limits();
+                fleet.send_windowed(core.mirror(), call, &limits, &mut io.pending, events)
+            }
+        }
+    }
+
+    /// [`Backend::record_windowed`] without waiting for the fleet: `None`
+    /// when the run was handed off (its answer reaches the mirror later).
+    pub(crate) fn record_windowed_detached(
+        &self,
+        core: Core<'_>,
+        window: &Window,
+        call: WindowedCall,
+        events: &mut Events,
+    ) -> Option<Recorded> {
+        match self {
+            Backend::Local => Some(self.record_windowed(core, window, call, events)),
+            #[cfg(feature = "redis")]
+            Backend::Shared(fleet) => {
+                let limits = core.settings.limits();
+                fleet.record_windowed_detached(core.mirror(), call, &limits, events)
             }
         }
     }

@@ -410,8 +410,8 @@ impl CircuitBreaker {
 
     #[inline(never)]
     fn record_not_plain(&self, ticket: Ticket, outcome: Outcome) -> Recorded {
-        if let Some(p) = &self.policy {
-            return self.record_with_policy(p, ticket, outcome, None);
+        if self.policy.is_some() {
+            return self.record_with_policy(ticket, outcome, None);
         }
         // Checked again for breakers with listeners: a clean success must not
         // take the slow path, which for a shared breaker is a round trip.

@@ -3,6 +3,7 @@
 //! them (and no listeners) is `plain`: its clean successes never come here.
 
 use super::{CircuitBreaker, InvalidTicket, Permit};
+use crate::breaker::backend::WindowedCall;
 use crate::breaker::builder::Builder;
 use crate::breaker::error::Rejected;
 use crate::machine::backoff::{Backoff, OpenBackoff};
@@ -49,6 +50,19 @@ pub enum HalfOpenRule {
     /// used and must stay 1. Allowed with the consecutive rule too, which
     /// then reads `failure_rate_threshold` for its probes.
     FailureRate,
+}
+
+/// Where a record goes (see [`CircuitBreaker::route`]).
+pub(super) enum Route<'a> {
+    /// Decided without the backend, to be told as usual.
+    Done(Recorded),
+    /// Counts for nothing and is told to nobody ([`Mode::Disabled`]).
+    Swallowed,
+    /// A closed-state failure or slow call, for the backend to count in
+    /// the window and decide on (the fleet's summed window, if shared).
+    Window(&'a Window, WindowedCall),
+    /// The consecutive rule's record, on the backend.
+    Backend,
 }
 
 /// What a builder collects beyond the consecutive rule.
@@ -201,66 +215,56 @@ impl CircuitBreaker {
     /// Every transition reaches [`CircuitBreaker::on_transition`], listeners or not.
     pub(super) fn record_with_policy(
         &self,
-        p: &Policy,
         ticket: Ticket,
         outcome: Outcome,
         elapsed_ms: Option<u64>,
     ) -> Recorded {
-        if p.mode == Mode::Disabled {
-            return Recorded::Counted;
-        }
         let mut events = Events::default();
-        let recorded = match self.record_in_policy(p, ticket, outcome, elapsed_ms, &mut events) {
-            Some(recorded) => recorded,
-            None if outcome == Outcome::Success && self.state.success_is_noop(ticket) => Recorded::Counted,
-            None => self.backend.record(self.core(), ticket, outcome, &mut events),
+        let recorded = match self.route(ticket, outcome, elapsed_ms) {
+            Route::Done(recorded) => recorded,
+            Route::Swallowed => return Recorded::Counted,
+            Route::Window(w, call) => self.backend.record_windowed(self.core(), w, call, &mut events),
+            Route::Backend => self.backend.record(self.core(), ticket, outcome, &mut events),
         };
         self.report_record(recorded, outcome, events)
     }
 
-    /// Records into the window when it decides this ticket (a closed-state
-    /// call of a windowed breaker), or swallows it (disabled); `None` leaves
-    /// it to the consecutive rule. Any transition is noted in `events`.
-    pub(super) fn record_in_policy(
-        &self,
-        p: &Policy,
-        ticket: Ticket,
-        outcome: Outcome,
-        elapsed_ms: Option<u64>,
-        events: &mut Events,
-    ) -> Option<Recorded> {
-        let w = p.window.as_ref()?;
+    /// Where a record of a ticket this breaker issued goes, decided once
+    /// (a success may count in the window here): the one copy of these
+    /// rules, for the blocking path and the polled one.
+    pub(super) fn route(&self, ticket: Ticket, outcome: Outcome, elapsed_ms: Option<u64>) -> Route<'_> {
+        let consecutive = || match outcome == Outcome::Success && self.state.success_is_noop(ticket) {
+            true => Route::Done(Recorded::Counted),
+            false => Route::Backend,
+        };
+        let Some(p) = self.policy.as_deref() else {
+            return consecutive();
+        };
+        if p.mode == Mode::Disabled {
+            return Route::Swallowed;
+        }
+        let Some(w) = p.window.as_ref() else {
+            return consecutive();
+        };
         if ticket.is_probe() {
-            return self.record_slow_probe(w, ticket, outcome, elapsed_ms);
+            return match self.record_slow_probe(w, ticket, outcome, elapsed_ms) {
+                Some(recorded) => Route::Done(recorded),
+                None => consecutive(),
+            };
         }
         if !self.state.is_current(ticket) {
-            return Some(Recorded::Stale);
+            return Route::Done(Recorded::Stale);
         }
         if outcome == Outcome::Ignored {
-            return Some(Recorded::Counted);
+            return Route::Done(Recorded::Counted);
         }
         let slow = matches!((w.slow_after_ms(), elapsed_ms), (Some(limit), Some(e)) if e > limit);
         let failed = outcome == Outcome::Failure;
         if failed || slow {
-            // A shared window's failures and slow calls are the fleet's to decide.
-            if let Some(recorded) = self
-                .backend
-                .record_windowed(self.core(), w, ticket, failed, slow, events)
-            {
-                return Some(recorded);
-            }
+            return Route::Window(w, WindowedCall { ticket, failed, slow });
         }
-        let epoch = self.window_epoch(w);
-        w.add(epoch, failed, slow);
-        if !(failed || slow) {
-            return Some(Recorded::Counted);
-        }
-        let recorded = match w.check(epoch, || self.state.trip(ticket, &mut self.clock.lazy())) {
-            Some(t) => Recorded::Transitioned(t),
-            None => Recorded::Counted,
-        };
-        events.transition(recorded.transition());
-        Some(recorded)
+        w.add(self.window_epoch(w), false, false);
+        Route::Done(Recorded::Counted)
     }
 
     /// A slow probe under the failure-rate rule is recorded as slow; `None`
@@ -380,7 +384,7 @@ impl CircuitBreaker {
 
     fn record_valid_timed(&self, ticket: Ticket, outcome: Outcome, elapsed_ms: Option<u64>) -> Recorded {
         match (elapsed_ms, self.policy.as_deref()) {
-            (Some(_), Some(p)) => self.record_with_policy(p, ticket, outcome, elapsed_ms),
+            (Some(_), Some(_)) => self.record_with_policy(ticket, outcome, elapsed_ms),
             _ => self.record_valid(ticket, outcome),
         }
     }

@@ -6,6 +6,7 @@
 //! `Pending` until the reply is in; the decision made from the reply, and
 //! how it is reported, are the blocking path's own.
 
+use super::policy::Route;
 use super::CircuitBreaker;
 use crate::breaker::backend::RoundTrip;
 use crate::breaker::error::Rejected;
@@ -80,7 +81,10 @@ impl CircuitBreaker {
         self.poll_record_shared(ticket, outcome, io, cx)
     }
 
-    /// The steps of [`CircuitBreaker::record`], the backend's polled.
+    /// The steps of [`CircuitBreaker::record`], the backend's polled: the
+    /// record is routed once, on the first poll (a windowed failure's run
+    /// then carries the window's counts), and later polls go on with the
+    /// round trip in flight.
     #[inline(never)]
     fn poll_record_shared(
         &self,
@@ -89,12 +93,21 @@ impl CircuitBreaker {
         io: &mut RoundTrip,
         cx: &mut Context<'_>,
     ) -> Poll<Recorded> {
+        let mut events = Events::default();
         if io.is_idle() {
-            if let Some(done) = self.record_without_backend(ticket, outcome) {
-                return Poll::Ready(done);
+            if !self.backend.issued(ticket, self.tag) {
+                return Poll::Ready(Recorded::Stale);
+            }
+            let decided = match self.route(ticket, outcome, None) {
+                Route::Done(recorded) => Some(recorded),
+                Route::Swallowed => return Poll::Ready(Recorded::Counted),
+                Route::Window(w, call) => self.backend.send_windowed(self.core(), w, call, io, &mut events),
+                Route::Backend => None,
+            };
+            if let Some(recorded) = decided {
+                return Poll::Ready(self.report_record(recorded, outcome, events));
             }
         }
-        let mut events = Events::default();
         match self
             .backend
             .poll_record(self.core(), ticket, outcome, io, cx, &mut events)
@@ -110,43 +123,27 @@ impl CircuitBreaker {
     /// Records without waiting on the network, and without telling the
     /// caller what the record did: for a call that is gone (dropped,
     /// cancelled, panicked). A shared breaker hands a record that needs the
-    /// fleet to its workers; its outcome is told to the listeners when it
-    /// is handed off, its transition (if any) once the mirror learns of it.
+    /// fleet to its workers (a windowed one with the counts it carries);
+    /// its outcome is told to the listeners when it is handed off, its
+    /// transition (if any) once the mirror learns of it.
     pub(crate) fn record_detached(&self, ticket: Ticket, outcome: Outcome) {
         if !self.backend.may_wait() {
             let _ = self.record(ticket, outcome);
             return;
         }
-        if self.record_without_backend(ticket, outcome).is_some() {
+        if !self.backend.issued(ticket, self.tag) {
             return;
         }
         let mut events = Events::default();
+        let core = self.core();
+        let recorded = match self.route(ticket, outcome, None) {
+            Route::Done(recorded) => Some(recorded),
+            Route::Swallowed => return,
+            Route::Window(w, call) => self.backend.record_windowed_detached(core, w, call, &mut events),
+            Route::Backend => self.backend.record_detached(core, ticket, outcome, &mut events),
+        };
         // Handed off (`None`): told as sent, its answer not known here.
-        let recorded = self
-            .backend
-            .record_detached(self.core(), ticket, outcome, &mut events)
-            .unwrap_or(Recorded::Counted);
-        let _ = self.report_record(recorded, outcome, events);
-    }
-
-    /// A record of a shared breaker that its backend need not see: a
-    /// foreign ticket, or a clean success (as in `record_valid`).
-    fn record_without_backend(&self, ticket: Ticket, outcome: Outcome) -> Option<Recorded> {
-        if !self.backend.issued(ticket, self.tag) {
-            return Some(Recorded::Stale);
-        }
-        // A policy's records take the blocking path (a shared breaker has
-        // none: the builder refuses one).
-        if self.policy.is_some() {
-            return Some(self.record_valid(ticket, outcome));
-        }
-        if outcome == Outcome::Success && self.state.success_is_noop(ticket) {
-            if !self.listeners.is_empty() {
-                self.report_outcome(outcome);
-            }
-            return Some(Recorded::Counted);
-        }
-        None
+        let _ = self.report_record(recorded.unwrap_or(Recorded::Counted), outcome, events);
     }
 
     /// Whether this breaker's cold paths may wait on the network (a shared

@@ -1,7 +1,7 @@
 //! The fleet seam: what a breaker whose state is shared does on its cold
 //! paths, and how its mirror follows the fleet.
 
-use super::protocol::{Code, Op, RawView, Reply, Seed};
+use super::protocol::{Code, Op, RawView, Reply, Seed, WindowArgs};
 use super::store::Store;
 use super::watcher::Hub;
 use super::{FaultPolicy, RedisState, StorageError, StorageErrorKind};
@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 mod window;
-pub(crate) use window::WindowedCall;
 
 /// Set in the tag of tickets a shared breaker's mirror issued alone while
 /// its store was away: they never count at the fleet.
@@ -123,7 +122,7 @@ impl Fleet {
     /// fleet's state (not reported as a change: it is where it begins); an
     /// empty Redis is seeded with a closed breaker.
     pub(crate) fn first_sync(&self, m: Mirror<'_>, ev: &mut Events) -> Result<(), StorageErrorKind> {
-        let result = match self.run(m, Op::Sync, &zero_limits()) {
+        let result = match self.run(m, Op::Sync.into(), &zero_limits()) {
             Ok(reply) => {
                 let view = self.inner.localize(&reply.view);
                 let mut quiet = Events::default();
@@ -199,7 +198,7 @@ impl Fleet {
     pub(crate) fn acquire(&self, m: Mirror<'_>, limits: &Limits, ev: &mut Events) -> Acquire {
         match self.begin_acquire(m, limits, ev) {
             Step::Done(decided) => decided,
-            Step::Ask(op) => self.answer_acquire(m, limits, self.run(m, op, limits), ev),
+            Step::Ask(run) => self.answer_acquire(m, limits, self.run(m, run, limits), ev),
         }
     }
 
@@ -216,7 +215,7 @@ impl Fleet {
                     return Step::Done(tagged(m, admitted, false));
                 }
                 Gate::Reject(state) => return Step::Done(Acquire::Rejected(state)),
-                Gate::AskFleet => return Step::Ask(Op::Acquire),
+                Gate::AskFleet => return Step::Ask(Op::Acquire.into()),
             }
         }
         Step::Done(tagged(m, self.acquire_degraded(m, limits, ev), true))
@@ -291,7 +290,7 @@ impl Fleet {
     ) -> Recorded {
         match self.begin_record(m, ticket, outcome, limits, ev) {
             Step::Done(recorded) => recorded,
-            Step::Ask(op) => self.answer_record(m, ticket, outcome, limits, self.run(m, op, limits), ev),
+            Step::Ask(run) => self.answer_record(m, ticket, outcome, limits, self.run(m, run, limits), ev),
         }
     }
 
@@ -322,7 +321,7 @@ impl Fleet {
             return Step::Done(m.cell.record(ticket, outcome, limits, &mut m.clock.lazy()));
         }
         if !self.is_down() {
-            return Step::Ask(Op::Record(ticket, outcome));
+            return Step::Ask(Op::Record(ticket, outcome).into());
         }
         Step::Done(self.record_degraded(m, ticket, outcome, limits, ev))
     }
@@ -385,7 +384,7 @@ impl Fleet {
     ) -> Option<Transition> {
         self.catch_up(m, ev);
         if !self.is_down() {
-            match self.run(m, Op::Force(target), limits) {
+            match self.run(m, Op::Force(target).into(), limits) {
                 Ok(reply) => {
                     self.apply_reply(m, &reply, ev);
                     return reply.transition;
@@ -401,7 +400,7 @@ impl Fleet {
     pub(crate) fn reconcile(&self, m: Mirror<'_>, limits: &Limits, ev: &mut Events) -> Option<Transition> {
         match self.begin_reconcile(m, limits, ev) {
             Step::Done(transition) => transition,
-            Step::Ask(op) => self.answer_reconcile(m, limits, self.run(m, op, limits), ev),
+            Step::Ask(run) => self.answer_reconcile(m, limits, self.run(m, run, limits), ev),
         }
     }
 
@@ -413,7 +412,7 @@ impl Fleet {
         ev: &mut Events,
     ) -> Step<Option<Transition>> {
         match self.is_down() {
-            false => Step::Ask(Op::Reconcile),
+            false => Step::Ask(Op::Reconcile.into()),
             true => Step::Done(self.reconcile_degraded(m, limits, ev)),
         }
     }
@@ -450,9 +449,12 @@ impl Fleet {
         self.inner.down.load(Ordering::Acquire) != 0
     }
 
-    fn run(&self, m: Mirror<'_>, op: Op, limits: &Limits) -> Result<Reply, StorageError> {
+    fn run(&self, m: Mirror<'_>, run: Run, limits: &Limits) -> Result<Reply, StorageError> {
         let seed = self.inner.seed(m.cell.load());
-        self.inner.store.run(op, &seed, limits)
+        let timeout = self.inner.store.command_timeout();
+        self.inner
+            .store
+            .run_within(run.op, &seed, limits, run.window(), timeout)
     }
 
     /// Mirrors the fleet's answer; returns it in this breaker's time.
@@ -523,7 +525,29 @@ impl Drop for Fleet {
 /// A cold path's next step: done, or the round trip it needs first.
 pub(crate) enum Step<T> {
     Done(T),
-    Ask(Op),
+    Ask(Run),
+}
+
+/// One script run a cold path asks for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Run {
+    pub(crate) op: Op,
+    /// A windowed record's counts (marked sent when it was asked for, so
+    /// they travel in this run only) and the epoch its call counts in.
+    pub(crate) windowed: Option<(WindowArgs, u64)>,
+}
+
+impl Run {
+    /// The rate window's part of the run's arguments, if it has one.
+    pub(crate) fn window(&self) -> Option<&WindowArgs> {
+        self.windowed.as_ref().map(|(args, _)| args)
+    }
+}
+
+impl From<Op> for Run {
+    fn from(op: Op) -> Run {
+        Run { op, windowed: None }
+    }
 }
 
 /// Tags an admission's ticket (see [`Fleet::acquire`]).

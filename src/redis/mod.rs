@@ -113,7 +113,7 @@ pub mod transport;
 mod watcher;
 
 pub use crate::machine::events::StorageErrorKind;
-pub(crate) use fleet::{Fleet, Mirror, WindowedCall, DEGRADED_TAG};
+pub(crate) use fleet::{Fleet, Mirror, DEGRADED_TAG};
 pub(crate) use offload::Pending;
 pub use transport::{Script, Subscriber, Transport};
 

@@ -12,9 +12,10 @@
 //! as a call that met it would, and a probe the fleet admitted for nobody
 //! is recorded as ignored, so its slot comes back at once.
 
-use super::fleet::{Fleet, Inner, Mirror, Step};
+use super::fleet::{Fleet, Inner, Mirror, Run, Step};
 use super::protocol::{Code, Op, Reply, Seed};
 use super::{StorageError, StorageErrorKind};
+use crate::breaker::backend::WindowedCall;
 use crate::machine::events::Events;
 use crate::machine::state::{Acquire, Limits, Outcome, Recorded, Ticket, Transition};
 use std::collections::VecDeque;
@@ -39,7 +40,7 @@ pub(crate) struct Pending {
 struct Task {
     inner: Arc<Inner>,
     workers: Arc<Workers>,
-    op: Op,
+    run: Run,
     seed: Seed,
     limits: Limits,
     /// The end of its command timeout, counted from the hand-off: time in
@@ -95,8 +96,9 @@ impl Task {
             return Err(StorageError::timed_out());
         }
         let store = &self.inner.store;
+        let run = &self.run;
         catch_unwind(AssertUnwindSafe(|| {
-            store.run_within(self.op, &self.seed, &self.limits, left)
+            store.run_within(run.op, &self.seed, &self.limits, run.window(), left)
         }))
         .unwrap_or_else(|_| Err(panicked()))
     }
@@ -123,11 +125,11 @@ impl Task {
         match reply {
             Ok(reply) => {
                 self.inner.post_view(&reply.view);
-                if matches!(self.op, Op::Acquire) && reply.code == Code::AdmitProbe {
+                if matches!(self.run.op, Op::Acquire) && reply.code == Code::AdmitProbe {
                     // A probe admitted for a call that left: free its slot.
                     let ticket = self.inner.localize(&reply.view).probe_ticket(reply.slot);
                     let release = Task {
-                        op: Op::Record(ticket, Outcome::Ignored),
+                        run: Op::Record(ticket, Outcome::Ignored).into(),
                         deadline: Instant::now().checked_add(self.inner.store.command_timeout()),
                         slot: Mutex::default(),
                         inner: Arc::clone(&self.inner),
@@ -137,7 +139,12 @@ impl Task {
                     release.settle(release.run());
                 }
             }
-            Err(error) => self.inner.mark_down(Some(error)),
+            Err(error) => {
+                self.inner.mark_down(Some(error));
+                if self.run.windowed.is_some() {
+                    self.inner.windowed_run_failed();
+                }
+            }
         }
     }
 }
@@ -240,7 +247,12 @@ impl Pending {
 
     /// Whether this round trip is a reconcile (after a record).
     pub(crate) fn is_reconcile(&self) -> bool {
-        matches!(self.task.op, Op::Reconcile)
+        matches!(self.task.run.op, Op::Reconcile)
+    }
+
+    /// Whether this round trip is a windowed record.
+    pub(crate) fn is_windowed(&self) -> bool {
+        self.task.run.windowed.is_some()
     }
 }
 
@@ -261,12 +273,12 @@ impl Drop for Pending {
 /// The cold paths of async calls: the blocking path's steps, with the
 /// round trip between them handed to the workers.
 impl Fleet {
-    /// Hands `op` to the endpoint's workers, seeded from the mirror now.
-    fn submit(&self, m: Mirror<'_>, op: Op, limits: &Limits) -> Pending {
+    /// Hands `run` to the endpoint's workers, seeded from the mirror now.
+    fn submit(&self, m: Mirror<'_>, run: Run, limits: &Limits) -> Pending {
         let task = Arc::new(Task {
             inner: Arc::clone(&self.inner),
             workers: Arc::clone(&self.hub.workers),
-            op,
+            run,
             seed: self.inner.seed(m.cell.load()),
             limits: *limits,
             deadline: Instant::now().checked_add(self.inner.store.command_timeout()),
@@ -291,12 +303,10 @@ impl Fleet {
         if io.is_none() {
             match begin(ev) {
                 Step::Done(done) => return Poll::Ready(done),
-                Step::Ask(op) => *io = Some(self.submit(m, op, limits)),
+                Step::Ask(run) => *io = Some(self.submit(m, run, limits)),
             }
         }
-        let pending = io.as_ref().expect("a round trip in flight");
-        let reply = ready!(pending.poll(cx));
-        *io = None;
+        let (_, reply) = ready!(poll_reply(io, cx));
         Poll::Ready(answer(reply, ev))
     }
 
@@ -376,10 +386,70 @@ impl Fleet {
     ) -> Option<Recorded> {
         match self.begin_record(m, ticket, outcome, limits, ev) {
             Step::Done(recorded) => Some(recorded),
-            Step::Ask(op) => {
-                drop(self.submit(m, op, limits));
+            Step::Ask(run) => {
+                drop(self.submit(m, run, limits));
                 None
             }
         }
     }
+
+    /// Begins [`Fleet::record_windowed`] without waiting on the network:
+    /// what the local window decides alone, or `None` once its run (with
+    /// the counts it carries) is handed to the workers, in `io`, to be
+    /// polled with [`Fleet::poll_windowed`].
+    pub(crate) fn send_windowed(
+        &self,
+        m: Mirror<'_>,
+        call: WindowedCall,
+        limits: &Limits,
+        io: &mut Option<Pending>,
+        ev: &mut Events,
+    ) -> Option<Recorded> {
+        match self.begin_windowed(m, call, ev) {
+            Step::Done(recorded) => Some(recorded),
+            Step::Ask(run) => {
+                *io = Some(self.submit(m, run, limits));
+                None
+            }
+        }
+    }
+
+    /// The windowed record [`Fleet::send_windowed`] left in `io`, once the
+    /// fleet answered it.
+    pub(crate) fn poll_windowed(
+        &self,
+        m: Mirror<'_>,
+        ticket: Ticket,
+        io: &mut Option<Pending>,
+        cx: &mut Context<'_>,
+        ev: &mut Events,
+    ) -> Poll<Recorded> {
+        let (run, reply) = ready!(poll_reply(io, cx));
+        Poll::Ready(self.answer_windowed(m, ticket, run, reply, ev))
+    }
+
+    /// [`Fleet::record_windowed`] without waiting for the fleet's answer:
+    /// what the local window decides alone, or `None` when the run was
+    /// handed to the workers (its answer reaches the mirror as the fleet's
+    /// next view).
+    pub(crate) fn record_windowed_detached(
+        &self,
+        m: Mirror<'_>,
+        call: WindowedCall,
+        limits: &Limits,
+        ev: &mut Events,
+    ) -> Option<Recorded> {
+        let mut io = None;
+        // Dropped unanswered: the worker settles the reply.
+        self.send_windowed(m, call, limits, &mut io, ev)
+    }
+}
+
+/// The reply to the round trip in `io`, with the run it answers, once in.
+fn poll_reply(io: &mut Option<Pending>, cx: &mut Context<'_>) -> Poll<(Run, Result<Reply, StorageError>)> {
+    let pending = io.as_ref().expect("a round trip in flight");
+    let reply = ready!(pending.poll(cx));
+    let run = pending.task.run;
+    *io = None;
+    Poll::Ready((run, reply))
 }

@@ -46,7 +46,7 @@ impl Store {
     /// is never retried: the script may have run, and counting an outcome
     /// twice is worse than losing it.
     pub(crate) fn run(&self, op: Op, seed: &Seed, limits: &Limits) -> Result<Reply, StorageError> {
-        self.run_with(op, seed, limits, None, self.command_timeout)
+        self.run_within(op, seed, limits, None, self.command_timeout)
     }
 
     /// [`Store::run`] for a rate window's record or flush.
@@ -57,7 +57,7 @@ impl Store {
         limits: &Limits,
         window: &WindowArgs,
     ) -> Result<Reply, StorageError> {
-        self.run_with(op, seed, limits, Some(window), self.command_timeout)
+        self.run_within(op, seed, limits, Some(window), self.command_timeout)
     }
 
     /// The command timeout, the most one exchange may take.
@@ -65,19 +65,10 @@ impl Store {
         self.command_timeout
     }
 
-    /// Like [`Store::run`], within `timeout` (what is left of a command
-    /// timeout that began earlier).
+    /// Like [`Store::run`], with a rate window's part if any, within
+    /// `timeout` (the command timeout, or what is left of one that began
+    /// earlier).
     pub(crate) fn run_within(
-        &self,
-        op: Op,
-        seed: &Seed,
-        limits: &Limits,
-        timeout: Duration,
-    ) -> Result<Reply, StorageError> {
-        self.run_with(op, seed, limits, None, timeout)
-    }
-
-    fn run_with(
         &self,
         op: Op,
         seed: &Seed,

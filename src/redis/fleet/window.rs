@@ -10,12 +10,13 @@
 //! fleet twice or late. A run that failed is never repeated, and what it
 //! carried is not sent again.
 
-use super::{Fleet, Inner, Mirror, DEGRADED_TAG};
+use super::{Fleet, Inner, Mirror, Run, Step, DEGRADED_TAG};
+use crate::breaker::backend::WindowedCall;
 use crate::machine::events::Events;
 use crate::machine::state::{Limits, Outcome, Recorded, Ticket};
 use crate::machine::window::{Counts, Window, WindowSource, MAX_WINDOW_BUCKETS};
-use crate::redis::protocol::{Code, Op, WindowArgs};
-use crate::redis::FaultPolicy;
+use crate::redis::protocol::{Code, Op, Reply, WindowArgs};
+use crate::redis::{FaultPolicy, StorageError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 const RING: usize = MAX_WINDOW_BUCKETS as usize;
@@ -77,15 +78,6 @@ impl Sent {
     }
 }
 
-/// A closed-state call a windowed breaker records: its ticket, and whether
-/// it failed or was slow (at least one).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct WindowedCall {
-    pub(crate) ticket: Ticket,
-    pub(crate) failed: bool,
-    pub(crate) slow: bool,
-}
-
 impl Fleet {
     /// Gives the fleet the window whose counts it sends.
     pub(crate) fn attach_window(&self, source: Arc<dyn WindowSource>) {
@@ -99,24 +91,38 @@ impl Fleet {
     pub(crate) fn record_windowed(
         &self,
         m: Mirror<'_>,
-        w: &Window,
         call: WindowedCall,
         limits: &Limits,
         ev: &mut Events,
     ) -> Recorded {
+        match self.begin_windowed(m, call, ev) {
+            Step::Done(recorded) => recorded,
+            Step::Ask(run) => self.answer_windowed(m, call.ticket, run, self.run(m, run, limits), ev),
+        }
+    }
+
+    /// What the local window decides alone, or the run the record needs,
+    /// carrying the counts not sent yet (marked sent here, so they travel
+    /// in that run only, whoever makes it).
+    pub(in crate::redis) fn begin_windowed(
+        &self,
+        m: Mirror<'_>,
+        call: WindowedCall,
+        ev: &mut Events,
+    ) -> Step<Recorded> {
         let WindowedCall { ticket, failed, slow } = call;
         self.catch_up(m, ev);
-        let Some(fw) = self.inner.window.get() else {
-            return Recorded::Stale;
+        let Some((fw, w)) = self.inner.fleet_window() else {
+            return Step::Done(Recorded::Stale);
         };
         let epoch = w.epoch(|| m.clock.coarse_ms());
         let alone = ticket.is_valid_for(m.tag | DEGRADED_TAG);
         if alone && !self.is_down() {
             // Issued by the mirror alone while the store was away.
-            return Recorded::Stale;
+            return Step::Done(Recorded::Stale);
         }
         if self.is_down() {
-            return self.decide_alone(m, fw, w, epoch, call, ev);
+            return Step::Done(self.decide_alone(m, fw, w, epoch, call, ev));
         }
         // Counted and taken under the lock, so this call's own failure
         // travels with it, never in the watcher's flush.
@@ -142,12 +148,23 @@ impl Fleet {
             generation: ticket.episode(),
             delta,
         };
-        let seed = self.inner.seed(m.cell.load());
-        match self
-            .inner
-            .store
-            .run_windowed(Op::Record(ticket, outcome), &seed, limits, &args)
-        {
+        Step::Ask(Run {
+            op: Op::Record(ticket, outcome),
+            windowed: Some((args, epoch)),
+        })
+    }
+
+    /// What the record did, from the fleet's answer to
+    /// [`Fleet::begin_windowed`]'s run.
+    pub(in crate::redis) fn answer_windowed(
+        &self,
+        m: Mirror<'_>,
+        ticket: Ticket,
+        run: Run,
+        answer: Result<Reply, StorageError>,
+        ev: &mut Events,
+    ) -> Recorded {
+        match answer {
             Ok(reply) => {
                 self.apply_reply(m, &reply, ev);
                 match (reply.code, reply.transition) {
@@ -157,12 +174,13 @@ impl Fleet {
                 }
             }
             Err(e) => {
-                // What the run carried is not sent again (it may have counted).
                 self.went_down(m, e, ev);
-                fw.sent().was_down = true;
-                match self.inner.policy {
-                    FaultPolicy::Local => self.decide_locally(m, w, epoch, ticket, ev),
-                    FaultPolicy::FailOpen | FaultPolicy::FailClosed => Recorded::Stale,
+                self.inner.windowed_run_failed();
+                match (self.inner.policy, self.inner.fleet_window(), run.windowed) {
+                    (FaultPolicy::Local, Some((_, w)), Some((_, epoch))) => {
+                        self.decide_locally(m, w, epoch, ticket, ev)
+                    }
+                    _ => Recorded::Stale,
                 }
             }
         }
@@ -213,6 +231,21 @@ impl Fleet {
 }
 
 impl Inner {
+    /// The attached window, if the breaker has one.
+    fn fleet_window(&self) -> Option<(&FleetWindow, &Window)> {
+        let fw = self.window.get()?;
+        Some((fw, fw.source.window()?))
+    }
+
+    /// A windowed record's run failed: what it carried is not sent again
+    /// (it may have counted), nor what the window counts until the store
+    /// is back.
+    pub(in crate::redis) fn windowed_run_failed(&self) {
+        if let Some(fw) = self.window.get() {
+            fw.sent().was_down = true;
+        }
+    }
+
     /// The watcher's flush: sends the counts not sent yet, at most once per
     /// bucket (a time window's width; a count window's bucket of calls),
     /// and decides nothing. While the store is away, and once when it is
