@@ -375,3 +375,34 @@ fn more_probes_than_slots_keep_their_count() {
     assert_eq!(keep.success(), Recorded::Counted);
     assert_eq!(to(last.success()), Some(State::Closed), "1 of 3 failed");
 }
+
+#[test]
+fn a_slow_probes_decision_is_reported_to_the_listeners() {
+    use std::sync::{Arc, Mutex};
+    let clock = ManualClock::new();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let b = base(&clock, 1)
+        .slow_call_duration(Duration::from_millis(100))
+        .slow_call_rate_threshold(100.0)
+        .on_state_change({
+            let seen = Arc::clone(&seen);
+            move |_, from, to| seen.lock().unwrap().push((from, to))
+        })
+        .build()
+        .unwrap();
+    to_half_open(&b, &clock);
+    let p = probe(&b);
+    assert_eq!(
+        to(p.record_timed(breakerbox::Outcome::Success, Duration::from_millis(150))),
+        Some(State::Open)
+    );
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            (State::Closed, State::Open),
+            (State::Open, State::HalfOpen),
+            (State::HalfOpen, State::Open)
+        ],
+        "the slow probe's re-open reaches the listener, once"
+    );
+}

@@ -61,6 +61,8 @@ pub(super) enum Route<'a> {
     /// A closed-state failure or slow call, for the backend to count in
     /// the window and decide on (the fleet's summed window, if shared).
     Window(&'a Window, WindowedCall),
+    /// A slow probe under the failure-rate rule, recorded as slow.
+    SlowProbe,
     /// The consecutive rule's record, on the backend.
     Backend,
 }
@@ -224,6 +226,9 @@ impl CircuitBreaker {
             Route::Done(recorded) => recorded,
             Route::Swallowed => return Recorded::Counted,
             Route::Window(w, call) => self.backend.record_windowed(self.core(), w, call, &mut events),
+            Route::SlowProbe => self
+                .backend
+                .record_slow(self.core(), ticket, outcome, &mut events),
             Route::Backend => self.backend.record(self.core(), ticket, outcome, &mut events),
         };
         self.report_record(recorded, outcome, events)
@@ -247,9 +252,9 @@ impl CircuitBreaker {
             return consecutive();
         };
         if ticket.is_probe() {
-            return match self.record_slow_probe(w, ticket, outcome, elapsed_ms) {
-                Some(recorded) => Route::Done(recorded),
-                None => consecutive(),
+            return match self.is_slow_probe(w, elapsed_ms) {
+                true => Route::SlowProbe,
+                false => consecutive(),
             };
         }
         if !self.state.is_current(ticket) {
@@ -267,24 +272,11 @@ impl CircuitBreaker {
         Route::Done(Recorded::Counted)
     }
 
-    /// A slow probe under the failure-rate rule is recorded as slow; `None`
-    /// leaves every other probe to the state word's usual record.
-    fn record_slow_probe(
-        &self,
-        w: &Window,
-        ticket: Ticket,
-        outcome: Outcome,
-        elapsed_ms: Option<u64>,
-    ) -> Option<Recorded> {
+    /// Whether a probe is slow under the failure-rate rule (then recorded as
+    /// slow); every other probe takes the state word's usual record.
+    fn is_slow_probe(&self, w: &Window, elapsed_ms: Option<u64>) -> bool {
         let slow = matches!((w.slow_after_ms(), elapsed_ms), (Some(limit), Some(e)) if e > limit);
-        if !slow || !self.settings.decides_probes_by_rate() {
-            return None;
-        }
-        let mut events = Events::default();
-        Some(
-            self.backend
-                .record_slow(self.core(), ticket, outcome, &mut events),
-        )
+        slow && self.settings.decides_probes_by_rate()
     }
 
     /// The hot path of a windowed breaker: an untimed closed-state success

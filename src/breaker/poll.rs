@@ -102,6 +102,10 @@ impl CircuitBreaker {
                 Route::Done(recorded) => Some(recorded),
                 Route::Swallowed => return Poll::Ready(Recorded::Counted),
                 Route::Window(w, call) => self.backend.send_windowed(self.core(), w, call, io, &mut events),
+                Route::SlowProbe => Some(
+                    self.backend
+                        .record_slow(self.core(), ticket, outcome, &mut events),
+                ),
                 Route::Backend => None,
             };
             if let Some(recorded) = decided {
@@ -140,6 +144,7 @@ impl CircuitBreaker {
             Route::Done(recorded) => Some(recorded),
             Route::Swallowed => return,
             Route::Window(w, call) => self.backend.record_windowed_detached(core, w, call, &mut events),
+            Route::SlowProbe => Some(self.backend.record_slow(core, ticket, outcome, &mut events)),
             Route::Backend => self.backend.record_detached(core, ticket, outcome, &mut events),
         };
         // Handed off (`None`): told as sent, its answer not known here.
