@@ -412,3 +412,49 @@ async fn an_aborted_probe_task_frees_the_slot_for_the_next_racer() {
     assert!(ok >= 1, "a probe gets through after the abort");
     assert_eq!(b.state(), State::Closed);
 }
+
+/// A windowed breaker with slow calls: `call_async` times the call itself,
+/// from admission to its end, on the breaker's clock.
+#[tokio::test]
+async fn call_async_times_the_call_for_the_slow_call_rate() {
+    let clock = ManualClock::new();
+    let b = CircuitBreaker::builder()
+        .count_window(10)
+        .minimum_calls(2)
+        .failure_rate_threshold(100.0)
+        .slow_call_duration(Duration::from_millis(100))
+        .slow_call_rate_threshold(100.0)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let slow_success = || {
+        let clock = clock.clone();
+        async move {
+            clock.advance(Duration::from_millis(150));
+            Ok::<_, Boom>(())
+        }
+    };
+    b.call_async(slow_success).await.unwrap();
+    assert_eq!(b.slow_call_rate(), None, "below the minimum of 2 calls");
+    assert_eq!(b.window_calls(), Some(1));
+    let fast = b.call_async(|| async { Ok::<_, Boom>(()) }).await;
+    assert!(fast.is_ok());
+    assert_eq!(b.slow_call_rate(), Some(50.0), "1 slow call of 2");
+    b.call_async(slow_success).await.unwrap();
+    assert_eq!(b.state(), State::Closed, "2 of 3 slow: below the 100% threshold");
+    let b2 = CircuitBreaker::builder()
+        .count_window(10)
+        .minimum_calls(2)
+        .slow_call_duration(Duration::from_millis(100))
+        .slow_call_rate_threshold(100.0)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    b2.call_async(slow_success).await.unwrap();
+    b2.call_async(slow_success).await.unwrap();
+    assert_eq!(
+        b2.state(),
+        State::Open,
+        "every call slow: the slow-call rate trips it"
+    );
+}

@@ -264,3 +264,37 @@ async fn a_static_breaker_serves_concurrent_requests() {
     assert_eq!(up.hits(), 32);
     assert_eq!(b.state(), State::Closed);
 }
+
+/// The layer times each call itself (from `call` to its response) when the
+/// breaker has slow calls configured.
+#[tokio::test]
+async fn the_layer_times_calls_for_the_slow_call_rate() {
+    let clock = ManualClock::new();
+    let b = Arc::new(
+        CircuitBreaker::builder()
+            .count_window(10)
+            .minimum_calls(2)
+            .slow_call_duration(Duration::from_millis(100))
+            .slow_call_rate_threshold(100.0)
+            .clock(clock.clone())
+            .build()
+            .unwrap(),
+    );
+    let slow = {
+        let clock = clock.clone();
+        service_fn(move |_: ()| {
+            let clock = clock.clone();
+            async move {
+                clock.advance(Duration::from_millis(150));
+                Ok::<_, Infallible>(())
+            }
+        })
+    };
+    let mut svc = ServiceBuilder::new()
+        .layer(CircuitBreakerLayer::new(Arc::clone(&b)))
+        .service(slow);
+    svc.ready().await.unwrap().call(()).await.unwrap();
+    assert_eq!(b.state(), State::Closed, "one slow call: below the minimum");
+    svc.ready().await.unwrap().call(()).await.unwrap();
+    assert_eq!(b.state(), State::Open, "two slow calls of two trip it");
+}

@@ -352,7 +352,18 @@ impl CircuitBreaker {
         Some(self.clock.precise_ms())
     }
 
-    fn elapsed_since(&self, started_ms: Option<u64>) -> Option<u64> {
+    /// When a call admitted now starts, if the breaker times its calls
+    /// (slow calls configured): what the async integrations keep until the
+    /// record. `None` reads no clock.
+    pub(crate) fn call_timer_start(&self) -> Option<u64> {
+        if self.plain {
+            None
+        } else {
+            self.call_started_ms()
+        }
+    }
+
+    pub(crate) fn elapsed_since(&self, started_ms: Option<u64>) -> Option<u64> {
         started_ms.map(|s| self.clock.precise_ms().saturating_sub(s))
     }
 
@@ -374,7 +385,12 @@ impl CircuitBreaker {
         ))
     }
 
-    fn record_valid_timed(&self, ticket: Ticket, outcome: Outcome, elapsed_ms: Option<u64>) -> Recorded {
+    pub(super) fn record_valid_timed(
+        &self,
+        ticket: Ticket,
+        outcome: Outcome,
+        elapsed_ms: Option<u64>,
+    ) -> Recorded {
         match (elapsed_ms, self.policy.as_deref()) {
             (Some(_), Some(_)) => self.record_with_policy(ticket, outcome, elapsed_ms),
             _ => self.record_valid(ticket, outcome),

@@ -67,18 +67,26 @@ impl CircuitBreaker {
     /// ready once the record is done (for a shared breaker, once the fleet
     /// answered), so the [`Recorded`] is what the fleet did. A ticket it did
     /// not issue is [`Recorded::Stale`].
+    /// `started_ms` is [`CircuitBreaker::call_timer_start`]'s reading at
+    /// the call's start: the call's duration counts toward the slow-call
+    /// rate.
     #[inline]
     pub(crate) fn poll_record(
         &self,
         ticket: Ticket,
         outcome: Outcome,
+        started_ms: Option<u64>,
         io: &mut RoundTrip,
         cx: &mut Context<'_>,
     ) -> Poll<Recorded> {
         if io.is_idle() && !self.backend.may_wait() {
-            return Poll::Ready(self.record(ticket, outcome).unwrap_or(Recorded::Stale));
+            if !self.backend.issued(ticket, self.tag) {
+                return Poll::Ready(Recorded::Stale);
+            }
+            let elapsed_ms = self.elapsed_since(started_ms);
+            return Poll::Ready(self.record_valid_timed(ticket, outcome, elapsed_ms));
         }
-        self.poll_record_shared(ticket, outcome, io, cx)
+        self.poll_record_shared(ticket, outcome, started_ms, io, cx)
     }
 
     /// The steps of [`CircuitBreaker::record`], the backend's polled: the
@@ -90,6 +98,7 @@ impl CircuitBreaker {
         &self,
         ticket: Ticket,
         outcome: Outcome,
+        started_ms: Option<u64>,
         io: &mut RoundTrip,
         cx: &mut Context<'_>,
     ) -> Poll<Recorded> {
@@ -98,7 +107,7 @@ impl CircuitBreaker {
             if !self.backend.issued(ticket, self.tag) {
                 return Poll::Ready(Recorded::Stale);
             }
-            let decided = match self.route(ticket, outcome, None) {
+            let decided = match self.route(ticket, outcome, self.elapsed_since(started_ms)) {
                 Route::Done(recorded) => Some(recorded),
                 Route::Swallowed => return Poll::Ready(Recorded::Counted),
                 Route::Window(w, call) => self.backend.send_windowed(self.core(), w, call, io, &mut events),

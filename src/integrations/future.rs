@@ -84,6 +84,8 @@ pub(crate) struct TicketGuard<B: Borrow<CircuitBreaker>> {
     /// The record's round trip while [`TicketGuard::poll_finish`] waits on
     /// it; a guard dropped then has its record already sent.
     io: RoundTrip,
+    /// When the call started, if the breaker times its calls (slow calls).
+    started_ms: Option<u64>,
 }
 
 impl<B: Borrow<CircuitBreaker>> TicketGuard<B> {
@@ -104,13 +106,23 @@ impl<B: Borrow<CircuitBreaker>> TicketGuard<B> {
     }
 
     /// The guard of a call `breaker` admitted with `ticket`.
+    /// The call's clock starts now.
     pub(crate) fn admitted(breaker: B, ticket: Ticket, on_cancel: Outcome) -> Self {
+        let started_ms = breaker.borrow().call_timer_start();
         TicketGuard {
             breaker,
             ticket: Some(ticket),
             on_cancel,
             io: RoundTrip::default(),
+            started_ms,
         }
+    }
+
+    /// Starts the call's clock again: for an admission asked for before
+    /// the call (the tower layer's `poll_ready`).
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    pub(crate) fn restart_clock(&mut self) {
+        self.started_ms = self.breaker.borrow().call_timer_start();
     }
 
     pub(crate) fn breaker(&self) -> &CircuitBreaker {
@@ -145,10 +157,11 @@ impl<B: Borrow<CircuitBreaker>> TicketGuard<B> {
         let Some(ticket) = self.ticket else {
             return Poll::Ready(Recorded::Stale);
         };
-        let recorded = ready!(self
-            .breaker
-            .borrow()
-            .poll_record(ticket, outcome, &mut self.io, cx));
+        let recorded =
+            ready!(self
+                .breaker
+                .borrow()
+                .poll_record(ticket, outcome, self.started_ms, &mut self.io, cx));
         self.ticket = None;
         Poll::Ready(recorded)
     }

@@ -280,7 +280,10 @@ where
 
     fn call(&mut self, request: Req) -> Self::Future {
         let admitted = match std::mem::replace(&mut self.admission, Admission::None) {
-            Admission::Admitted(guard) => Ok(guard),
+            Admission::Admitted(mut guard) => {
+                guard.restart_clock();
+                Ok(guard)
+            }
             Admission::Rejected(rejected) => Err(rejected),
             // Not asked for in `poll_ready`: a local breaker, or a call
             // made without readiness, asks now.
