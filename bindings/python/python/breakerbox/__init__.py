@@ -12,13 +12,15 @@ import functools
 import inspect
 import os
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, TypeVar, overload
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, TypeVar, Union, overload
 
 from ._breakerbox import (
     BreakerBase as _BreakerBase,
     Calling,
     CircuitBreakerError,
     Decorated,
+    ExponentialBackoff,
     ManualClock,
     Permit,
     _setup,
@@ -39,7 +41,10 @@ __all__ = (
     "CircuitBreakerStorage",
     "CircuitMemoryStorage",
     "CircuitRedisStorage",
+    "ExponentialBackoff",
+    "Jitter",
     "ManualClock",
+    "Mode",
     "Permit",
     "STATE_OPEN",
     "STATE_CLOSED",
@@ -51,6 +56,37 @@ STATE_CLOSED = "closed"
 STATE_HALF_OPEN = "half-open"
 
 T = TypeVar("T")
+
+
+class Mode(str, Enum):
+    """Whether a breaker acts on its decisions (``mode=``). A member is also
+    its name as a ``str``: ``mode="metrics_only"`` is ``mode=Mode.METRICS_ONLY``."""
+
+    ENFORCING = "enforcing"
+    """Rejects calls while open (the default)."""
+    METRICS_ONLY = "metrics_only"
+    """Shadow mode: decides, counts and tells listeners everything (state
+    changes, ``rejected``), but rejects nothing and raises nothing of its own."""
+    DISABLED = "disabled"
+    """Admits every call; counts and reports nothing."""
+
+
+class Jitter(str, Enum):
+    """Randomness added to an ``ExponentialBackoff`` (``jitter=``)."""
+
+    NONE = "none"
+    """Exactly the computed duration."""
+    FULL = "full"
+    """Uniform in [0, d]."""
+    EQUAL = "equal"
+    """Uniform in [d/2, d]."""
+
+
+OpenBackoff = Union[ExponentialBackoff, Callable[[int, Union[float, None]], float]]
+"""What ``open_backoff=`` takes: an ``ExponentialBackoff``, or a function of
+the attempt (1 for the first open period since the breaker last closed) and
+the window's failure rate in percent when it tripped (None without a window
+or below its minimum), returning seconds."""
 
 
 class CircuitBreakerState:
@@ -159,7 +195,7 @@ async def _call_async(self: _BreakerBase, func: Callable[P, Awaitable[T]], /, *a
 
 
 _STATES = (CircuitClosedState(), CircuitOpenState(), CircuitHalfOpenState())
-_setup(_STATES, _generator_call, _calling)
+_setup(_STATES, _generator_call, _calling, (Mode.ENFORCING, Mode.METRICS_ONLY, Mode.DISABLED))
 
 
 class CircuitBreakerStorage:
@@ -325,6 +361,17 @@ class CircuitBreaker(_BreakerBase):
     lost probe's slot is reclaimed), ``clock=`` (a ``ManualClock`` for tests),
     and asyncio: ``await cb.call_async(f)``, ``@cb`` on ``async def`` and
     ``async with cb.calling()``.
+
+    Instead of ``fail_max`` consecutive failures, the closed state may decide
+    on a rate: ``count_window`` (the last N calls) or ``time_window`` (the
+    calls of the last T seconds, in ``window_buckets`` buckets), tripping when
+    the failure rate reaches ``failure_rate_threshold`` percent (default 50)
+    once ``minimum_calls`` calls (default 100) are in it. ``slow_call_duration``
+    (seconds) makes calls longer than it slow, whatever their outcome; the
+    breaker then times each call itself, and trips when the slow-call rate
+    reaches ``slow_call_rate_threshold`` percent (default 100). ``mode`` is a
+    ``Mode``; ``open_backoff`` lengthens each consecutive open period (see
+    ``OpenBackoff``). None of these given: the consecutive rule, unchanged.
     """
 
     def __init__(
@@ -342,6 +389,15 @@ class CircuitBreaker(_BreakerBase):
         half_open_max_calls: int = 1,
         probe_lease: float | None = None,
         clock: ManualClock | None = None,
+        count_window: int | None = None,
+        time_window: float | None = None,
+        window_buckets: int | None = None,
+        failure_rate_threshold: float | None = None,
+        minimum_calls: int | None = None,
+        slow_call_duration: float | None = None,
+        slow_call_rate_threshold: float | None = None,
+        mode: Mode | str | None = None,
+        open_backoff: OpenBackoff | None = None,
     ) -> None:
         redis: dict[str, Any] = {}
         if state_storage is None:
@@ -375,6 +431,15 @@ class CircuitBreaker(_BreakerBase):
             throw_new_error_on_trip=throw_new_error_on_trip,
             clock=clock,
             initial_state=initial,
+            count_window=count_window,
+            time_window=time_window,
+            window_buckets=window_buckets,
+            failure_rate_threshold=failure_rate_threshold,
+            minimum_calls=minimum_calls,
+            slow_call_duration=slow_call_duration,
+            slow_call_rate_threshold=slow_call_rate_threshold,
+            mode=mode,
+            open_backoff=open_backoff,
             **redis,
         )
         self._state_storage = state_storage or CircuitMemoryStorage(initial)
