@@ -397,9 +397,9 @@ impl BreakerBase {
             Some(e) => core.breaker.record_timed(ticket, outcome, e),
         };
         let recorded = if core.is_shared() { py.detach(op) } else { op() }.unwrap_or(Recorded::Stale);
-        let listening = self.listening();
-        let counted = listening && recorded != Recorded::Stale && core.reports_outcomes();
-        if listening && counted && outcome == Outcome::Failure {
+        // Listeners hear of outcomes that counted (a disabled breaker counts none).
+        let tell = self.listening() && recorded != Recorded::Stale && core.reports_outcomes();
+        if tell && outcome == Outcome::Failure {
             if let Some(list) = self.listener_list(py) {
                 for l in list.iter() {
                     errors.keep(l.call_method1(intern!(py, "failure"), (slf, exc)));
@@ -407,7 +407,7 @@ impl BreakerBase {
             }
         }
         self.dispatch(slf, core, errors);
-        if listening && counted {
+        if tell {
             match outcome {
                 Outcome::Success => {
                     if let Some(list) = self.listener_list(py) {
