@@ -108,7 +108,7 @@ impl ExponentialBackoff {
 
     fn __repr__(&self) -> String {
         format!(
-            "ExponentialBackoff(multiplier={:?}, cap={:?}, jitter={:?})",
+            "ExponentialBackoff(multiplier={:?}, cap={:?}, jitter='{}')",
             self.multiplier,
             self.cap(),
             self.jitter()

@@ -45,6 +45,7 @@ __all__ = (
     "Jitter",
     "ManualClock",
     "Mode",
+    "OpenBackoff",
     "Permit",
     "STATE_OPEN",
     "STATE_CLOSED",
@@ -70,6 +71,9 @@ class Mode(str, Enum):
     DISABLED = "disabled"
     """Admits every call; counts and reports nothing."""
 
+    def __str__(self) -> str:
+        return self.value
+
 
 class Jitter(str, Enum):
     """Randomness added to an ``ExponentialBackoff`` (``jitter=``)."""
@@ -80,6 +84,9 @@ class Jitter(str, Enum):
     """Uniform in [0, d]."""
     EQUAL = "equal"
     """Uniform in [d/2, d]."""
+
+    def __str__(self) -> str:
+        return self.value
 
 
 OpenBackoff = Union[ExponentialBackoff, Callable[[int, Union[float, None]], float]]
