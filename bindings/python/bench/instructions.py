@@ -4,9 +4,9 @@ compare exactly where wall-clock timings on a shared machine do not.
 
     python bindings/python/bench/instructions.py        # needs valgrind
 
-Each case runs N calls in a fresh interpreter and again with none (each the
-fewest of three runs, with address randomisation off); the difference over N
-is one call's cost, the loop's own bytecode included. Under valgrind the
+Each case runs N calls in a fresh interpreter and again with none, with
+address randomisation off; the difference over N (the median of three) is
+one call's cost, the loop's own bytecode included. Under valgrind the
 system clock is a system call, whose instructions are not counted.
 Not a test: it prints a Markdown table for BENCHMARKS.md.
 """
@@ -60,19 +60,24 @@ def instructions(setup: str, body: str, n: int) -> int | None:
     return int(found.group(1)) if run.returncode == 0 and found else None
 
 
-def least(setup: str, body: str, n: int) -> int | None:
-    """The fewest of three runs (without address randomisation, a few dozen
-    instructions per call still vary from run to run)."""
-    runs = [instructions(setup, body, n) for _ in range(3)]
-    return None if None in runs else min(r for r in runs if r is not None)
+def per_call(setup: str, body: str) -> float | None:
+    """The median over three runs of (N calls less none) / N: without address
+    randomisation, a few dozen instructions per call still vary by run."""
+    diffs = []
+    for _ in range(3):
+        full, empty = instructions(setup, body, N), instructions(setup, body, 0)
+        if full is None or empty is None:
+            return None
+        diffs.append((full - empty) / N)
+    return sorted(diffs)[1]
 
 
 def main() -> None:
     print("| case | instructions per call |")
     print("|---|---|")
     for name, (setup, body) in CASES.items():
-        full, empty = (least(setup, body, n) for n in (N, 0))
-        cell = "n/a" if full is None or empty is None else f"{(full - empty) / N:.0f}"
+        cost = per_call(setup, body)
+        cell = "n/a" if cost is None else f"{cost:.0f}"
         print(f"| {name} | {cell} |", flush=True)
 
 
