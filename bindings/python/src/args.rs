@@ -60,6 +60,36 @@ pub(crate) fn seconds(name: &str, value: &Bound<'_, PyAny>, positive: bool) -> P
     Ok(d)
 }
 
+/// A finite `int` or `float` (a `bool` is refused), for `name`.
+pub(crate) fn number(name: &str, value: &Bound<'_, PyAny>) -> PyResult<f64> {
+    if value.is_instance_of::<PyBool>()
+        || !(value.is_instance_of::<PyInt>() || value.is_instance_of::<PyFloat>())
+    {
+        return Err(PyTypeError::new_err(format!(
+            "{name} must be a number (int or float), not {}",
+            type_name(value)
+        )));
+    }
+    let v: f64 = value.extract()?;
+    if !v.is_finite() {
+        return Err(PyValueError::new_err(format!(
+            "{name} must be a finite number, got {v}"
+        )));
+    }
+    Ok(v)
+}
+
+/// A percentage above 0 and at most 100.
+pub(crate) fn percent(name: &str, value: &Bound<'_, PyAny>) -> PyResult<f32> {
+    let v = number(name, value)?;
+    if !(v > 0.0 && v <= 100.0) {
+        return Err(PyValueError::new_err(format!(
+            "{name} must be a percentage above 0 and at most 100, got {v}"
+        )));
+    }
+    Ok(v as f32)
+}
+
 /// Seconds as Python sees them.
 pub(crate) fn to_seconds(d: Duration) -> f64 {
     d.as_secs_f64()

@@ -10,16 +10,19 @@
 
 use crate::args;
 use crate::calls::{self, Calling, Decorated, Permit};
-use crate::core::{config_error, Config, Core, PyManualClock, Shared};
+use crate::core::{build_error, config_error, Config, Core, PyManualClock, Shared};
 use crate::events::{self, Event};
+use crate::policy::{self, Options, Raw};
 use crate::{setup, CircuitBreakerError, CircuitOpenError};
-use breakerbox::{CircuitBreaker, Outcome, Recorded, State, Ticket};
+use breakerbox::{CircuitBreaker, Mode, Outcome, Recorded, Rejected, State, Ticket};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::type_object::PyTypeInfo;
 use pyo3::types::{PyBool, PyDict, PyInt, PyString, PyTuple, PyType};
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A protected call: the function, its positional and keyword arguments.
@@ -136,6 +139,27 @@ fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// A `T(message)` with `retry_after` (seconds) set when known; the class's
+/// own `retry_after` is None. The instance is made here, once: a lazy error
+/// made first and normalised to set the attribute costs more.
+fn raised<T, M>(py: Python<'_>, message: M, retry_after: Option<Duration>) -> PyErr
+where
+    T: PyTypeInfo,
+    M: for<'py> IntoPyObject<'py> + Send + Sync + 'static,
+{
+    let Some(d) = retry_after else {
+        return PyErr::new::<T, _>(message);
+    };
+    let made = py.get_type::<T>().call1((message,)).and_then(|value| {
+        value.setattr(intern!(py, "retry_after"), args::to_seconds(d))?;
+        Ok(value)
+    });
+    match made {
+        Ok(value) => PyErr::from_value(value),
+        Err(e) => e,
+    }
 }
 
 /// The compiled base class; subclass it (as `breakerbox.CircuitBreaker`
@@ -257,6 +281,9 @@ impl BreakerBase {
                         }
                     }
                 }
+                Event::WouldReject => {
+                    self.notify_optional(slf, intern!(py, "rejected"), None, errors);
+                }
             }
         }
     }
@@ -282,19 +309,21 @@ impl BreakerBase {
         }
     }
 
-    fn rejection(&self, py: Python<'_>, state: State) -> PyErr {
+    fn rejection(&self, py: Python<'_>, rejected: &Rejected) -> PyErr {
+        let retry_after = rejected.retry_after();
         if self.nodus.load(Ordering::Relaxed) {
             let name = self.name_text(py);
-            let msg = match state {
+            let msg = match rejected.state {
                 State::HalfOpen => format!("Circuit '{name}' is half-open; probe already in flight"),
                 _ => format!("Circuit '{name}' is open; rejecting call"),
             };
-            CircuitOpenError::new_err(msg)
+            raised::<CircuitOpenError, _>(py, msg, retry_after)
         } else {
-            CircuitBreakerError::new_err(match state {
+            let msg = match rejected.state {
                 State::HalfOpen => "Probe limit reached, circuit breaker still half-open",
                 _ => "Timeout not elapsed yet, circuit breaker still open",
-            })
+            };
+            raised::<CircuitBreakerError, _>(py, msg, retry_after)
         }
     }
 
@@ -334,7 +363,7 @@ impl BreakerBase {
                 }
                 if let Some(e) = errors.take() {
                     // The caller never gets this ticket: free its slot.
-                    self.record(slf, core, ticket, Outcome::Ignored, None, &mut errors);
+                    self.record(slf, core, ticket, Outcome::Ignored, None, None, &mut errors);
                     return Err(e);
                 }
                 Ok(ticket)
@@ -343,33 +372,34 @@ impl BreakerBase {
                 if self.listening() {
                     self.notify_optional(slf, intern!(py, "rejected"), None, &mut errors);
                 }
-                Err(errors
-                    .take()
-                    .unwrap_or_else(|| self.rejection(py, rejected.state)))
+                Err(errors.take().unwrap_or_else(|| self.rejection(py, &rejected)))
             }
         }
     }
 
-    /// Records `outcome` and tells the listeners, in pybreaker's order.
+    /// Records `outcome` (of a call timed from `started_ms`, when slow calls
+    /// are configured) and tells the listeners, in pybreaker's order.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn record(
         &self,
         slf: &Bound<'_, Self>,
         core: &Core,
         ticket: Ticket,
         outcome: Outcome,
+        started_ms: Option<u64>,
         exc: Option<&Bound<'_, PyAny>>,
         errors: &mut Errors,
     ) -> Recorded {
         let py = slf.py();
-        let recorded = if core.is_shared() {
-            py.detach(|| core.breaker.record(ticket, outcome))
-        } else {
-            core.breaker.record(ticket, outcome)
-        }
-        .unwrap_or(Recorded::Stale);
-        let listening = self.listening();
-        let counted = recorded != Recorded::Stale;
-        if listening && counted && outcome == Outcome::Failure {
+        let elapsed = started_ms.map(|s| core.elapsed(s));
+        let op = || match elapsed {
+            None => core.breaker.record(ticket, outcome),
+            Some(e) => core.breaker.record_timed(ticket, outcome, e),
+        };
+        let recorded = if core.is_shared() { py.detach(op) } else { op() }.unwrap_or(Recorded::Stale);
+        // Listeners hear of outcomes that counted (a disabled breaker counts none).
+        let tell = self.listening() && recorded != Recorded::Stale && core.reports_outcomes();
+        if tell && outcome == Outcome::Failure {
             if let Some(list) = self.listener_list(py) {
                 for l in list.iter() {
                     errors.keep(l.call_method1(intern!(py, "failure"), (slf, exc)));
@@ -377,7 +407,7 @@ impl BreakerBase {
             }
         }
         self.dispatch(slf, core, errors);
-        if listening && counted {
+        if tell {
             match outcome {
                 Outcome::Success => {
                     if let Some(list) = self.listener_list(py) {
@@ -418,7 +448,14 @@ impl BreakerBase {
     /// Records a call that raised `err`; returns what the caller raises: the
     /// call's own exception, or `CircuitBreakerError` if it tripped the
     /// breaker and `throw_new_error_on_trip` is on, or a listener's.
-    pub(crate) fn fail(&self, slf: &Bound<'_, Self>, core: &Core, ticket: Ticket, err: PyErr) -> PyErr {
+    pub(crate) fn fail(
+        &self,
+        slf: &Bound<'_, Self>,
+        core: &Core,
+        ticket: Ticket,
+        started_ms: Option<u64>,
+        err: PyErr,
+    ) -> PyErr {
         let py = slf.py();
         let exc = err.value(py).clone().into_any();
         let mut errors = Errors::default();
@@ -429,23 +466,25 @@ impl BreakerBase {
                 Outcome::Failure
             }
         };
-        let recorded = self.record(slf, core, ticket, outcome, Some(&exc), &mut errors);
+        let recorded = self.record(slf, core, ticket, outcome, started_ms, Some(&exc), &mut errors);
         if let Some(e) = errors.take() {
             let _ = e.value(py).setattr(intern!(py, "__context__"), &exc);
             return e;
         }
         match recorded {
+            // A shadow mode changes nothing callers see: the call's own error.
             Recorded::Transitioned(t)
                 if t.to == State::Open
                     && outcome == Outcome::Failure
-                    && self.throw_new_error.load(Ordering::Relaxed) =>
+                    && self.throw_new_error.load(Ordering::Relaxed)
+                    && core.breaker.mode() == Mode::Enforcing =>
             {
                 let msg = if t.from == State::HalfOpen {
                     "Trial call failed, circuit breaker opened"
                 } else {
                     "Failures threshold reached, circuit breaker opened"
                 };
-                let trip = CircuitBreakerError::new_err(msg);
+                let trip = raised::<CircuitBreakerError, _>(py, msg, core.breaker.open_for());
                 let value = trip.value(py);
                 let _ = value.setattr(intern!(py, "__context__"), &exc);
                 let _ = value.setattr(intern!(py, "__traceback__"), err.traceback(py));
@@ -461,6 +500,7 @@ impl BreakerBase {
         slf: &Bound<'_, Self>,
         core: &Core,
         ticket: Ticket,
+        started_ms: Option<u64>,
         result: PyResult<Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let py = slf.py();
@@ -468,14 +508,14 @@ impl BreakerBase {
             Ok(value) => {
                 let setup = setup(py)?;
                 if value.is_exact_instance(setup.generator_type.bind(py)) {
-                    let permit = Permit::new(slf.clone().unbind(), ticket);
+                    let permit = Permit::new(slf.clone().unbind(), ticket, started_ms);
                     return Ok(setup.generator_call.bind(py).call1((permit, value))?.unbind());
                 }
                 let mut errors = Errors::default();
-                self.record(slf, core, ticket, Outcome::Success, None, &mut errors);
+                self.record(slf, core, ticket, Outcome::Success, started_ms, None, &mut errors);
                 errors.into_result(value.unbind())
             }
-            Err(err) => Err(self.fail(slf, core, ticket, err)),
+            Err(err) => Err(self.fail(slf, core, ticket, started_ms, err)),
         }
     }
 
@@ -489,8 +529,9 @@ impl BreakerBase {
         let this = slf.get();
         let core = this.core()?;
         let ticket = this.admit(slf, core, Some((func, args, kwargs)))?;
+        let started_ms = core.started_ms();
         let result = func.call(args, kwargs);
-        this.finish(slf, core, ticket, result)
+        this.finish(slf, core, ticket, started_ms, result)
     }
 
     fn set_count(
@@ -528,7 +569,10 @@ impl BreakerBase {
     #[pyo3(signature = (*, name, fail_max, reset_timeout, success_threshold, half_open_max_calls,
         probe_lease, exclude, ignore, listeners, throw_new_error_on_trip, clock, initial_state,
         redis_url=None, redis_namespace=None, redis_policy="local", redis_command_timeout=None,
-        redis_refresh_interval=None, nodus=false, half_open_rule=None))]
+        redis_refresh_interval=None, nodus=false, count_window=None, time_window=None,
+        window_buckets=None, failure_rate_threshold=None, minimum_calls=None,
+        slow_call_duration=None, slow_call_rate_threshold=None, mode=None, open_backoff=None,
+        half_open_rule=None))]
     #[allow(clippy::too_many_arguments)]
     fn _init(
         slf: &Bound<'_, Self>,
@@ -550,6 +594,15 @@ impl BreakerBase {
         redis_command_timeout: Option<&Bound<'_, PyAny>>,
         redis_refresh_interval: Option<&Bound<'_, PyAny>>,
         nodus: bool,
+        count_window: Option<&Bound<'_, PyAny>>,
+        time_window: Option<&Bound<'_, PyAny>>,
+        window_buckets: Option<&Bound<'_, PyAny>>,
+        failure_rate_threshold: Option<&Bound<'_, PyAny>>,
+        minimum_calls: Option<&Bound<'_, PyAny>>,
+        slow_call_duration: Option<&Bound<'_, PyAny>>,
+        slow_call_rate_threshold: Option<&Bound<'_, PyAny>>,
+        mode: Option<&Bound<'_, PyAny>>,
+        open_backoff: Option<&Bound<'_, PyAny>>,
         half_open_rule: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let py = slf.py();
@@ -632,10 +685,24 @@ impl BreakerBase {
             },
             clock,
             shared,
+            options: Options::parse(Raw {
+                count_window,
+                time_window,
+                window_buckets,
+                failure_rate_threshold,
+                minimum_calls,
+                slow_call_duration,
+                slow_call_rate_threshold,
+                mode,
+                open_backoff,
+            })?,
         };
         let exclude = exclusions(py, "exclude", Some(exclude))?;
         let ignore = exclusions(py, "ignore", Some(ignore))?;
-        let core = py.detach(|| Core::build(config, initial)).map_err(config_error)?;
+        let given = config.options.given.clone();
+        let core = py
+            .detach(|| Core::build(config, initial))
+            .map_err(|e| build_error(e, &given))?;
         *lock(&this.exclude) = exclude;
         *lock(&this.ignore) = ignore;
         *lock(&this.name) = if name.is_none() {
@@ -691,34 +758,49 @@ impl BreakerBase {
         let this = slf.get();
         let empty = PyTuple::empty(slf.py());
         let call = func.map(|f| (f, args.unwrap_or(&empty), kwargs));
-        let ticket = this.admit(slf, this.core()?, call)?;
-        Ok(Permit::new(slf.clone().unbind(), ticket))
+        let core = this.core()?;
+        let ticket = this.admit(slf, core, call)?;
+        Ok(Permit::new(slf.clone().unbind(), ticket, core.started_ms()))
     }
 
     /// `_acquire` without the permit object, for `call_async`: the ticket's
     /// bits, to hand back exactly once to `_succeed` or `_fail`. (The
     /// coroutine always records: a close or cancellation raises into it.)
+    /// A breaker that times its calls hands out a `Permit` instead, which
+    /// keeps when the call started.
     fn _admit(
         slf: &Bound<'_, Self>,
         func: &Bound<'_, PyAny>,
         args: &Bound<'_, PyTuple>,
         kwargs: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<u64> {
+    ) -> PyResult<Py<PyAny>> {
         let this = slf.get();
-        Ok(this
-            .admit(slf, this.core()?, Some((func, args, kwargs)))?
-            .to_bits())
+        let py = slf.py();
+        let core = this.core()?;
+        let ticket = this.admit(slf, core, Some((func, args, kwargs)))?;
+        if core.times_calls() {
+            let permit = Permit::new(slf.clone().unbind(), ticket, core.started_ms());
+            return Ok(Bound::new(py, permit)?.into_any().unbind());
+        }
+        Ok(ticket.to_bits().into_pyobject(py)?.into_any().unbind())
     }
 
     /// Records the call admitted with `ticket` as a success.
-    fn _succeed(slf: &Bound<'_, Self>, ticket: u64) -> PyResult<()> {
-        calls::record(slf, Ticket::from_bits(ticket), Outcome::Success, None).map(|_| ())
+    fn _succeed(slf: &Bound<'_, Self>, ticket: &Bound<'_, PyAny>) -> PyResult<()> {
+        if !ticket.is_exact_instance_of::<PyInt>() {
+            return ticket.cast::<Permit>()?.get().success(slf.py());
+        }
+        let ticket = Ticket::from_bits(ticket.extract()?);
+        calls::record(slf, ticket, Outcome::Success, None, None).map(|_| ())
     }
 
     /// Records the call admitted with `ticket`, which raised `exc`; returns
     /// when `exc` itself should propagate, raises its replacement otherwise.
-    fn _fail(slf: &Bound<'_, Self>, ticket: u64, exc: &Bound<'_, PyAny>) -> PyResult<()> {
-        calls::record_error(slf, Ticket::from_bits(ticket), exc)
+    fn _fail(slf: &Bound<'_, Self>, ticket: &Bound<'_, PyAny>, exc: &Bound<'_, PyAny>) -> PyResult<()> {
+        if !ticket.is_exact_instance_of::<PyInt>() {
+            return ticket.cast::<Permit>()?.get().error(slf.py(), exc);
+        }
+        calls::record_error(slf, Ticket::from_bits(ticket.extract()?), None, exc)
     }
 
     /// How this breaker counts `exc`: "success", "failure" or "ignored".
@@ -861,7 +943,44 @@ impl BreakerBase {
     #[setter]
     fn set_reset_timeout(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let d = args::seconds("reset_timeout", value, false)?;
-        self.core()?.breaker.set_reset_timeout(d).map_err(config_error)
+        let core = self.core()?;
+        core.breaker.set_reset_timeout(d).map_err(config_error)?;
+        core.note_reset_timeout(d);
+        Ok(())
+    }
+
+    /// The window's failure rate in percent; None without a window, or
+    /// below its minimum number of calls.
+    #[getter]
+    fn failure_rate(&self) -> PyResult<Option<f64>> {
+        Ok(self.core()?.breaker.failure_rate().map(f64::from))
+    }
+
+    /// The window's slow-call rate in percent; None without a window or
+    /// slow calls, or below its minimum number of calls.
+    #[getter]
+    fn slow_call_rate(&self) -> PyResult<Option<f64>> {
+        Ok(self.core()?.breaker.slow_call_rate().map(f64::from))
+    }
+
+    /// Calls the window holds now; None without a window.
+    #[getter]
+    fn window_calls(&self) -> PyResult<Option<u64>> {
+        Ok(self.core()?.breaker.window_calls())
+    }
+
+    /// Seconds the current open period lasts (the reset timeout without a
+    /// backoff); None when not open.
+    #[getter]
+    fn open_for(&self) -> PyResult<Option<f64>> {
+        Ok(self.core()?.breaker.open_for().map(args::to_seconds))
+    }
+
+    /// `breakerbox.Mode.ENFORCING`, `METRICS_ONLY` or `DISABLED`.
+    #[getter]
+    fn mode(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let mode = self.core()?.breaker.mode();
+        Ok(setup(py)?.modes[policy::mode_index(mode)].clone_ref(py))
     }
 
     /// Seconds a probe may stay unrecorded before its slot is reclaimed.

@@ -41,17 +41,19 @@ impl Slot {
     }
 }
 
-/// Records `outcome` for a ticket of `breaker`; listener errors are returned.
+/// Records `outcome` for a ticket of `breaker` (of a call timed from
+/// `started_ms`, if slow calls are configured); listener errors are returned.
 pub(crate) fn record(
     breaker: &Bound<'_, BreakerBase>,
     ticket: Ticket,
     outcome: Outcome,
+    started_ms: Option<u64>,
     exc: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<bool> {
     let this = breaker.get();
     let core = this.core()?;
     let mut errors = Errors::default();
-    let recorded = this.record(breaker, core, ticket, outcome, exc, &mut errors);
+    let recorded = this.record(breaker, core, ticket, outcome, started_ms, exc, &mut errors);
     errors.into_result(recorded.tripped())
 }
 
@@ -59,11 +61,12 @@ pub(crate) fn record(
 pub(crate) fn record_error(
     breaker: &Bound<'_, BreakerBase>,
     ticket: Ticket,
+    started_ms: Option<u64>,
     exc: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
     let this = breaker.get();
     let core = this.core()?;
-    let raised = this.fail(breaker, core, ticket, PyErr::from_value(exc.clone()));
+    let raised = this.fail(breaker, core, ticket, started_ms, PyErr::from_value(exc.clone()));
     if raised.value(breaker.py()).is(exc) {
         Ok(())
     } else {
@@ -75,7 +78,7 @@ pub(crate) fn record_error(
 fn drop_slot(breaker: &Py<BreakerBase>, slot: &Slot) {
     if let Some(ticket) = slot.take() {
         Python::attach(|py| {
-            if let Err(e) = record(breaker.bind(py), ticket, Outcome::Ignored, None) {
+            if let Err(e) = record(breaker.bind(py), ticket, Outcome::Ignored, None, None) {
                 e.write_unraisable(py, None);
             }
         });
@@ -137,11 +140,25 @@ impl Decorated {
     }
 }
 
+/// No start time kept: the breaker does not time its calls.
+const UNTIMED: u64 = u64::MAX;
+
+fn started(ms: Option<u64>) -> u64 {
+    ms.unwrap_or(UNTIMED)
+}
+
+fn started_ms(raw: u64) -> Option<u64> {
+    (raw != UNTIMED).then_some(raw)
+}
+
 /// `with breaker.calling():` and `async with breaker.calling():`.
 #[pyclass(frozen, module = "breakerbox._breakerbox", name = "Calling")]
 pub(crate) struct Calling {
     breaker: Py<BreakerBase>,
     slot: Slot,
+    /// When the block was entered, if the breaker times calls; written
+    /// before the ticket is put in its slot, read after it is taken.
+    started: AtomicU64,
 }
 
 impl Calling {
@@ -149,6 +166,7 @@ impl Calling {
         Calling {
             breaker,
             slot: Slot::new(None),
+            started: AtomicU64::new(UNTIMED),
         }
     }
 
@@ -158,9 +176,13 @@ impl Calling {
         }
         let breaker = self.breaker.bind(py);
         let this = breaker.get();
-        let ticket = this.admit(breaker, this.core()?, None)?;
+        let core = this.core()?;
+        let ticket = this.admit(breaker, core, None)?;
+        if core.times_calls() {
+            self.started.store(started(core.started_ms()), Ordering::Relaxed);
+        }
         if !self.slot.put(ticket) {
-            let _ = record(breaker, ticket, Outcome::Ignored, None);
+            let _ = record(breaker, ticket, Outcome::Ignored, None, None);
             return Err(PyRuntimeError::new_err("this calling() block is already entered"));
         }
         Ok(())
@@ -172,9 +194,10 @@ impl Calling {
             return Ok(false);
         };
         let breaker = self.breaker.bind(py);
+        let started = started_ms(self.started.load(Ordering::Relaxed));
         match exc.filter(|e| !e.is_none()) {
-            None => record(breaker, ticket, Outcome::Success, None).map(|_| false),
-            Some(exc) => record_error(breaker, ticket, exc).map(|_| false),
+            None => record(breaker, ticket, Outcome::Success, started, None).map(|_| false),
+            Some(exc) => record_error(breaker, ticket, started, exc).map(|_| false),
         }
     }
 }
@@ -285,13 +308,16 @@ fn thrown(typ: &Bound<'_, PyAny>, val: Option<&Bound<'_, PyAny>>) -> PyErr {
 pub(crate) struct Permit {
     breaker: Py<BreakerBase>,
     slot: Slot,
+    /// When the call started, if the breaker times calls.
+    started_ms: Option<u64>,
 }
 
 impl Permit {
-    pub(crate) fn new(breaker: Py<BreakerBase>, ticket: Ticket) -> Self {
+    pub(crate) fn new(breaker: Py<BreakerBase>, ticket: Ticket, started_ms: Option<u64>) -> Self {
         Permit {
             breaker,
             slot: Slot::new(Some(ticket)),
+            started_ms,
         }
     }
 }
@@ -299,9 +325,9 @@ impl Permit {
 #[pymethods]
 impl Permit {
     /// The call succeeded.
-    fn success(&self, py: Python<'_>) -> PyResult<()> {
+    pub(crate) fn success(&self, py: Python<'_>) -> PyResult<()> {
         match self.slot.take() {
-            Some(t) => record(self.breaker.bind(py), t, Outcome::Success, None).map(|_| ()),
+            Some(t) => record(self.breaker.bind(py), t, Outcome::Success, self.started_ms, None).map(|_| ()),
             None => Ok(()),
         }
     }
@@ -310,7 +336,7 @@ impl Permit {
     #[pyo3(signature = (exc=None))]
     fn failure(&self, py: Python<'_>, exc: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
         match self.slot.take() {
-            Some(t) => record(self.breaker.bind(py), t, Outcome::Failure, exc),
+            Some(t) => record(self.breaker.bind(py), t, Outcome::Failure, self.started_ms, exc),
             None => Ok(false),
         }
     }
@@ -319,16 +345,16 @@ impl Permit {
     #[pyo3(signature = (exc=None))]
     fn ignore(&self, py: Python<'_>, exc: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
         match self.slot.take() {
-            Some(t) => record(self.breaker.bind(py), t, Outcome::Ignored, exc).map(|_| ()),
+            Some(t) => record(self.breaker.bind(py), t, Outcome::Ignored, None, exc).map(|_| ()),
             None => Ok(()),
         }
     }
 
     /// The call raised `exc`, classified as `call` would; returns when the
     /// caller should re-raise `exc` itself, raises the replacement otherwise.
-    fn error(&self, py: Python<'_>, exc: &Bound<'_, PyAny>) -> PyResult<()> {
+    pub(crate) fn error(&self, py: Python<'_>, exc: &Bound<'_, PyAny>) -> PyResult<()> {
         match self.slot.take() {
-            Some(t) => record_error(self.breaker.bind(py), t, exc),
+            Some(t) => record_error(self.breaker.bind(py), t, self.started_ms, exc),
             None => Ok(()),
         }
     }

@@ -3,12 +3,14 @@
 
 use crate::args;
 use crate::events::Bridge;
+use crate::policy::{Options, Timer};
 use breakerbox::clock::{Clock, ManualClock};
 use breakerbox::redis::{FaultPolicy, RedisState};
-use breakerbox::{CircuitBreaker, ConfigError, State};
+use breakerbox::{CircuitBreaker, ConfigError, Mode, State};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A test clock: time moves only when told to (`advance`). Pass it as
@@ -95,10 +97,27 @@ pub(crate) struct Config {
     pub(crate) half_open_rule: breakerbox::HalfOpenRule,
     pub(crate) clock: Option<ManualClock>,
     pub(crate) shared: Option<Shared>,
+    /// Windows, slow calls, mode and backoff; none by default.
+    pub(crate) options: Options,
 }
 
 pub(crate) fn config_error(e: ConfigError) -> PyErr {
     PyValueError::new_err(e.to_string())
+}
+
+/// A build refused: a shared breaker refusing a per-process option says so
+/// by the argument users gave, `state_storage`, naming the options given.
+pub(crate) fn build_error(e: ConfigError, given: &[&str]) -> PyErr {
+    match e {
+        ConfigError::Invalid { field: "shared", .. } => PyValueError::new_err(format!(
+            "state_storage: a breaker on CircuitRedisStorage takes count_window or time_window \
+             (decided on the fleet's summed window) but not open_backoff, a mode other than \
+             'enforcing' or half_open_rule='failure_rate', which are per-process rules; \
+             given: {}",
+            given.join(", ")
+        )),
+        e => config_error(e),
+    }
 }
 
 /// A core breaker and the configuration it was built from.
@@ -106,6 +125,10 @@ pub(crate) struct Core {
     pub(crate) breaker: CircuitBreaker,
     config: Config,
     lease_set: AtomicBool,
+    /// Only with slow calls configured: what a call's duration is read from.
+    timer: Option<Timer>,
+    /// The reset timeout in force, for a failing custom backoff to fall back to.
+    base_ms: Arc<AtomicU64>,
 }
 
 impl Core {
@@ -129,6 +152,8 @@ impl Core {
         if let Some(shared) = &config.shared {
             b = b.shared(shared.state.clone());
         }
+        let base_ms = Arc::new(AtomicU64::new(millis(config.reset_timeout)));
+        let b = config.options.apply(b, &base_ms);
         let breaker = b.build()?;
         // A shared breaker starts where its fleet is; a local one where asked.
         if config.shared.is_none() {
@@ -138,11 +163,44 @@ impl Core {
                 State::HalfOpen => breaker.half_open(),
             };
         }
+        let timer = config
+            .options
+            .times_calls()
+            .then(|| Timer::new(config.clock.as_ref()));
         Ok(Core {
             breaker,
             config,
             lease_set: AtomicBool::new(false),
+            timer,
+            base_ms,
         })
+    }
+
+    /// When a call starts: `None` (no clock read) unless slow calls are configured.
+    #[inline]
+    pub(crate) fn started_ms(&self) -> Option<u64> {
+        self.timer.as_ref().map(Timer::now_ms)
+    }
+
+    /// How long the call started at `started_ms` took.
+    pub(crate) fn elapsed(&self, started_ms: u64) -> Duration {
+        let now = self.timer.as_ref().map_or(started_ms, Timer::now_ms);
+        Duration::from_millis(now.saturating_sub(started_ms))
+    }
+
+    /// Whether calls are timed (slow calls configured).
+    pub(crate) fn times_calls(&self) -> bool {
+        self.timer.is_some()
+    }
+
+    /// Whether outcomes are reported to listeners: not when disabled.
+    pub(crate) fn reports_outcomes(&self) -> bool {
+        self.breaker.mode() != Mode::Disabled
+    }
+
+    /// Remembers the reset timeout set at run time.
+    pub(crate) fn note_reset_timeout(&self, d: Duration) {
+        self.base_ms.store(millis(d), Ordering::Release);
     }
 
     pub(crate) fn is_shared(&self) -> bool {
@@ -169,4 +227,8 @@ impl Core {
     pub(crate) fn note_probe_lease(&self) {
         self.lease_set.store(true, Ordering::Release);
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

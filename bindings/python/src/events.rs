@@ -7,13 +7,18 @@
 //! GIL held, and hands the events to the Python listeners in pybreaker's
 //! order.
 
-use breakerbox::{CircuitBreaker, Listener, State};
+use breakerbox::{CircuitBreaker, Listener, Mode, State};
 use std::cell::RefCell;
 
 /// One thing a Python listener is told about.
 pub(crate) enum Event {
-    Transition { from: State, to: State },
+    Transition {
+        from: State,
+        to: State,
+    },
     StorageError(String),
+    /// A shadow-mode breaker admitted a call it would have rejected.
+    WouldReject,
 }
 
 thread_local! {
@@ -56,5 +61,13 @@ impl Listener for Bridge {
 
     fn storage_error(&self, breaker: &CircuitBreaker, error: &dyn std::error::Error) {
         push(breaker, Event::StorageError(error.to_string()));
+    }
+
+    /// Only a shadow mode's would-be rejections: the binding reports real
+    /// ones itself, from the rejection it is handed.
+    fn rejected(&self, breaker: &CircuitBreaker, _state: State) {
+        if breaker.mode() == Mode::MetricsOnly {
+            push(breaker, Event::WouldReject);
+        }
     }
 }

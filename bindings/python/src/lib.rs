@@ -12,6 +12,7 @@ mod breaker;
 mod calls;
 mod core;
 mod events;
+mod policy;
 
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
@@ -42,6 +43,8 @@ pub(crate) struct Setup {
     pub(crate) calling_func: Py<PyAny>,
     pub(crate) generator_type: Py<PyType>,
     pub(crate) method_type: Py<PyAny>,
+    /// The `breakerbox.Mode` members: enforcing, metrics-only, disabled.
+    pub(crate) modes: [Py<PyAny>; 3],
 }
 
 static SETUP: PyOnceLock<Setup> = PyOnceLock::new();
@@ -59,11 +62,14 @@ fn _setup(
     states: &Bound<'_, PyTuple>,
     generator_call: Py<PyAny>,
     calling_func: Py<PyAny>,
+    modes: &Bound<'_, PyTuple>,
 ) -> PyResult<()> {
     let types = py.import("types")?;
     let state = |i: usize| -> PyResult<Py<PyAny>> { Ok(states.get_item(i)?.unbind()) };
+    let mode = |i: usize| -> PyResult<Py<PyAny>> { Ok(modes.get_item(i)?.unbind()) };
     let value = Setup {
         states: [state(0)?, state(1)?, state(2)?],
+        modes: [mode(0)?, mode(1)?, mode(2)?],
         generator_call,
         calling_func,
         generator_type: types.getattr("GeneratorType")?.cast_into::<PyType>()?.unbind(),
@@ -76,6 +82,12 @@ fn _setup(
 #[pymodule]
 fn _breakerbox(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
+    // Seconds until a probe may be admitted, set on the errors rejections
+    // raise when known; None on the class, so on any other instance.
+    py.get_type::<CircuitBreakerError>()
+        .setattr("retry_after", py.None())?;
+    py.get_type::<CircuitOpenError>()
+        .setattr("retry_after", py.None())?;
     m.add("CircuitBreakerError", py.get_type::<CircuitBreakerError>())?;
     m.add("CircuitOpenError", py.get_type::<CircuitOpenError>())?;
     m.add_class::<breaker::BreakerBase>()?;
@@ -84,6 +96,7 @@ fn _breakerbox(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<calls::Ready>()?;
     m.add_class::<calls::Permit>()?;
     m.add_class::<core::PyManualClock>()?;
+    m.add_class::<policy::ExponentialBackoff>()?;
     m.add_function(wrap_pyfunction!(_setup, m)?)?;
     Ok(())
 }

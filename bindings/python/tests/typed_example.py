@@ -80,3 +80,29 @@ data: bytes = asyncio.run(main())
 nodus_breaker = breakerbox.nodus.CircuitBreaker("search", failure_threshold=2)
 answer: int = nodus_breaker.call(lookup, "x")
 is_closed: bool = nodus_breaker.state is breakerbox.nodus.CircuitState.CLOSED
+
+
+def backoff(attempt: int, failure_rate: float | None) -> float:
+    return min(300.0, 10.0 * 2.0**attempt)
+
+
+windowed = CircuitBreaker(
+    count_window=100,
+    failure_rate_threshold=50,
+    minimum_calls=20,
+    slow_call_duration=2.5,
+    slow_call_rate_threshold=80,
+    mode=breakerbox.Mode.METRICS_ONLY,
+    open_backoff=breakerbox.ExponentialBackoff(2, 300, jitter=breakerbox.Jitter.EQUAL),
+)
+timed = CircuitBreaker(time_window=60, window_buckets=6, mode="enforcing", open_backoff=backoff)
+rate: float | None = windowed.failure_rate
+slow: float | None = windowed.slow_call_rate
+held: int | None = windowed.window_calls
+mode: breakerbox.Mode = windowed.mode
+lasts: float | None = timed.open_for
+try:
+    timed.call(lookup, "y")
+except CircuitBreakerError as rejected:
+    wait: float | None = rejected.retry_after
+nodus_windowed = breakerbox.nodus.CircuitBreaker("llm", count_window=10, open_backoff=backoff)

@@ -12,13 +12,15 @@ import functools
 import inspect
 import os
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Sequence, TypeVar, overload
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Sequence, TypeVar, Union, overload
 
 from ._breakerbox import (
     BreakerBase as _BreakerBase,
     Calling,
     CircuitBreakerError,
     Decorated,
+    ExponentialBackoff,
     ManualClock,
     Permit,
     _setup,
@@ -39,7 +41,11 @@ __all__ = (
     "CircuitBreakerStorage",
     "CircuitMemoryStorage",
     "CircuitRedisStorage",
+    "ExponentialBackoff",
+    "Jitter",
     "ManualClock",
+    "Mode",
+    "OpenBackoff",
     "Permit",
     "STATE_OPEN",
     "STATE_CLOSED",
@@ -51,6 +57,43 @@ STATE_CLOSED = "closed"
 STATE_HALF_OPEN = "half-open"
 
 T = TypeVar("T")
+
+
+class Mode(str, Enum):
+    """Whether a breaker acts on its decisions (``mode=``). A member is also
+    its name as a ``str``: ``mode="metrics_only"`` is ``mode=Mode.METRICS_ONLY``."""
+
+    ENFORCING = "enforcing"
+    """Rejects calls while open (the default)."""
+    METRICS_ONLY = "metrics_only"
+    """Shadow mode: decides, counts and tells listeners everything (state
+    changes, ``rejected``), but rejects nothing and raises nothing of its own."""
+    DISABLED = "disabled"
+    """Admits every call; counts and reports nothing."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Jitter(str, Enum):
+    """Randomness added to an ``ExponentialBackoff`` (``jitter=``)."""
+
+    NONE = "none"
+    """Exactly the computed duration."""
+    FULL = "full"
+    """Uniform in [0, d]."""
+    EQUAL = "equal"
+    """Uniform in [d/2, d]."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+OpenBackoff = Union[ExponentialBackoff, Callable[[int, Union[float, None]], float]]
+"""What ``open_backoff=`` takes: an ``ExponentialBackoff``, or a function of
+the attempt (1 for the first open period since the breaker last closed) and
+the window's failure rate in percent when it tripped (None without a window
+or below its minimum), returning seconds."""
 
 
 class CircuitBreakerState:
@@ -159,7 +202,7 @@ async def _call_async(self: _BreakerBase, func: Callable[P, Awaitable[T]], /, *a
 
 
 _STATES = (CircuitClosedState(), CircuitOpenState(), CircuitHalfOpenState())
-_setup(_STATES, _generator_call, _calling)
+_setup(_STATES, _generator_call, _calling, (Mode.ENFORCING, Mode.METRICS_ONLY, Mode.DISABLED))
 
 
 class CircuitBreakerStorage:
@@ -328,6 +371,17 @@ class CircuitBreaker(_BreakerBase):
     half or more of them failed; ``success_threshold`` must stay 1),
     and asyncio: ``await cb.call_async(f)``, ``@cb`` on ``async def`` and
     ``async with cb.calling()``.
+
+    Instead of ``fail_max`` consecutive failures, the closed state may decide
+    on a rate: ``count_window`` (the last N calls) or ``time_window`` (the
+    calls of the last T seconds, in ``window_buckets`` buckets), tripping when
+    the failure rate reaches ``failure_rate_threshold`` percent (default 50)
+    once ``minimum_calls`` calls (default 100) are in it. ``slow_call_duration``
+    (seconds) makes calls longer than it slow, whatever their outcome; the
+    breaker then times each call itself, and trips when the slow-call rate
+    reaches ``slow_call_rate_threshold`` percent (default 100). ``mode`` is a
+    ``Mode``; ``open_backoff`` lengthens each consecutive open period (see
+    ``OpenBackoff``). None of these given: the consecutive rule, unchanged.
     """
 
     def __init__(
@@ -346,6 +400,15 @@ class CircuitBreaker(_BreakerBase):
         probe_lease: float | None = None,
         clock: ManualClock | None = None,
         half_open_rule: Literal["successes", "failure_rate"] = "successes",
+        count_window: int | None = None,
+        time_window: float | None = None,
+        window_buckets: int | None = None,
+        failure_rate_threshold: float | None = None,
+        minimum_calls: int | None = None,
+        slow_call_duration: float | None = None,
+        slow_call_rate_threshold: float | None = None,
+        mode: Mode | str | None = None,
+        open_backoff: OpenBackoff | None = None,
     ) -> None:
         redis: dict[str, Any] = {}
         if state_storage is None:
@@ -380,6 +443,15 @@ class CircuitBreaker(_BreakerBase):
             clock=clock,
             initial_state=initial,
             half_open_rule=half_open_rule,
+            count_window=count_window,
+            time_window=time_window,
+            window_buckets=window_buckets,
+            failure_rate_threshold=failure_rate_threshold,
+            minimum_calls=minimum_calls,
+            slow_call_duration=slow_call_duration,
+            slow_call_rate_threshold=slow_call_rate_threshold,
+            mode=mode,
+            open_backoff=open_backoff,
             **redis,
         )
         self._state_storage = state_storage or CircuitMemoryStorage(initial)

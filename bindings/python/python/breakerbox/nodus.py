@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, NoReturn, Protocol, TypeVar, runtime_checkable
 
-from . import CircuitBreakerError, CircuitBreakerListener, CircuitBreakerState, ManualClock, _call_async
+from . import CircuitBreakerError, CircuitBreakerListener, CircuitBreakerState, ManualClock, Mode, OpenBackoff, _call_async
 from ._breakerbox import BreakerBase as _BreakerBase
 from ._breakerbox import CircuitOpenError
 
@@ -81,6 +81,10 @@ class CircuitBreaker(_BreakerBase):
     default); a probe's success closes it, its failure re-opens it. Only
     ``Exception`` subclasses count as failures; a cancelled call
     (``asyncio.CancelledError``) counts as neither.
+
+    The window, slow-call, mode and backoff options are those of
+    ``breakerbox.CircuitBreaker``; with a window, ``failure_threshold`` is
+    unused while closed.
     """
 
     def __init__(
@@ -92,6 +96,15 @@ class CircuitBreaker(_BreakerBase):
         *,
         half_open_max_calls: int = 1,
         clock: ManualClock | None = None,
+        count_window: int | None = None,
+        time_window: float | None = None,
+        window_buckets: int | None = None,
+        failure_rate_threshold: float | None = None,
+        minimum_calls: int | None = None,
+        slow_call_duration: float | None = None,
+        slow_call_rate_threshold: float | None = None,
+        mode: Mode | str | None = None,
+        open_backoff: OpenBackoff | None = None,
     ) -> None:
         if not isinstance(name, str):
             raise TypeError(f"name must be a str, not {type(name).__name__}")
@@ -111,6 +124,15 @@ class CircuitBreaker(_BreakerBase):
             clock=clock,
             initial_state="closed",
             nodus=True,
+            count_window=count_window,
+            time_window=time_window,
+            window_buckets=window_buckets,
+            failure_rate_threshold=failure_rate_threshold,
+            minimum_calls=minimum_calls,
+            slow_call_duration=slow_call_duration,
+            slow_call_rate_threshold=slow_call_rate_threshold,
+            mode=mode,
+            open_backoff=open_backoff,
         )
 
     # Admission when the coroutine first runs, before `coro_func` is called.
@@ -172,10 +194,13 @@ class LLMCallError(Exception):
 
 
 class LLMCircuitOpenError(CircuitOpenError, LLMCallError):
-    """The breaker rejected the call; the provider was not contacted."""
+    """The breaker rejected the call; the provider was not contacted.
+    ``retry_after``: the rejection's, seconds until a probe may be admitted (or None)."""
 
-    def __init__(self, message: str = "", *, provider: str | None = None) -> None:
+    def __init__(self, message: str = "", *, provider: str | None = None,
+                 retry_after: float | None = None) -> None:
         LLMCallError.__init__(self, message, provider=provider, retryable=True)
+        self.retry_after = retry_after
 
 
 @runtime_checkable
@@ -280,7 +305,7 @@ class CircuitBreakerLLMClient:
             return self._breaker._acquire()
         except (CircuitOpenError, CircuitBreakerError) as exc:
             logger.warning("[LLM:%s] circuit open; rejecting call", self._provider)
-            raise LLMCircuitOpenError(str(exc), provider=self._provider) from exc
+            raise LLMCircuitOpenError(str(exc), provider=self._provider, retry_after=exc.retry_after) from exc
 
     def _reraise(self, permit: Any, exc: BaseException) -> NoReturn:
         """Records `exc`, then raises it, or the `LLMCallError` made from it."""
