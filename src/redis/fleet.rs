@@ -338,18 +338,21 @@ impl Fleet {
         ev: &mut Events,
     ) -> Recorded {
         match answer {
-            Ok(reply) => {
-                self.apply_reply(m, &reply, ev);
-                match (reply.code, reply.transition) {
-                    (Code::Transitioned, Some(t)) => Recorded::Transitioned(t),
-                    (Code::Counted, _) => Recorded::Counted,
-                    _ => Recorded::Stale,
-                }
-            }
+            Ok(reply) => self.apply_record_reply(m, &reply, ev),
             Err(e) => {
                 self.went_down(m, e, ev);
                 self.record_degraded(m, ticket, outcome, limits, ev)
             }
+        }
+    }
+
+    /// Applies a record's reply to the mirror: what the record did.
+    pub(super) fn apply_record_reply(&self, m: Mirror<'_>, reply: &Reply, ev: &mut Events) -> Recorded {
+        self.apply_reply(m, reply, ev);
+        match (reply.code, reply.transition) {
+            (Code::Transitioned, Some(t)) => Recorded::Transitioned(t),
+            (Code::Counted, _) => Recorded::Counted,
+            _ => Recorded::Stale,
         }
     }
 

@@ -15,7 +15,7 @@ use crate::breaker::backend::WindowedCall;
 use crate::machine::events::Events;
 use crate::machine::state::{Limits, Outcome, Recorded, Ticket};
 use crate::machine::window::{Counts, Window, WindowSource, MAX_WINDOW_BUCKETS};
-use crate::redis::protocol::{Code, Op, Reply, WindowArgs};
+use crate::redis::protocol::{Op, Reply, WindowArgs};
 use crate::redis::{FaultPolicy, StorageError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -165,14 +165,7 @@ impl Fleet {
         ev: &mut Events,
     ) -> Recorded {
         match answer {
-            Ok(reply) => {
-                self.apply_reply(m, &reply, ev);
-                match (reply.code, reply.transition) {
-                    (Code::Transitioned, Some(t)) => Recorded::Transitioned(t),
-                    (Code::Counted, _) => Recorded::Counted,
-                    _ => Recorded::Stale,
-                }
-            }
+            Ok(reply) => self.apply_record_reply(m, &reply, ev),
             Err(e) => {
                 self.went_down(m, e, ev);
                 self.inner.windowed_run_failed();
