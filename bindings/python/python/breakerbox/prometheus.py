@@ -4,8 +4,13 @@
 
 ``breakerbox_successes_total``, ``breakerbox_failures_total``,
 ``breakerbox_ignored_total``, ``breakerbox_rejections_total``,
-``breakerbox_transitions_total`` (also labelled ``from`` and ``to``) and the
-gauge ``breakerbox_state`` (0 closed, 1 open, 2 half-open).
+``breakerbox_transitions_total`` (also labelled ``from`` and ``to``), the
+gauge ``breakerbox_state`` (0 closed, 1 open, 2 half-open) and, for a breaker
+with a rate window, the gauges ``breakerbox_failure_rate`` and
+``breakerbox_slow_call_rate`` (percent; NaN while there is no rate: below
+``minimum_calls``, after a transition empties the window, or without slow
+calls). The rates are set on each failure and each transition, never on a
+success, so they show the window as of the latest failure.
 
     from breakerbox.prometheus import PrometheusListener
     breaker = breakerbox.CircuitBreaker(name="payments", listeners=[PrometheusListener()])
@@ -13,6 +18,7 @@ gauge ``breakerbox_state`` (0 closed, 1 open, 2 half-open).
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import Any
 
@@ -25,10 +31,11 @@ __all__ = ["PrometheusListener"]
 STATE_VALUE = {"closed": 0, "open": 1, "half-open": 2}
 
 _lock = threading.Lock()
-_series: dict[int, tuple[Counter, Counter, Counter, Counter, Counter, Gauge]] = {}
+_Series = tuple[Counter, Counter, Counter, Counter, Counter, Gauge, Gauge, Gauge]
+_series: dict[int, _Series] = {}
 
 
-def _metrics(registry: CollectorRegistry) -> tuple[Counter, Counter, Counter, Counter, Counter, Gauge]:
+def _metrics(registry: CollectorRegistry) -> _Series:
     """One set of series per registry, however many listeners share it."""
     with _lock:
         found = _series.get(id(registry))
@@ -44,6 +51,10 @@ def _metrics(registry: CollectorRegistry) -> tuple[Counter, Counter, Counter, Co
                 counter("breakerbox_transitions_total", "Circuit breaker state changes", ("breaker", "from", "to")),
                 Gauge("breakerbox_state", "Circuit breaker state: 0 closed, 1 open, 2 half-open", ("breaker",),
                       registry=registry),
+                Gauge("breakerbox_failure_rate", "Failure rate of a circuit breaker's window, in percent",
+                      ("breaker",), registry=registry),
+                Gauge("breakerbox_slow_call_rate", "Slow-call rate of a circuit breaker's window, in percent",
+                      ("breaker",), registry=registry),
             )
             _series[id(registry)] = found
         return found
@@ -54,7 +65,8 @@ class PrometheusListener(CircuitBreakerListener):
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         (self._successes, self._failures, self._ignored, self._rejections, self._transitions,
-         self._state) = _metrics(registry if registry is not None else REGISTRY)
+         self._state, self._failure_rate, self._slow_call_rate) = _metrics(
+            registry if registry is not None else REGISTRY)
 
     @staticmethod
     def _name(cb: Any) -> str:
@@ -65,6 +77,15 @@ class PrometheusListener(CircuitBreakerListener):
 
     def failure(self, cb: Any, exc: BaseException) -> None:
         self._failures.labels(self._name(cb)).inc()
+        self._rates(cb)
+
+    def _rates(self, cb: Any) -> None:
+        """The window's rates, for a breaker that has a window."""
+        if getattr(cb, "window_calls", None) is None:
+            return
+        name = self._name(cb)
+        for gauge, rate in ((self._failure_rate, cb.failure_rate), (self._slow_call_rate, cb.slow_call_rate)):
+            gauge.labels(name).set(math.nan if rate is None else rate)
 
     def ignored(self, cb: Any, exc: BaseException | None = None) -> None:
         self._ignored.labels(self._name(cb)).inc()
@@ -79,3 +100,4 @@ class PrometheusListener(CircuitBreakerListener):
         self._state.labels(name).set(STATE_VALUE[cb.current_state])
         old = old_state.name if old_state is not None else "closed"
         self._transitions.labels(name, old, new_state.name).inc()
+        self._rates(cb)
