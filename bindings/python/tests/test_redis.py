@@ -178,6 +178,9 @@ def test_a_trip_in_one_language_is_seen_by_the_other(redis_url):
         local = shared(redis_url, ns, fail_max=2, reset_timeout=60)
         local.close()
         assert seen_within(lambda: rust.ask("state") == "closed", STALENESS) is not None
+        # Python's mirror must see the close too: while it still shows the
+        # trip, its calls are rejected locally and trip nothing.
+        assert seen_within(lambda: py.ask("state") == "closed", STALENESS) is not None
         assert py.ask("trip") == "open"
         assert seen_within(lambda: rust.ask("state") == "open", STALENESS) is not None
     finally:
