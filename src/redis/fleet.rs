@@ -63,11 +63,14 @@ struct Mailbox {
     /// (across a Redis restart too), so an older view is never news.
     applied: u64,
     /// The mirror moved on its own since (the store went away, the policy,
-    /// a decision made alone): a view of version `applied` is news again,
-    /// so even a quiet fleet's refresh repairs the mirror.
+    /// a decision made alone): a view of version `applied` read afterwards
+    /// is news again, so even a quiet fleet's refresh repairs the mirror.
     diverged: bool,
+    /// The mirror's moves of its own so far: a view read before the latest
+    /// one is older than the mirror, whatever its version says.
+    moves: u64,
     /// The newest fleet view the watcher brought, not yet applied.
-    view: Option<(u64, FleetView)>,
+    view: Option<(u64, FleetView, ReadAt)>,
     /// The watcher saw the store fail: apply the policy at the next call.
     went_down: bool,
     /// A fault the watcher saw, to report to listeners at the next call.
@@ -102,6 +105,7 @@ impl Fleet {
             mailbox: Mutex::new(Mailbox {
                 applied: 0,
                 diverged: false,
+                moves: 0,
                 view: None,
                 went_down: false,
                 error: None,
@@ -126,7 +130,7 @@ impl Fleet {
             Ok(reply) => {
                 let view = self.inner.localize(&reply.view);
                 let mut quiet = Events::default();
-                self.apply_view(m, reply.view.version, &view, &mut quiet);
+                self.apply_view(m, reply.view.version, &view, ReadAt::Now, &mut quiet);
                 Ok(())
             }
             Err(e) => {
@@ -174,8 +178,8 @@ impl Fleet {
         if went_down && self.is_down() {
             self.apply_policy(m, ev);
         }
-        if let Some((version, view)) = view {
-            self.apply_view(m, version, &view, ev);
+        if let Some((version, view, read)) = view {
+            self.apply_view(m, version, &view, read, ev);
         }
     }
 
@@ -184,7 +188,7 @@ impl Fleet {
     pub(crate) fn peek(&self, m: Mirror<'_>) -> Snapshot {
         if self.has_news() {
             let mailbox = self.inner.mailbox();
-            if let Some((_, view)) = mailbox.view.filter(|(v, _)| mailbox.is_news(*v)) {
+            if let Some((_, view, _)) = mailbox.view.filter(|&(v, _, read)| mailbox.is_news(v, read)) {
                 return view.snapshot();
             }
         }
@@ -460,18 +464,23 @@ impl Fleet {
             .run_within(run.op, &seed, limits, run.window(), timeout)
     }
 
-    /// Mirrors the fleet's answer; returns it in this breaker's time.
+    /// Mirrors the fleet's answer to this call; returns it in this
+    /// breaker's time.
     fn apply_reply(&self, m: Mirror<'_>, reply: &Reply, ev: &mut Events) -> FleetView {
         let view = self.inner.localize(&reply.view);
-        self.apply_view(m, reply.view.version, &view, ev);
+        self.apply_view(m, reply.view.version, &view, ReadAt::Now, ev);
         view
     }
 
     /// Overwrites the mirror with `view` unless a newer one is already there,
     /// and notes the mirror's change of state.
-    fn apply_view(&self, m: Mirror<'_>, version: u64, view: &FleetView, ev: &mut Events) {
+    fn apply_view(&self, m: Mirror<'_>, version: u64, view: &FleetView, read: ReadAt, ev: &mut Events) {
         let mut mailbox = self.inner.mailbox();
-        if !mailbox.is_news(version) {
+        let read = match read {
+            ReadAt::Now => ReadAt::After(mailbox.moves),
+            read => read,
+        };
+        if !mailbox.is_news(version, read) {
             return;
         }
         mailbox.applied = version;
@@ -489,6 +498,7 @@ impl Fleet {
         let mut mailbox = self.inner.mailbox();
         mailbox.mirror = m.cell.load();
         mailbox.diverged = true;
+        mailbox.moves += 1;
         drop(mailbox);
         ev.transition(transition);
     }
@@ -574,9 +584,24 @@ fn zero_limits() -> Limits {
     }
 }
 
+/// When a fleet view was read, against the mirror's own moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReadAt {
+    /// By a run begun after the mirror's `n`th move of its own.
+    After(u64),
+    /// By the call applying it: its own run's answer.
+    Now,
+    /// At a time nobody knows (an announcement may have waited in a
+    /// socket): only a newer version is news.
+    Unknown,
+}
+
 impl Mailbox {
-    fn is_news(&self, version: u64) -> bool {
-        version > self.applied || (version == self.applied && self.diverged)
+    /// A newer version, or the same one read since the mirror last moved
+    /// on its own (a view read before that is older than the mirror).
+    fn is_news(&self, version: u64, read: ReadAt) -> bool {
+        version > self.applied
+            || (version == self.applied && self.diverged && read == ReadAt::After(self.moves))
     }
 }
 
@@ -633,22 +658,32 @@ impl Inner {
         }
     }
 
-    /// Reads the fleet's state (seeding it from the mirror if missing).
-    pub(crate) fn sync(&self) -> Result<RawView, StorageError> {
-        let mirror = self.mailbox().mirror;
+    /// Reads the fleet's state (seeding it from the mirror if missing), and
+    /// when it began reading.
+    pub(crate) fn sync(&self) -> Result<(RawView, ReadAt), StorageError> {
+        let (mirror, read) = self.read_point();
         let seed = self.seed(mirror);
-        Ok(self.store.run(Op::Sync, &seed, &zero_limits())?.view)
+        Ok((self.store.run(Op::Sync, &seed, &zero_limits())?.view, read))
+    }
+
+    /// The mirror a run begun now is seeded from, and when it was begun.
+    pub(super) fn read_point(&self) -> (Snapshot, ReadAt) {
+        let mailbox = self.mailbox();
+        (mailbox.mirror, ReadAt::After(mailbox.moves))
     }
 
     /// Leaves a fleet view for the next call to apply.
-    pub(crate) fn post_view(&self, raw: &RawView) {
+    pub(crate) fn post_view(&self, raw: &RawView, read: ReadAt) {
         let view = self.localize(raw);
         let mut mailbox = self.mailbox();
-        if !mailbox.is_news(raw.version) {
+        if !mailbox.is_news(raw.version, read) {
             return;
         }
-        if mailbox.view.map_or(true, |(v, _)| raw.version > v) {
-            mailbox.view = Some((raw.version, view));
+        // The newer version, or the same one read later.
+        if mailbox.view.map_or(true, |(v, _, _)| {
+            raw.version > v || (raw.version == v && read != ReadAt::Unknown)
+        }) {
+            mailbox.view = Some((raw.version, view, read));
             self.pending.store(1, Ordering::Release);
         }
     }

@@ -12,7 +12,7 @@
 //! as a call that met it would, and a probe the fleet admitted for nobody
 //! is recorded as ignored, so its slot comes back at once.
 
-use super::fleet::{Fleet, Inner, Mirror, Run, Step};
+use super::fleet::{Fleet, Inner, Mirror, ReadAt, Run, Step};
 use super::protocol::{Code, Op, Reply, Seed};
 use super::{StorageError, StorageErrorKind};
 use crate::breaker::backend::WindowedCall;
@@ -124,7 +124,7 @@ impl Task {
     fn settle(&self, reply: Result<Reply, StorageError>) {
         match reply {
             Ok(reply) => {
-                self.inner.post_view(&reply.view);
+                self.inner.post_view(&reply.view, ReadAt::Unknown);
                 if matches!(self.run.op, Op::Acquire) && reply.code == Code::AdmitProbe {
                     // A probe admitted for a call that left: free its slot.
                     let ticket = self.inner.localize(&reply.view).probe_ticket(reply.slot);

@@ -7,7 +7,7 @@
 //! holds a lock across I/O; dropping a breaker only takes it off the list,
 //! and the watcher ends by itself once the list is empty.
 
-use super::fleet::Inner;
+use super::fleet::{Inner, ReadAt};
 use super::protocol::RawView;
 use super::transport::{Subscriber, Transport};
 use super::StorageError;
@@ -225,7 +225,9 @@ fn run(hub: &Hub) {
                 Ok(Some((channel, payload))) => {
                     if let Some(view) = RawView::parse_announcement(&payload) {
                         for m in known.iter().filter(|m| m.store.channel() == channel) {
-                            m.post_view(&view);
+                            // It may have waited in the socket: when it
+                            // was read is unknown.
+                            m.post_view(&view, ReadAt::Unknown);
                         }
                     }
                 }
@@ -297,8 +299,8 @@ fn sync_due(m: &Inner, s: &mut Schedule, now: Instant, max_backoff: Duration) {
         return;
     }
     match m.sync() {
-        Ok(view) => {
-            m.post_view(&view);
+        Ok((view, read)) => {
+            m.post_view(&view, read);
             if s.was_down {
                 m.mark_up();
                 s.was_down = false;

@@ -274,7 +274,7 @@ impl Inner {
             }
             delta
         };
-        let mirror = self.mailbox().mirror;
+        let (mirror, read) = self.read_point();
         let args = WindowArgs {
             rule,
             generation: mirror.generation(),
@@ -285,7 +285,7 @@ impl Inner {
             .store
             .run_windowed(Op::Flush, &seed, &super::zero_limits(), &args)
         {
-            Ok(reply) => self.post_view(&reply.view),
+            Ok(reply) => self.post_view(&reply.view, read),
             Err(e) => self.mark_down(Some(e)),
         }
     }
