@@ -355,6 +355,7 @@ impl CircuitBreaker {
     /// When a call admitted now starts, if the breaker times its calls
     /// (slow calls configured): what the async integrations keep until the
     /// record. `None` reads no clock.
+    #[inline]
     pub(crate) fn call_timer_start(&self) -> Option<u64> {
         if self.plain {
             None
@@ -363,6 +364,7 @@ impl CircuitBreaker {
         }
     }
 
+    #[inline]
     pub(crate) fn elapsed_since(&self, started_ms: Option<u64>) -> Option<u64> {
         started_ms.map(|s| self.clock.precise_ms().saturating_sub(s))
     }
@@ -385,6 +387,7 @@ impl CircuitBreaker {
         ))
     }
 
+    #[inline]
     pub(super) fn record_valid_timed(
         &self,
         ticket: Ticket,

@@ -313,7 +313,9 @@ where
                         resume_unwind(panic)
                     }
                 };
-                self.guard = Some(guard);
+                // Admission happens once (`breaker` was taken above): the
+                // slot is empty, so there is nothing to drop.
+                std::mem::forget(self.guard.replace(guard));
                 // SAFETY: called only from `poll`, on the pinned call (see
                 // there); `fut` is pinned in place from here on.
                 let mut fut = unsafe { Pin::new_unchecked(&mut self.fut) };
