@@ -96,6 +96,7 @@ const (
 	ModeDisabled Mode = C.CB_MODE_DISABLED
 )
 
+// String is the mode's name.
 func (m Mode) String() string {
 	switch m {
 	case ModeEnforcing:
