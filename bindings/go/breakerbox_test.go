@@ -811,3 +811,47 @@ func TestACallbackPanicEndsTheProcess(t *testing.T) {
 		}
 	}
 }
+
+func TestConcurrentFailuresCrossTheRateOnce(t *testing.T) {
+	clock := newTestClock()
+	var trips, backoffs atomic.Int64
+	b := newBreaker(t, WithClock(clock.now), WithTimeWindow(time.Minute), WithMinimumCalls(50),
+		WithSlowCallDuration(time.Second),
+		WithBackoff(func(uint32, float64, bool) time.Duration { backoffs.Add(1); return time.Hour }),
+		WithOnStateChange(func(from, to State) {
+			if from == Closed && to == Open {
+				trips.Add(1)
+			}
+		}))
+	var wg sync.WaitGroup
+	var failures, rejected atomic.Int64
+	for g := 0; g < 16; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 100; i++ {
+				switch err := b.Do(func() error { return errDown }); {
+				case errors.Is(err, ErrRejected):
+					var r *RejectedError
+					if !errors.As(err, &r) {
+						t.Errorf("got %v, want a *RejectedError", err)
+					} else if d, ok := r.RetryAfter(); !ok || d <= 0 || d > time.Hour {
+						t.Errorf("retry after %v (%v), want within the hour's open period", d, ok)
+					}
+					rejected.Add(1)
+				case errors.Is(err, errDown):
+					failures.Add(1)
+				default:
+					t.Errorf("unexpected result %v", err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if b.State() != Open || trips.Load() != 1 || backoffs.Load() != 1 {
+		t.Fatalf("state %v, %d trips, %d backoff calls; want open, 1, 1", b.State(), trips.Load(), backoffs.Load())
+	}
+	if failures.Load() < 50 || failures.Load()+rejected.Load() != 16*100 {
+		t.Fatalf("%d failures, %d rejected", failures.Load(), rejected.Load())
+	}
+}
