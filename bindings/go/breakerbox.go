@@ -398,13 +398,13 @@ func WithHalfOpenRule(r HalfOpenRule) Option {
 }
 
 // WithExponentialBackoff lengthens each consecutive open period: period n
-// (1 for the first since the breaker last closed) lasts min(max,
-// ResetTimeout × multiplier^(n−1)) (a max below the reset timeout is the
-// reset timeout; whole milliseconds), then jitter is applied. A close
+// (1 for the first since the breaker last closed) lasts min(maxPeriod,
+// ResetTimeout × multiplier^(n−1)) (a maxPeriod below the reset timeout is
+// the reset timeout; whole milliseconds), then jitter is applied. A close
 // starts over at the reset timeout. The multiplier is at least 1 and
 // finite. Replaces a backoff given before.
-func WithExponentialBackoff(multiplier float64, max time.Duration, jitter Jitter) Option {
-	ms, ok := toMillis(max)
+func WithExponentialBackoff(multiplier float64, maxPeriod time.Duration, jitter Jitter) Option {
+	ms, ok := toMillis(maxPeriod)
 	if !ok {
 		return step(invalid)
 	}
