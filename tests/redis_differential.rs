@@ -180,7 +180,7 @@ impl Lua<'_> {
             .arg(slot)
             .invoke(self.conn)
             .expect("the script runs");
-        let [code, _v, s, g, f, _opened, i, k, _probe, from, to, slot] = values[..] else {
+        let [code, _v, s, g, f, _opened, i, k, _probe, _slots, _next, from, to, slot] = values[..] else {
             panic!("unexpected reply {values:?}");
         };
         Reply {

@@ -14,10 +14,10 @@ use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The script's reply: code, the view's eight fields (version first; a
+/// The script's reply: code, the view's ten fields (version first; a
 /// closed fleet in generation 1), no transition, probe slot 0.
 fn reply(code: i64, version: i64, failures: i64) -> Vec<i64> {
-    vec![code, version, 0, 1, failures, 0, 0, 0, 0, -1, -1, 0]
+    vec![code, version, 0, 1, failures, 0, 0, 0, 0, 0, 0, -1, -1, 0]
 }
 
 const NOOP: i64 = 7;
@@ -184,7 +184,7 @@ fn an_announcement_delivered_after_a_local_trip_does_not_close_the_mirror() {
     // announcement waits in the subscription's socket meanwhile.
     assert!(b.call(|| Err::<(), _>("down")).is_err());
     assert_eq!(b.fail_counter(), 1);
-    let late = "2 0 1 1 0 0 0 0".to_owned();
+    let late = "2 0 1 1 0 0 0 0 0 0".to_owned();
 
     // The store goes away: the next failure counts on the mirror and trips it.
     transport.away.store(true, Ordering::SeqCst);

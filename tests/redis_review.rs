@@ -339,3 +339,55 @@ fn a_probe_recorded_twice_at_the_fleet_counts_once() {
         "b's probe is the second real success, and closes the fleet"
     );
 }
+
+#[test]
+fn a_fleet_probe_recorded_twice_during_an_outage_counts_once_on_the_mirror() {
+    let ns = unique_namespace("outage-double-record");
+    let link = HostClient::new(&url());
+    let b = CircuitBreaker::builder()
+        .fail_max(1)
+        .reset_timeout(Duration::from_millis(20))
+        .half_open_max_calls(2)
+        .success_threshold(2)
+        .probe_lease(Duration::from_secs(60))
+        .shared(
+            RedisState::with_transport(link.clone())
+                .namespace(&ns)
+                .policy(FaultPolicy::Local)
+                .notifications(false)
+                .require_reachable(),
+        )
+        .build()
+        .unwrap();
+    assert!(b.try_acquire().unwrap().failure().tripped());
+    // Past the reset timeout the fleet admits two probes, each in its slot.
+    let mut first = None;
+    within(Duration::from_secs(5), || {
+        first = b.acquire_ticket().ok();
+        first.is_some()
+    });
+    let first = first.expect("a probe after the reset timeout");
+    let second = b.acquire_ticket().expect("a second probe");
+    assert_eq!((b.state(), b.probes_in_flight()), (State::HalfOpen, 2));
+
+    // The store goes away: records count on the mirror (the policy is
+    // Local), which tells the fleet's probes apart by their slots too.
+    link.cut.store(true, Ordering::SeqCst);
+    assert_eq!(b.record(first, Outcome::Success), Ok(Recorded::Counted));
+    assert_eq!(
+        b.record(first, Outcome::Success),
+        Ok(Recorded::Stale),
+        "the same probe recorded twice counts once"
+    );
+    assert_eq!(
+        b.state(),
+        State::HalfOpen,
+        "one probe's success does not close it"
+    );
+    assert_eq!((b.success_counter(), b.probes_in_flight()), (1, 1));
+    assert!(b
+        .record(second, Outcome::Success)
+        .unwrap()
+        .transition()
+        .is_some_and(|t| t.to == State::Closed));
+}

@@ -71,9 +71,10 @@
 //! word as a local mirror: [`StateCell::sync_from`] overwrites it with the
 //! fleet's view (state, counts, the low 20 bits of the fleet's generation,
 //! opened-at translated to this breaker's clock) through the same CAS loop.
-//! The mirror counts the fleet's probes without telling them apart: the
-//! fleet's script holds the slots, by the same rules as this word, and a
-//! probe ticket the fleet issued carries the slot it was given there.
+//! The fleet's script holds the probe slots by the same rules as this word,
+//! and its view carries them, so the mirror tells the fleet's probes apart
+//! as it does its own (a probe recorded twice while the store is away
+//! counts once); a probe ticket the fleet issued carries its slot.
 //!
 //! # Orderings
 //!
@@ -521,6 +522,17 @@ impl Snapshot {
                 | (successes << SUCCESSES_SHIFT)
                 | u64::from(COUNTED) << NEXT_SLOT_SHIFT,
         )
+    }
+
+    /// Half-open with the probes in flight holding `slots` (a bitmap below
+    /// [`PROBE_SLOTS`]), `next` the next slot (a fleet's), in this
+    /// snapshot's generation, under the successes rule.
+    #[cfg(any(test, feature = "redis"))]
+    fn with_slotted_probes(self, slots: u32, next: u32, successes: u32) -> Snapshot {
+        let slots = slots & ((1 << PROBE_SLOTS) - 1);
+        let successes = u64::from(successes.min(MAX_HALF_OPEN_COUNT));
+        Snapshot((self.0 & (STATE_MASK | GENERATION_MASK)) | (successes << SUCCESSES_SHIFT))
+            .with_probe_fields(slots, next.min(PROBE_SLOTS), slots.count_ones())
     }
 
     fn ticket(self, kind: u64) -> Ticket {
@@ -1135,6 +1147,9 @@ mod fleet {
         pub(crate) successes: u32,
         /// The latest probe admission, on this breaker's clock (half-open).
         pub(crate) probe_admitted_at_ms: u64,
+        /// The slots the fleet's probes in flight hold (a bitmap, below
+        /// [`PROBE_SLOTS`]) and its next slot; `None`: only counted.
+        pub(crate) probe_slots: Option<(u32, u32)>,
     }
 
     impl FleetView {
@@ -1146,8 +1161,13 @@ mod fleet {
                     let at = self.opened_at_ms.min(MAX_TIMESTAMP_MS);
                     Snapshot::new(OPEN, self.generation % GENERATION_MODULUS, at << PAYLOAD_SHIFT)
                 }
-                State::HalfOpen => Snapshot::new(HALF_OPEN, self.generation % GENERATION_MODULUS, 0)
-                    .with_counted_probes(self.in_flight, self.successes),
+                State::HalfOpen => {
+                    let episode = Snapshot::new(HALF_OPEN, self.generation % GENERATION_MODULUS, 0);
+                    match self.probe_slots {
+                        Some((slots, next)) => episode.with_slotted_probes(slots, next, self.successes),
+                        None => episode.with_counted_probes(self.in_flight, self.successes),
+                    }
+                }
             }
         }
 
@@ -1370,6 +1390,7 @@ mod tests {
             in_flight: 0,
             successes: 0,
             probe_admitted_at_ms: 0,
+            probe_slots: None,
         };
         let old = cell.acquire_closed().expect("closed");
         assert_eq!(
@@ -1400,6 +1421,65 @@ mod tests {
         assert!(probe.is_probe() && probe.slot() == 5 && !probe.is_stale(cell.load()));
         assert!(!half.closed_ticket().is_probe());
         assert_eq!(cell.load().in_flight(), 1);
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn a_fleet_view_with_slots_tells_the_fleets_probes_apart() {
+        let cell = StateCell::new();
+        let l = Limits {
+            half_open_max_calls: 2,
+            success_threshold: 2,
+            ..limits()
+        };
+        let half = FleetView {
+            state: State::HalfOpen,
+            generation: 8,
+            failures: 0,
+            opened_at_ms: 0,
+            in_flight: 2,
+            successes: 0,
+            probe_admitted_at_ms: 0,
+            probe_slots: Some((0b101, 3)),
+        };
+        assert!(cell.sync_from(&half).is_some());
+        assert_eq!((cell.load().in_flight(), cell.load().successes()), (2, 0));
+        let (first, second) = (half.probe_ticket(0), half.probe_ticket(2));
+        assert_eq!(
+            cell.record(first, Outcome::Success, &l, &mut FixedNow(0)),
+            Recorded::Counted
+        );
+        assert_eq!(
+            cell.record(first, Outcome::Success, &l, &mut FixedNow(0)),
+            Recorded::Stale,
+            "its slot is free: recorded twice, counted once"
+        );
+        assert_eq!(
+            cell.record(half.probe_ticket(1), Outcome::Success, &l, &mut FixedNow(0)),
+            Recorded::Stale
+        );
+        assert!(cell
+            .record(second, Outcome::Success, &l, &mut FixedNow(0))
+            .transition()
+            .is_some());
+        assert_eq!(cell.load().state(), State::Closed);
+
+        // Counted probes (no slots) are not told apart.
+        let counted = FleetView {
+            probe_slots: None,
+            generation: 20,
+            ..half
+        };
+        assert!(cell.sync_from(&counted).is_some());
+        let any = counted.probe_ticket(0);
+        assert_eq!(
+            cell.record(any, Outcome::Success, &l, &mut FixedNow(0)),
+            Recorded::Counted
+        );
+        assert!(cell
+            .record(any, Outcome::Success, &l, &mut FixedNow(0))
+            .transition()
+            .is_some());
     }
 
     #[test]

@@ -39,8 +39,9 @@
 -- Window writes change no state: no version, no announcement.
 --
 -- Reply: { code, v, s, g, f, ms since opened, i, k, ms since last probe
--- admission, transition from (-1 none), transition to (-1 none), the admitted
--- probe's slot (0 otherwise) }
+-- admission, b, n, transition from (-1 none), transition to (-1 none), the
+-- admitted probe's slot (0 otherwise) }. An announcement is the view's ten
+-- fields (v to n), space-separated.
 
 if redis.replicate_commands then
   pcall(redis.replicate_commands)
@@ -392,9 +393,10 @@ if dirty then
     'i', st.i, 'k', st.k, 'p', string.format('%.0f', st.p),
     'b', string.format('%.0f', st.b), 'n', st.n)
   if channel ~= '' then
-    redis.call('PUBLISH', channel, string.format('%.0f %d %.0f %.0f %.0f %d %d %.0f',
-      st.v, st.s, st.g, st.f, opened_ms, st.i, st.k, probe_ms))
+    redis.call('PUBLISH', channel, string.format('%.0f %d %.0f %.0f %.0f %d %d %.0f %.0f %d',
+      st.v, st.s, st.g, st.f, opened_ms, st.i, st.k, probe_ms, st.b, st.n))
   end
 end
 
-return { code, st.v, st.s, st.g, st.f, opened_ms, st.i, st.k, probe_ms, from, to, admitted_slot }
+return { code, st.v, st.s, st.g, st.f, opened_ms, st.i, st.k, probe_ms, st.b, st.n, from, to,
+  admitted_slot }

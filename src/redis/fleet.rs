@@ -655,6 +655,7 @@ impl Inner {
             in_flight: raw.in_flight,
             successes: raw.successes,
             probe_admitted_at_ms: now.saturating_sub(raw.probe_ago_ms),
+            probe_slots: raw.probe_slots,
         }
     }
 

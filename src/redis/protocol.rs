@@ -83,6 +83,10 @@ pub(crate) struct RawView {
     pub(crate) in_flight: u32,
     pub(crate) successes: u32,
     pub(crate) probe_ago_ms: u64,
+    /// Half-open: the slots the probes in flight hold (a bitmap) and the
+    /// next slot, as the state word keeps them; `None` once the episode's
+    /// probes are only counted.
+    pub(crate) probe_slots: Option<(u32, u32)>,
 }
 
 /// The script's verdict.
@@ -143,8 +147,22 @@ fn count(n: i64) -> u32 {
 
 impl RawView {
     fn from_fields(f: &[i64]) -> Option<RawView> {
-        let [version, state, generation, failures, opened, in_flight, successes, probe] = *f else {
+        let [version, state, generation, failures, opened, in_flight, successes, probe, slots, next] = *f
+        else {
             return None;
+        };
+        // The script keeps the slots consistent with the count, each below
+        // the next; anything else (an older script's hash) is taken as
+        // counted probes.
+        let probe_slots = match (u32::try_from(slots), u32::try_from(next)) {
+            (Ok(slots), Ok(next))
+                if next <= PROBE_SLOTS
+                    && slots >> next == 0
+                    && i64::from(slots.count_ones()) == in_flight =>
+            {
+                Some((slots, next))
+            }
+            _ => None,
         };
         Some(RawView {
             version: non_negative(version),
@@ -155,12 +173,13 @@ impl RawView {
             in_flight: count(in_flight),
             successes: count(successes),
             probe_ago_ms: non_negative(probe),
+            probe_slots,
         })
     }
 
     /// Parses a change announced on the namespace's channel.
     pub(crate) fn parse_announcement(payload: &str) -> Option<RawView> {
-        let mut fields = [0i64; 8];
+        let mut fields = [0i64; 10];
         let mut parts = payload.split(' ');
         for field in fields.iter_mut() {
             *field = parts.next()?.parse().ok()?;
@@ -285,7 +304,7 @@ mod tests {
 
     #[test]
     fn replies_parse_strictly() {
-        let ok = [5, 10, 1, 7, 0, 3, 0, 0, 0, 0, 1, 0];
+        let ok = [5, 10, 1, 7, 0, 3, 0, 0, 0, 0, 0, 0, 1, 0];
         let reply = Reply::parse(&ok).expect("a trip");
         assert_eq!(reply.code, Code::Transitioned);
         assert_eq!(
@@ -297,27 +316,47 @@ mod tests {
         );
         assert_eq!(reply.view.state, State::Open);
         assert_eq!(reply.view.opened_ago_ms, 3);
-        assert!(Reply::parse(&ok[..11]).is_none(), "too short");
+        assert!(Reply::parse(&ok[..13]).is_none(), "too short");
         assert!(
-            Reply::parse(&[9, 10, 1, 7, 0, 3, 0, 0, 0, -1, -1, 0]).is_none(),
+            Reply::parse(&[9, 10, 1, 7, 0, 3, 0, 0, 0, 0, 0, -1, -1, 0]).is_none(),
             "unknown code"
         );
         assert!(
-            Reply::parse(&[4, 10, 3, 7, 0, 3, 0, 0, 0, -1, -1, 0]).is_none(),
+            Reply::parse(&[4, 10, 3, 7, 0, 3, 0, 0, 0, 0, 0, -1, -1, 0]).is_none(),
             "unknown state"
         );
         assert!(
-            Reply::parse(&[5, 10, 1, 7, 0, 3, 0, 0, 0, -1, -1, 0]).is_none(),
+            Reply::parse(&[5, 10, 1, 7, 0, 3, 0, 0, 0, 0, 0, -1, -1, 0]).is_none(),
             "a transition without one"
         );
-        let probe = Reply::parse(&[2, 10, 2, 8, 0, 0, 2, 0, 0, -1, -1, 15]).expect("a probe");
+        let probe = Reply::parse(&[2, 10, 2, 8, 0, 0, 2, 0, 0, 0, 0, -1, -1, 15]).expect("a probe");
         assert_eq!((probe.code, probe.slot), (Code::AdmitProbe, 15));
         for slot in [16, -1] {
             assert!(
-                Reply::parse(&[2, 10, 2, 8, 0, 0, 2, 0, 0, -1, -1, slot]).is_none(),
+                Reply::parse(&[2, 10, 2, 8, 0, 0, 2, 0, 0, 0, 0, -1, -1, slot]).is_none(),
                 "slot {slot} is out of range"
             );
         }
+    }
+
+    #[test]
+    fn a_views_probe_slots_parse_only_when_they_match_its_count() {
+        let view = |fields: &[i64]| RawView::from_fields(fields).expect("valid").probe_slots;
+        // Two probes in flight: slots 0 and 2 held, slot 3 next.
+        assert_eq!(view(&[1, 2, 8, 0, 0, 2, 0, 0, 0b101, 3]), Some((0b101, 3)));
+        for (slots, next) in [(0b1, 3), (0b11, 1), (1 << 16 | 1 << 3, 17), (-1, 2), (0b11, 31)] {
+            assert_eq!(
+                view(&[1, 2, 8, 0, 0, 2, 0, 0, slots, next]),
+                None,
+                "{slots:#b} {next}"
+            );
+        }
+        let announced = RawView::parse_announcement("1 2 8 0 0 2 0 0 5 3").expect("valid");
+        assert_eq!(announced.probe_slots, Some((5, 3)));
+        assert!(
+            RawView::parse_announcement("1 2 8 0 0 2 0 0").is_none(),
+            "too short"
+        );
     }
 
     #[test]
@@ -335,7 +374,7 @@ mod tests {
             reset_timeout_ms: 1,
             probe_lease_ms: 1,
         };
-        let view = RawView::parse_announcement("1 2 9 0 0 1 0 12").expect("valid");
+        let view = RawView::parse_announcement("1 2 9 0 0 1 0 12 1 1").expect("valid");
         let probe = crate::machine::state::FleetView {
             state: view.state,
             generation: view.generation,
@@ -344,6 +383,7 @@ mod tests {
             in_flight: 1,
             successes: 0,
             probe_admitted_at_ms: 0,
+            probe_slots: view.probe_slots,
         }
         .probe_ticket(7);
         let args = arguments(Op::Record(probe, Outcome::Success), "", &seed, &limits);
@@ -358,12 +398,13 @@ mod tests {
 
     #[test]
     fn announcements_parse_strictly() {
-        let view = RawView::parse_announcement("1700000000000001 2 9 0 0 1 0 12").expect("valid");
+        let view = RawView::parse_announcement("1700000000000001 2 9 0 0 1 0 12 1 1").expect("valid");
         assert_eq!(view.state, State::HalfOpen);
         assert_eq!((view.generation, view.in_flight, view.probe_ago_ms), (9, 1, 12));
-        assert!(RawView::parse_announcement("1 2 9 0 0 1 0").is_none());
-        assert!(RawView::parse_announcement("1 2 9 0 0 1 0 12 13").is_none());
-        assert!(RawView::parse_announcement("1 7 9 0 0 1 0 12").is_none());
-        assert!(RawView::parse_announcement("x 2 9 0 0 1 0 12").is_none());
+        assert_eq!(view.probe_slots, Some((1, 1)));
+        assert!(RawView::parse_announcement("1 2 9 0 0 1 0 12 1").is_none());
+        assert!(RawView::parse_announcement("1 2 9 0 0 1 0 12 1 1 13").is_none());
+        assert!(RawView::parse_announcement("1 7 9 0 0 1 0 12 1 1").is_none());
+        assert!(RawView::parse_announcement("x 2 9 0 0 1 0 12 1 1").is_none());
     }
 }
