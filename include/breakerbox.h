@@ -970,9 +970,10 @@ cb_status cb_record_timed_permit(const cb_breaker *breaker,
  * calls (at most `size`), in 10 buckets. `CB_STATUS_INVALID_ARGUMENT` for
  * a NULL builder or 0, and nothing changes.
  *
- * Windows, slow calls, a backoff and a mode other than enforcing are
- * per-process rules: `cb_builder_build` refuses them together with
- * `cb_builder_set_redis` (`CB_STATUS_INVALID_ARGUMENT`).
+ * With `cb_builder_set_redis` the window is the fleet's (every process's
+ * counts summed) and `CB_MODE_METRICS_ONLY` watches the fleet's
+ * decisions; a backoff and `CB_MODE_DISABLED` are per-process rules, which
+ * `cb_builder_build` refuses with it (`CB_STATUS_INVALID_ARGUMENT`).
  *
  * # Safety
  *

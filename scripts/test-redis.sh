@@ -29,6 +29,7 @@ step "redis: fleet-wide rate windows" cargo test --features redis --test redis_f
 step "redis: faults" cargo test --features redis --test redis_faults
 step "redis: an async call's round trip always wakes its task" cargo test --features redis --test redis_async_wake
 step "redis: a view read before the mirror moved on its own comes too late" cargo test --features redis --test redis_late_views
+step "redis: MetricsOnly watches the fleet decide" cargo test --features redis --test redis_metrics_only
 step "redis: async calls and the tower layer never block a current_thread runtime" \
     cargo test -p breakerbox-integration --features redis --test redis_async -- --nocapture
 step "bench: closed success with Redis state vs one round trip" \

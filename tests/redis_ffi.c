@@ -126,8 +126,8 @@ static void test_builder_options_and_storage_errors(const cb_config *config, con
     out = untouched;
     CHECK(cb_builder_build(builder, &out) == CB_STATUS_STORAGE_ERROR && out == untouched);
 
-    /* A rate window is fleet-wide with Redis; a backoff and the shadow modes
-       are per-process rules, refused with it. */
+    /* A rate window and MetricsOnly are fleet-wide with Redis; a backoff and
+       the Disabled mode are per-process rules, refused with it. */
     cb_builder *windowed = NULL;
     CHECK(cb_builder_new(config, &windowed) == CB_STATUS_OK);
     CHECK(cb_builder_set_redis(windowed, url, ns) == CB_STATUS_OK);
@@ -139,6 +139,9 @@ static void test_builder_options_and_storage_errors(const cb_config *config, con
     CHECK(cb_builder_build(windowed, &out) == CB_STATUS_INVALID_ARGUMENT && out == untouched);
     CHECK(cb_builder_set_open_backoff_custom(windowed, NULL, NULL) == CB_STATUS_OK);
     CHECK(cb_builder_set_mode(windowed, CB_MODE_METRICS_ONLY) == CB_STATUS_OK);
+    CHECK(cb_builder_build(windowed, &fleet_windowed) == CB_STATUS_OK && fleet_windowed != NULL);
+    cb_free(fleet_windowed);
+    CHECK(cb_builder_set_mode(windowed, CB_MODE_DISABLED) == CB_STATUS_OK);
     CHECK(cb_builder_build(windowed, &out) == CB_STATUS_INVALID_ARGUMENT && out == untouched);
     cb_builder_free(windowed);
 

@@ -174,9 +174,10 @@ fn set<T>(field: &mut Option<T>, value: T, option: impl FnOnce(Builder) -> Build
 /// calls (at most `size`), in 10 buckets. `CB_STATUS_INVALID_ARGUMENT` for
 /// a NULL builder or 0, and nothing changes.
 ///
-/// Windows, slow calls, a backoff and a mode other than enforcing are
-/// per-process rules: `cb_builder_build` refuses them together with
-/// `cb_builder_set_redis` (`CB_STATUS_INVALID_ARGUMENT`).
+/// With `cb_builder_set_redis` the window is the fleet's (every process's
+/// counts summed) and `CB_MODE_METRICS_ONLY` watches the fleet's
+/// decisions; a backoff and `CB_MODE_DISABLED` are per-process rules, which
+/// `cb_builder_build` refuses with it (`CB_STATUS_INVALID_ARGUMENT`).
 ///
 /// # Safety
 ///

@@ -342,15 +342,16 @@ impl Builder {
         };
         let settings = settings.with_probe_rule(self.policy.probe_rule()?)?;
         let decides_probes_by_rate = settings.decides_probes_by_rate();
-        // A fleet sums rate windows; a backoff and the shadow modes are not
-        // fleet-wide, so a shared breaker refuses them.
+        // A fleet sums rate windows, and a MetricsOnly process watches the
+        // fleet's decisions; a backoff's open periods are not fleet-wide,
+        // and a Disabled breaker has nothing to share.
         let not_fleet_wide =
-            self.policy.backoff.is_some() || self.policy.mode != crate::breaker::Mode::Enforcing;
+            self.policy.backoff.is_some() || self.policy.mode == crate::breaker::Mode::Disabled;
         let policy = self.policy.build()?;
         if not_fleet_wide && !matches!(self.plan, Plan::Local) {
             return Err(ConfigError::Invalid {
                 field: "shared",
-                expected: "used with Mode::Enforcing and without open_backoff (rate windows are fleet-wide)",
+                expected: "used without open_backoff or Mode::Disabled (rate windows and MetricsOnly are fleet-wide)",
             });
         }
         if decides_probes_by_rate && !matches!(self.plan, Plan::Local) {

@@ -24,10 +24,12 @@ pub enum Mode {
     /// Shadow mode: every decision is made, counted and reported to
     /// listeners (transitions and would-be rejections included), but no call
     /// is rejected. A call admitted where it would have been rejected is not
-    /// recorded: its ticket is stale from the start.
+    /// recorded: its ticket is stale from the start. On a shared breaker the
+    /// decisions are the fleet's.
     MetricsOnly,
     /// Every call is admitted and nothing is counted or reported. Forced
-    /// states still change, but reject nothing.
+    /// states still change, but reject nothing. Refused on a shared breaker
+    /// (it has nothing to share).
     Disabled,
 }
 
@@ -541,13 +543,13 @@ mod tests {
     use crate::{Backoff, Builder, CircuitBreaker, ConfigError, Mode};
     use std::time::Duration;
 
-    /// A fleet sums rate windows, but neither a backoff nor a shadow mode:
-    /// those are refused at build, before any round trip (nothing listens
-    /// on port 1).
+    /// A fleet sums rate windows, but a backoff's open periods are not
+    /// fleet-wide and a Disabled breaker shares nothing: those are refused at
+    /// build, before any round trip (nothing listens on port 1).
     #[test]
-    fn a_shared_breaker_refuses_backoff_and_shadow_modes() {
+    fn a_shared_breaker_refuses_backoff_and_the_disabled_mode() {
         type Option_ = fn(Builder) -> Builder;
-        let options: [(&str, Option_); 4] = [
+        let options: [(&str, Option_); 3] = [
             ("open_backoff", |b| {
                 b.open_backoff(Backoff::exponential(2.0, Duration::from_secs(60)))
             }),
@@ -555,7 +557,6 @@ mod tests {
                 b.count_window(10)
                     .open_backoff(Backoff::exponential(2.0, Duration::from_secs(60)))
             }),
-            ("mode(MetricsOnly)", |b| b.mode(Mode::MetricsOnly)),
             ("mode(Disabled)", |b| {
                 b.time_window(Duration::from_secs(10)).mode(Mode::Disabled)
             }),
@@ -571,19 +572,23 @@ mod tests {
             );
             assert_eq!(
                 err.to_string(),
-                "shared must be used with Mode::Enforcing and without open_backoff (rate windows are fleet-wide)",
+                "shared must be used without open_backoff or Mode::Disabled (rate windows and MetricsOnly are fleet-wide)",
                 "{name}"
             );
         }
     }
 
-    /// Count and time windows, with slow calls, build on a shared breaker
-    /// (a Redis that is down is a fault, not an error).
+    /// Count and time windows, with slow calls, and the MetricsOnly mode
+    /// build on a shared breaker (a Redis that is down is a fault, not an
+    /// error).
     #[test]
     fn a_shared_breaker_takes_count_and_time_windows() {
         type Option_ = fn(Builder) -> Builder;
-        let options: [(&str, Option_); 2] = [
+        let options: [(&str, Option_); 3] = [
             ("count_window", |b| b.count_window(10)),
+            ("mode(MetricsOnly)", |b| {
+                b.count_window(10).mode(Mode::MetricsOnly)
+            }),
             ("time_window", |b| {
                 b.time_window(Duration::from_secs(10))
                     .slow_call_duration(Duration::from_millis(50))

@@ -576,7 +576,10 @@ const TICKET_CLOSED: u64 = 0b01;
 const TICKET_PROBE: u64 = 0b10;
 const TICKET_SLOT_SHIFT: u32 = GENERATION_SHIFT + GENERATION_BITS;
 const TICKET_SLOT_MASK: u64 = 0b1111 << TICKET_SLOT_SHIFT;
-const TICKET_RESERVED_MASK: u64 = !(TICKET_KIND_MASK | GENERATION_MASK | TICKET_SLOT_MASK | TICKET_TAG_MASK);
+/// Set on a shadow mode's ticket: it counts for nothing, anywhere.
+const TICKET_INERT: u64 = 1 << (TICKET_SLOT_SHIFT + 4);
+const TICKET_RESERVED_MASK: u64 =
+    !(TICKET_KIND_MASK | GENERATION_MASK | TICKET_SLOT_MASK | TICKET_INERT | TICKET_TAG_MASK);
 const TICKET_TAG_SHIFT: u32 = 32;
 const TICKET_TAG_MASK: u64 = (u32::MAX as u64) << TICKET_TAG_SHIFT;
 
@@ -637,9 +640,15 @@ impl Ticket {
         current.0 == (self.0 & (TICKET_KIND_MASK | GENERATION_MASK)) ^ CLOSED_TICKET_TO_WORD
     }
 
+    /// Whether a shadow mode admitted the call this ticket stands for (it
+    /// counts for nothing: it never goes to a fleet either).
+    pub(crate) fn is_inert(self) -> bool {
+        self.0 & TICKET_INERT != 0
+    }
+
     /// Whether the episode this ticket belongs to has ended.
     fn is_stale(self, current: Snapshot) -> bool {
-        if current.generation() != self.episode() {
+        if current.generation() != self.episode() || self.is_inert() {
             return true;
         }
         match self.0 & TICKET_KIND_MASK {
@@ -954,7 +963,7 @@ impl StateCell {
         } else {
             TICKET_CLOSED
         };
-        s.ticket(kind)
+        Ticket(s.ticket(kind).0 | TICKET_INERT)
     }
 
     /// The generation of the current episode.

@@ -63,7 +63,10 @@
 //!   and the watcher flushes the rest at most once per bucket. The sum
 //!   holds every failure as it is answered and each process's successes up
 //!   to a bucket (plus 50 ms) late, so the fleet's rate may read high by
-//!   them, never low. Backoff and the shadow modes are refused.
+//!   them, never low. `Mode::MetricsOnly` watches the fleet's decisions
+//!   (its failures count at the fleet; it rejects nothing, and what it
+//!   admits while the fleet would reject goes nowhere); a backoff and
+//!   `Mode::Disabled` are refused.
 //! * "Consecutive" failures are consecutive as Redis sees them: a success
 //!   resets the fleet's count only once the succeeding process's mirror
 //!   shows failures, which every failure announces.

@@ -608,9 +608,10 @@ def test_a_shared_breaker_takes_windows_and_refuses_per_process_rules_before_con
     # Nothing listens on port 1: the refusal comes before any round trip, and
     # a breaker that builds decides by its fault policy until Redis answers.
     storage = breakerbox.CircuitRedisStorage("closed", redis.Redis(host="127.0.0.1", port=1))
-    for kwargs in ({"count_window": 10}, {"time_window": 30, "slow_call_duration": 1.0}):
+    for kwargs in ({"count_window": 10}, {"time_window": 30, "slow_call_duration": 1.0},
+                   {"count_window": 10, "mode": "metrics_only"}):
         assert CircuitBreaker(state_storage=storage, **kwargs).window_calls == 0
-    for kwargs in ({"mode": "metrics_only"}, {"open_backoff": ExponentialBackoff(2, 60)},
+    for kwargs in ({"mode": "disabled"}, {"open_backoff": ExponentialBackoff(2, 60)},
                    {"half_open_rule": "failure_rate"}):
         with pytest.raises(ValueError, match="state_storage") as info:
             CircuitBreaker(state_storage=storage, **kwargs)
