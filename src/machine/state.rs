@@ -640,15 +640,18 @@ impl Ticket {
         current.0 == (self.0 & (TICKET_KIND_MASK | GENERATION_MASK)) ^ CLOSED_TICKET_TO_WORD
     }
 
-    /// Whether a shadow mode admitted the call this ticket stands for (it
-    /// counts for nothing: it never goes to a fleet either).
+    /// Whether a shadow mode admitted the call this ticket stands for: it
+    /// counts for nothing, so a shared breaker sends it to no fleet.
     pub(crate) fn is_inert(self) -> bool {
         self.0 & TICKET_INERT != 0
     }
 
     /// Whether the episode this ticket belongs to has ended.
+    ///
+    /// An inert ticket is always stale without a look at its bit: its kind
+    /// is the one its episode's state never admits.
     fn is_stale(self, current: Snapshot) -> bool {
-        if current.generation() != self.episode() || self.is_inert() {
+        if current.generation() != self.episode() {
             return true;
         }
         match self.0 & TICKET_KIND_MASK {
