@@ -101,6 +101,12 @@
 //! The protocol (the script, its arguments, its reply, the announcements)
 //! is carried by a [`Transport`]: the `redis` crate's by default, or any
 //! other through [`RedisState::with_transport`].
+//!
+//! # Sentinel
+//!
+//! [`RedisState::connect_sentinel`] reaches the master that Redis Sentinel
+//! names, asking the sentinels itself over bounded connections, and follows
+//! a failover to the new master.
 
 mod client;
 #[cfg(feature = "redis-cluster")]
@@ -108,6 +114,7 @@ mod cluster;
 mod fleet;
 mod offload;
 mod protocol;
+mod sentinel;
 mod store;
 pub mod transport;
 mod watcher;
@@ -115,6 +122,7 @@ mod watcher;
 pub use crate::machine::events::StorageErrorKind;
 pub(crate) use fleet::{Fleet, Mirror, DEGRADED_TAG};
 pub(crate) use offload::Pending;
+pub use sentinel::SentinelMaster;
 pub use transport::{Script, Subscriber, Transport};
 
 use std::fmt;
@@ -193,6 +201,8 @@ enum Endpoint {
         masked: String,
     },
     Custom(Arc<dyn Transport>),
+    /// The master Redis Sentinel names.
+    Sentinel(Arc<sentinel::Sentinels>),
 }
 
 /// Every duration option into [`MIN_DURATION`]..=[`MAX_DURATION`].
@@ -226,6 +236,10 @@ impl RedisState {
         RedisState::from_endpoint(Endpoint::Custom(transport))
     }
 
+    fn through_sentinels(sentinels: Arc<sentinel::Sentinels>) -> RedisState {
+        RedisState::from_endpoint(Endpoint::Sentinel(sentinels))
+    }
+
     fn from_endpoint(endpoint: Endpoint) -> RedisState {
         RedisState {
             endpoint,
@@ -257,6 +271,12 @@ impl RedisState {
             Endpoint::Custom(transport) => {
                 let key = format!("custom {:p}\n{:?}", Arc::as_ptr(transport), self.connect_timeout);
                 watcher::Hub::get(key, self.connect_timeout, || Arc::clone(transport))
+            }
+            Endpoint::Sentinel(sentinels) => {
+                let key = format!("{}\n{:?}", sentinels.key, self.connect_timeout);
+                watcher::Hub::get(key, self.connect_timeout, || {
+                    Arc::new(sentinels.transport(self.connect_timeout))
+                })
             }
         }
     }
