@@ -137,7 +137,10 @@ impl RedisState {
             })?;
             clients.push((client, masked));
         }
-        let key = format!("sentinel {sentinels:?} {master_name:?} {master:?} {:?}", master.password);
+        let key = format!(
+            "sentinel {sentinels:?} {master_name:?} {master:?} {:?}",
+            master.password
+        );
         let endpoint = format!(
             "sentinel master {master_name:?} at {}",
             clients
@@ -178,7 +181,11 @@ pub(crate) struct Sentinels {
 impl Sentinels {
     /// The transport whose connections go to the master they name.
     pub(crate) fn transport(self: &Arc<Self>, connect_timeout: Duration) -> RedisTransport {
-        RedisTransport::to(Target::Sentinel(Arc::clone(self)), self.endpoint.clone(), connect_timeout)
+        RedisTransport::to(
+            Target::Sentinel(Arc::clone(self)),
+            self.endpoint.clone(),
+            connect_timeout,
+        )
     }
 
     /// A connection to the master, found within `timeout`.
@@ -306,7 +313,11 @@ mod tests {
     #[test]
     fn only_a_masters_role_is_a_master() {
         let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
-        assert!(is_master(&Value::Array(vec![bulk("master"), Value::Int(0), Value::Array(vec![])])));
+        assert!(is_master(&Value::Array(vec![
+            bulk("master"),
+            Value::Int(0),
+            Value::Array(vec![])
+        ])));
         assert!(!is_master(&Value::Array(vec![bulk("slave"), bulk("127.0.0.1")])));
         assert!(!is_master(&Value::Array(vec![])));
         assert!(!is_master(&Value::Nil));
