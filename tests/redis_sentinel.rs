@@ -359,3 +359,67 @@ fn the_masters_password_is_given_apart_from_the_sentinels() {
         StorageErrorKind::InvalidUrl
     );
 }
+
+/// The ACL rules the README gives the fleet's user (`tests/redis_auth.rs`
+/// checks that line), and what Sentinel adds to them.
+const ACL_RULES: &str = "on resetkeys ~breakerbox:* resetchannels &breakerbox:* -@all +evalsha +script|load +time +hmget +hset +publish +subscribe +unsubscribe";
+const SENTINEL_ACL_RULE: &str = "+role";
+
+#[test]
+fn an_acl_user_on_the_master_needs_role_beyond_the_fleets_line() {
+    let set = SentinelSet::start();
+    let mut admin = client(&set.master.url());
+    for (user, extra) in [("breakerbox", Some(SENTINEL_ACL_RULE)), ("norole", None)] {
+        let mut rules: Vec<&str> = ACL_RULES.split(' ').collect();
+        rules.extend(extra);
+        let _: String = redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg(user)
+            .arg(">fleet-secret")
+            .arg(rules)
+            .query(&mut admin)
+            .expect("ACL SETUSER");
+    }
+    let urls = set.urls();
+    let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+    let as_user = |user: &str, order: &[&str], ns: &str| {
+        let master = SentinelMaster::new().username(user).password("fleet-secret");
+        RedisState::connect_sentinel_with(order, "m", master)
+            .unwrap()
+            .namespace(ns)
+    };
+
+    let ns = unique_namespace("sentinel-acl");
+    let (seen_a, seen_b) = (Arc::new(Seen::default()), Arc::new(Seen::default()));
+    let a = fleet_breaker(as_user("breakerbox", &urls, &ns), &seen_a);
+    let rev: Vec<&str> = urls.iter().rev().copied().collect();
+    let b = fleet_breaker(as_user("breakerbox", &rev, &ns), &seen_b);
+    assert_fleet_guarantees(&a, &b);
+    assert_eq!(
+        seen_a.storage_error_count() + seen_b.storage_error_count(),
+        0,
+        "every command was allowed: {:?} {:?}",
+        seen_a.storage_errors.lock().unwrap(),
+        seen_b.storage_errors.lock().unwrap()
+    );
+
+    // Without +role the master cannot be told from a replica: refused.
+    let built = CircuitBreaker::builder()
+        .shared(as_user("norole", &urls, &unique_namespace("sentinel-norole")).require_reachable())
+        .build();
+    assert!(
+        matches!(built, Err(ConfigError::Unreachable { kind: StorageErrorKind::Server })),
+        "{:?}",
+        built.map(|_| "a breaker")
+    );
+}
+
+#[test]
+fn the_readme_documents_what_sentinel_adds_to_the_acl_line() {
+    let readme = include_str!("../README.md");
+    assert!(
+        readme.contains(&format!("ACL SETUSER breakerbox >PASSWORD {ACL_RULES}"))
+            && readme.contains(&format!("with Sentinel, add `{SENTINEL_ACL_RULE}`")),
+        "README.md must show the ACL line and what Sentinel adds"
+    );
+}
