@@ -408,7 +408,12 @@ fn an_acl_user_on_the_master_needs_role_beyond_the_fleets_line() {
         .shared(as_user("norole", &urls, &unique_namespace("sentinel-norole")).require_reachable())
         .build();
     assert!(
-        matches!(built, Err(ConfigError::Unreachable { kind: StorageErrorKind::Server })),
+        matches!(
+            built,
+            Err(ConfigError::Unreachable {
+                kind: StorageErrorKind::Server
+            })
+        ),
         "{:?}",
         built.map(|_| "a breaker")
     );
