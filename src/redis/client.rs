@@ -1,5 +1,6 @@
 //! The transport through the `redis` crate: a small pool of blocking
-//! connections for the script, and one subscription connection per watcher.
+//! connections for the script, and one subscription connection per watcher,
+//! each opened to one address or to the master Redis Sentinel names.
 
 use super::sentinel::Sentinels;
 use super::transport::{Script, Subscriber, Transport};
