@@ -1186,6 +1186,42 @@ cb_status cb_builder_set_redis_cluster(cb_builder *builder,
 
 #if defined(BREAKERBOX_REDIS)
 /**
+ * Shares the state of the breakers this builder makes through the master
+ * that Redis Sentinel names `master_name`, asking the `sentinels_len`
+ * sentinels at `sentinels` ("redis://[user:password@]host:port/" each) in
+ * turn, under `namespace_` (as for `cb_builder_set_redis`). The master is
+ * logged in to as `master_username` with `master_password` (each NULL for
+ * none) on database `master_db`; the sentinels' own credentials go in
+ * their URLs. Each connection asks the sentinels afresh within the
+ * connect and command timeouts, and follows a failover. Replaces a URL set
+ * by `cb_builder_set_redis`; the other Redis options apply alike. Nothing
+ * is contacted until `cb_builder_build`. The strings are copied.
+ *
+ * `CB_STATUS_INVALID_ARGUMENT` when `builder`, `sentinels` or
+ * `master_name` is NULL, `sentinels_len` is 0, a sentinel is NULL,
+ * `master_name` is empty, or a string is not valid UTF-8;
+ * `CB_STATUS_STORAGE_ERROR` when a sentinel is not a Redis URL. Nothing
+ * changes on an error.
+ *
+ * # Safety
+ *
+ * `builder` is NULL or a live builder not in use by another call;
+ * `sentinels` is NULL or points to `sentinels_len` readable pointers, each
+ * NULL or a NUL-terminated string; the other strings are NULL or
+ * NUL-terminated.
+ */
+cb_status cb_builder_set_redis_sentinel(cb_builder *builder,
+                                        const char *const *sentinels,
+                                        size_t sentinels_len,
+                                        const char *master_name,
+                                        const char *master_username,
+                                        const char *master_password,
+                                        uint32_t master_db,
+                                        const char *namespace_);
+#endif
+
+#if defined(BREAKERBOX_REDIS)
+/**
  * Makes a breaker whose state is shared, through the Redis at `redis_url`,
  * with every breaker of the same namespace: one logical breaker for a fleet
  * of processes (see the README's consistency model). Writes its handle to

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The fleet against real Redis deployments: the Rust/Lua differential test,
-# auth (password, ACL user), TLS, and faults between the breaker and Redis.
+# auth (password, ACL user), TLS, Sentinel, and faults between the breaker and Redis.
 # The tests start their own redis-server processes on loopback (killed on
 # drop); each records its pid here, and the trap stops any still running.
 source "$(dirname "$0")/lib.sh"
@@ -65,6 +65,8 @@ step "redis-deploy: a partition across a network namespace (veth pair)" \
     cargo test --features redis --test redis_netns
 step "redis-deploy: failover to a replica (REPLICAOF NO ONE, clients re-pointed; READONLY)" \
     cargo test --features redis --test redis_failover
+step "redis-deploy: Redis Sentinel, a master, its replica, 3 sentinels: failovers (asked for, master killed)" \
+    cargo test --features redis --test redis_sentinel
 step "clippy, feature redis-tls alone" cargo clippy --lib --no-default-features --features redis-tls -- -D warnings
 # Built first: SSL_CERT_FILE (the test CA) is set for the test run alone.
 cargo test --features redis-tls --test redis_tls --no-run

@@ -9,6 +9,8 @@ cd "$ROOT"
 source scripts/redis-server.sh
 
 start_redis_server
+# For the C ABI's Sentinel case.
+start_redis_sentinel
 # The fault tests start (and kill, pause, restart) servers of their own.
 export BREAKERBOX_REDIS_SERVER="$redis_server_bin"
 
@@ -53,4 +55,4 @@ c_abi() {
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 "$build/redis_ffi_asan"
 }
 need_cmd cc gcc
-step "C ABI: cb_new_redis (plain, then ASan/UBSan)" c_abi
+step "C ABI: cb_new_redis, the builder, Sentinel (plain, then ASan/UBSan)" c_abi

@@ -4,8 +4,9 @@
  * functions. A cb_builder sets the Redis options (fault policy, timeouts,
  * refresh interval, reconnect backoff, notifications, required
  * reachability), storage errors reach its on_storage_error callback, and
- * cb_get_storage_health reports the store's health. Needs
- * BREAKERBOX_REDIS_URL (scripts/test-redis.sh sets it).
+ * cb_get_storage_health reports the store's health; a builder reaches
+ * the same server through a sentinel. Needs BREAKERBOX_REDIS_URL and
+ * BREAKERBOX_REDIS_SENTINEL_URL (scripts/test-redis.sh sets them).
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -160,6 +161,51 @@ static void test_builder_options_and_storage_errors(const cb_config *config, con
     cb_builder_free(builder);
 }
 
+/* Through a sentinel (BREAKERBOX_REDIS_SENTINEL_URL, watching the same
+ * server as "m"), listed after a port nobody listens on: one breaker with
+ * a handle made on the server's URL. */
+static void test_sentinel(const cb_config *config, const char *url, const char *ns) {
+    const char *sentinel = getenv("BREAKERBOX_REDIS_SENTINEL_URL");
+    if (sentinel == NULL) {
+        fprintf(stderr, "FAIL: BREAKERBOX_REDIS_SENTINEL_URL is not set; run scripts/test-redis.sh\n");
+        exit(1);
+    }
+    const char *sentinels[] = {"redis://127.0.0.1:1/", sentinel};
+    const char *not_urls[] = {"not a url"};
+    const char *with_null[] = {sentinel, NULL};
+    cb_builder *builder = NULL;
+    CHECK(cb_builder_new(config, &builder) == CB_STATUS_OK);
+    CHECK(cb_builder_set_redis_sentinel(NULL, sentinels, 2, "m", NULL, NULL, 0, ns) == CB_STATUS_INVALID_ARGUMENT);
+    CHECK(cb_builder_set_redis_sentinel(builder, NULL, 2, "m", NULL, NULL, 0, ns) == CB_STATUS_INVALID_ARGUMENT);
+    CHECK(cb_builder_set_redis_sentinel(builder, sentinels, 0, "m", NULL, NULL, 0, ns) == CB_STATUS_INVALID_ARGUMENT);
+    CHECK(cb_builder_set_redis_sentinel(builder, with_null, 2, "m", NULL, NULL, 0, ns) == CB_STATUS_INVALID_ARGUMENT);
+    CHECK(cb_builder_set_redis_sentinel(builder, sentinels, 2, NULL, NULL, NULL, 0, ns) == CB_STATUS_INVALID_ARGUMENT);
+    CHECK(cb_builder_set_redis_sentinel(builder, sentinels, 2, "", NULL, NULL, 0, ns) == CB_STATUS_INVALID_ARGUMENT);
+    CHECK(cb_builder_set_redis_sentinel(builder, not_urls, 1, "m", NULL, NULL, 0, ns) == CB_STATUS_STORAGE_ERROR);
+    /* Nothing was set: Redis options alone are refused at build. */
+    CHECK(cb_builder_set_redis_require_reachable(builder) == CB_STATUS_OK);
+    cb_breaker *untouched = (cb_breaker *)&checks;
+    cb_breaker *out = untouched;
+    CHECK(cb_builder_build(builder, &out) == CB_STATUS_INVALID_ARGUMENT && out == untouched);
+
+    CHECK(cb_builder_set_redis_sentinel(builder, sentinels, 2, "m", NULL, NULL, 0, ns) == CB_STATUS_OK);
+    cb_breaker *through = NULL;
+    CHECK(cb_builder_build(builder, &through) == CB_STATUS_OK && through != NULL);
+    cb_permit permit;
+    CHECK(cb_try_acquire(through, &permit) == CB_STATUS_OK);
+    CHECK(cb_record(through, permit, CB_OUTCOME_FAILURE) == CB_STATUS_OK);
+    cb_breaker *direct = NULL;
+    CHECK(cb_new_redis(config, url, ns, &direct) == CB_STATUS_OK && direct != NULL);
+    CHECK(cb_fail_counter(direct) == 1);
+
+    /* A master the sentinel does not know: the required first sync fails. */
+    CHECK(cb_builder_set_redis_sentinel(builder, sentinels, 2, "nosuch", NULL, NULL, 0, ns) == CB_STATUS_OK);
+    CHECK(cb_builder_build(builder, &out) == CB_STATUS_STORAGE_ERROR && out == untouched);
+    cb_free(through);
+    cb_free(direct);
+    cb_builder_free(builder);
+}
+
 /* Whether a call is admitted now; an admitted one is recorded as ignored. */
 static int admits(const cb_breaker *b) {
     cb_permit permit;
@@ -250,6 +296,9 @@ int main(void) {
     char builder_ns[128];
     snprintf(builder_ns, sizeof builder_ns, "%s-builder", ns);
     test_builder_options_and_storage_errors(&config, url, builder_ns);
+    char sentinel_ns[128];
+    snprintf(sentinel_ns, sizeof sentinel_ns, "%s-sentinel", ns);
+    test_sentinel(&config, url, sentinel_ns);
     printf("cb_new_redis from C: %d checks passed\n", checks);
     return 0;
 }

@@ -70,7 +70,8 @@ pub use redis::{
     cb_builder_set_redis, cb_builder_set_redis_command_timeout_ms, cb_builder_set_redis_connect_timeout_ms,
     cb_builder_set_redis_fault_policy, cb_builder_set_redis_max_backoff_ms,
     cb_builder_set_redis_notifications, cb_builder_set_redis_refresh_interval_ms,
-    cb_builder_set_redis_require_reachable, cb_fault_policy, cb_new_redis, RawFaultPolicy,
+    cb_builder_set_redis_require_reachable, cb_builder_set_redis_sentinel, cb_fault_policy, cb_new_redis,
+    RawFaultPolicy,
 };
 pub use status::{cb_outcome, cb_state, cb_status, cb_status_str, cb_version, RawOutcome, RawStatus};
 

@@ -4,7 +4,7 @@
 use crate::config::{builder_from, cb_builder, cb_config, write_handle};
 use crate::handle::cb_breaker;
 use crate::status::cb_status;
-use breakerbox::redis::{FaultPolicy, RedisState};
+use breakerbox::redis::{FaultPolicy, RedisState, SentinelMaster};
 use std::ffi::{c_char, CStr};
 use std::time::Duration;
 
@@ -132,6 +132,26 @@ fn in_namespace(state: RedisState, namespace: Option<&str>) -> RedisState {
     }
 }
 
+/// The `len` NUL-terminated UTF-8 strings at `ptrs`; none may be NULL.
+///
+/// # Safety
+///
+/// `ptrs` is NULL or points to `len` readable pointers, each NULL or
+/// NUL-terminated, outliving `'a`.
+unsafe fn string_array<'a>(ptrs: *const *const c_char, len: usize) -> Result<Vec<&'a str>, cb_status> {
+    if ptrs.is_null() || len == 0 {
+        return Err(cb_status::InvalidArgument);
+    }
+    // SAFETY: `len` readable pointers per the contract.
+    let pointers = unsafe { std::slice::from_raw_parts(ptrs, len) };
+    let mut strings = Vec::with_capacity(len);
+    for &ptr in pointers {
+        // SAFETY: each is NULL or NUL-terminated per the contract.
+        strings.push(unsafe { optional_str(ptr) }?.ok_or(cb_status::InvalidArgument)?);
+    }
+    Ok(strings)
+}
+
 /// Parses the `len` node URLs at `nodes` and `namespace_` into a cluster's
 /// shared state.
 ///
@@ -145,16 +165,8 @@ unsafe fn cluster_state(
     len: usize,
     namespace_: *const c_char,
 ) -> Result<RedisState, cb_status> {
-    if nodes.is_null() || len == 0 {
-        return Err(cb_status::InvalidArgument);
-    }
-    // SAFETY: `len` readable pointers per the contract.
-    let pointers = unsafe { std::slice::from_raw_parts(nodes, len) };
-    let mut urls = Vec::with_capacity(len);
-    for &node in pointers {
-        // SAFETY: each is NULL or NUL-terminated per the contract.
-        urls.push(unsafe { optional_str(node) }?.ok_or(cb_status::InvalidArgument)?);
-    }
+    // SAFETY: as this function's contract requires.
+    let urls = unsafe { string_array(nodes, len) }?;
     // SAFETY: NULL or NUL-terminated per the contract.
     let namespace = unsafe { optional_str(namespace_) }?;
     let state = RedisState::connect_cluster(&urls).map_err(|_| cb_status::StorageError)?;
@@ -191,6 +203,107 @@ pub unsafe extern "C" fn cb_builder_set_redis_cluster(
         let builder = try_mut_from_ptr!(builder);
         // SAFETY: the pointers are as this function's contract requires.
         match unsafe { cluster_state(nodes, nodes_len, namespace_) } {
+            Ok(state) => {
+                builder.redis.state = Some(state);
+                cb_status::Ok
+            }
+            Err(status) => status,
+        }
+    }
+}
+
+/// What `cb_builder_set_redis_sentinel` was given, as C passed it.
+struct SentinelArgs {
+    sentinels: *const *const c_char,
+    sentinels_len: usize,
+    master_name: *const c_char,
+    username: *const c_char,
+    password: *const c_char,
+    db: u32,
+    namespace: *const c_char,
+}
+
+impl SentinelArgs {
+    /// Parses the arguments into a shared state.
+    ///
+    /// # Safety
+    ///
+    /// The pointers are as `cb_builder_set_redis_sentinel` requires.
+    unsafe fn state(&self) -> Result<RedisState, cb_status> {
+        // SAFETY: per this function's contract.
+        let (sentinels, name, username, password, namespace) = unsafe {
+            (
+                string_array(self.sentinels, self.sentinels_len)?,
+                optional_str(self.master_name)?.ok_or(cb_status::InvalidArgument)?,
+                optional_str(self.username)?,
+                optional_str(self.password)?,
+                optional_str(self.namespace)?,
+            )
+        };
+        if name.is_empty() {
+            return Err(cb_status::InvalidArgument);
+        }
+        let mut master = SentinelMaster::new().db(self.db);
+        if let Some(username) = username {
+            master = master.username(username);
+        }
+        if let Some(password) = password {
+            master = master.password(password);
+        }
+        let state = RedisState::connect_sentinel_with(&sentinels, name, master)
+            .map_err(|_| cb_status::StorageError)?;
+        Ok(in_namespace(state, namespace))
+    }
+}
+
+/// Shares the state of the breakers this builder makes through the master
+/// that Redis Sentinel names `master_name`, asking the `sentinels_len`
+/// sentinels at `sentinels` ("redis://[user:password@]host:port/" each) in
+/// turn, under `namespace_` (as for `cb_builder_set_redis`). The master is
+/// logged in to as `master_username` with `master_password` (each NULL for
+/// none) on database `master_db`; the sentinels' own credentials go in
+/// their URLs. Each connection asks the sentinels afresh within the
+/// connect and command timeouts, and follows a failover. Replaces a URL set
+/// by `cb_builder_set_redis`; the other Redis options apply alike. Nothing
+/// is contacted until `cb_builder_build`. The strings are copied.
+///
+/// `CB_STATUS_INVALID_ARGUMENT` when `builder`, `sentinels` or
+/// `master_name` is NULL, `sentinels_len` is 0, a sentinel is NULL,
+/// `master_name` is empty, or a string is not valid UTF-8;
+/// `CB_STATUS_STORAGE_ERROR` when a sentinel is not a Redis URL. Nothing
+/// changes on an error.
+///
+/// # Safety
+///
+/// `builder` is NULL or a live builder not in use by another call;
+/// `sentinels` is NULL or points to `sentinels_len` readable pointers, each
+/// NULL or a NUL-terminated string; the other strings are NULL or
+/// NUL-terminated.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn cb_builder_set_redis_sentinel(
+    builder: *mut cb_builder,
+    sentinels: *const *const c_char,
+    sentinels_len: usize,
+    master_name: *const c_char,
+    master_username: *const c_char,
+    master_password: *const c_char,
+    master_db: u32,
+    namespace_: *const c_char,
+) -> cb_status {
+    ffi_panic_boundary! {
+        let builder = try_mut_from_ptr!(builder);
+        let args = SentinelArgs {
+            sentinels,
+            sentinels_len,
+            master_name,
+            username: master_username,
+            password: master_password,
+            db: master_db,
+            namespace: namespace_,
+        };
+        // SAFETY: the pointers are as this function's contract requires.
+        match unsafe { args.state() } {
             Ok(state) => {
                 builder.redis.state = Some(state);
                 cb_status::Ok
@@ -452,6 +565,66 @@ mod tests {
                 .redis
                 .state
                 .is_some());
+            cb_builder_free(builder);
+        }
+    }
+}
+
+#[cfg(test)]
+mod sentinel_tests {
+    use super::*;
+    use crate::config::{cb_builder_free, cb_builder_new, FfiBuilder};
+    use std::ptr;
+
+    /// Bad input to the Sentinel setter is refused before anything is
+    /// contacted, and changes nothing.
+    #[test]
+    fn sentinel_arguments_are_checked() {
+        let mut builder = ptr::null_mut();
+        let good = [
+            c"redis://127.0.0.1:26379/".as_ptr(),
+            c"redis://127.0.0.1:26380/".as_ptr(),
+        ];
+        let with_null = [c"redis://127.0.0.1:26379/".as_ptr(), ptr::null()];
+        let not_a_url = [c"not a url".as_ptr()];
+        let m = c"m".as_ptr();
+        let none = ptr::null();
+        // SAFETY: valid pointers and lengths; the builder is freed once below.
+        unsafe {
+            assert_eq!(cb_builder_new(ptr::null(), &mut builder), cb_status::Ok);
+            let set = |sentinels: *const *const c_char, len, name: *const c_char, password: *const c_char| {
+                cb_builder_set_redis_sentinel(builder, sentinels, len, name, none, password, 0, none)
+            };
+            let state_is_set = || (*builder.cast::<FfiBuilder>()).redis.state.is_some();
+            assert_eq!(set(ptr::null(), 2, m, none), cb_status::InvalidArgument);
+            assert_eq!(set(good.as_ptr(), 0, m, none), cb_status::InvalidArgument);
+            assert_eq!(set(with_null.as_ptr(), 2, m, none), cb_status::InvalidArgument);
+            assert_eq!(set(good.as_ptr(), 2, none, none), cb_status::InvalidArgument);
+            assert_eq!(
+                set(good.as_ptr(), 2, c"".as_ptr(), none),
+                cb_status::InvalidArgument
+            );
+            assert_eq!(
+                set(good.as_ptr(), 2, c"\xff".as_ptr(), none),
+                cb_status::InvalidArgument
+            );
+            assert_eq!(
+                set(good.as_ptr(), 2, m, c"\xff".as_ptr()),
+                cb_status::InvalidArgument
+            );
+            assert_eq!(set(not_a_url.as_ptr(), 1, m, none), cb_status::StorageError);
+            assert!(!state_is_set());
+            assert_eq!(
+                cb_builder_set_redis_sentinel(ptr::null_mut(), good.as_ptr(), 2, m, none, none, 0, none),
+                cb_status::InvalidArgument
+            );
+            assert_eq!(
+                cb_builder_set_redis_sentinel(builder, good.as_ptr(), 2, m, none, none, 0, c"\xff".as_ptr()),
+                cb_status::InvalidArgument
+            );
+            assert!(!state_is_set());
+            assert_eq!(set(good.as_ptr(), 2, m, c"pw".as_ptr()), cb_status::Ok);
+            assert!(state_is_set());
             cb_builder_free(builder);
         }
     }

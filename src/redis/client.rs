@@ -1,11 +1,13 @@
 //! The transport through the `redis` crate: a small pool of blocking
-//! connections for the script, and one subscription connection per watcher.
+//! connections for the script, and one subscription connection per watcher,
+//! each opened to one address or to the master Redis Sentinel names.
 
+use super::sentinel::Sentinels;
 use super::transport::{Script, Subscriber, Transport};
 use super::StorageError;
 use redis::{cmd, Client, Cmd, Connection, ErrorKind, Msg, Value};
 use std::collections::VecDeque;
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 /// The most command connections open at once, for every breaker of the
@@ -16,7 +18,7 @@ const MAX_CONNECTIONS: usize = 3;
 
 /// One Redis endpoint reached through the `redis` crate.
 pub(crate) struct RedisTransport {
-    client: Client,
+    target: Target,
     endpoint: String,
     connect_timeout: Duration,
     pool: Mutex<Pool>,
@@ -29,10 +31,22 @@ struct Pool {
     open: usize,
 }
 
+/// What a transport's connections are opened to.
+pub(crate) enum Target {
+    /// One address.
+    Fixed(Client),
+    /// The master the sentinels name, asked afresh for each connection.
+    Sentinel(Arc<Sentinels>),
+}
+
 impl RedisTransport {
     pub(crate) fn new(client: Client, endpoint: String, connect_timeout: Duration) -> RedisTransport {
+        RedisTransport::to(Target::Fixed(client), endpoint, connect_timeout)
+    }
+
+    pub(crate) fn to(target: Target, endpoint: String, connect_timeout: Duration) -> RedisTransport {
         RedisTransport {
-            client,
+            target,
             endpoint,
             connect_timeout,
             pool: Mutex::new(Pool {
@@ -86,7 +100,10 @@ impl RedisTransport {
 
     fn connect(&self, timeout: Duration) -> Result<Connection, StorageError> {
         let timeout = at_least_1ms(timeout.min(self.connect_timeout));
-        Ok(self.client.get_connection_with_timeout(timeout)?)
+        match &self.target {
+            Target::Fixed(client) => Ok(client.get_connection_with_timeout(timeout)?),
+            Target::Sentinel(sentinels) => sentinels.connect(timeout),
+        }
     }
 }
 
@@ -150,12 +167,12 @@ fn eval(
     }
 }
 
-fn at_least_1ms(d: Duration) -> Duration {
+pub(crate) fn at_least_1ms(d: Duration) -> Duration {
     d.max(Duration::from_millis(1))
 }
 
 /// What is left until `deadline` (`None`: a timeout too long to represent).
-fn remaining(deadline: Option<Instant>) -> Result<Duration, StorageError> {
+pub(crate) fn remaining(deadline: Option<Instant>) -> Result<Duration, StorageError> {
     let Some(deadline) = deadline else {
         return Ok(Duration::MAX);
     };
@@ -165,7 +182,7 @@ fn remaining(deadline: Option<Instant>) -> Result<Duration, StorageError> {
     }
 }
 
-fn set_timeouts(conn: &Connection, deadline: Option<Instant>) -> Result<(), StorageError> {
+pub(crate) fn set_timeouts(conn: &Connection, deadline: Option<Instant>) -> Result<(), StorageError> {
     let left = at_least_1ms(remaining(deadline)?);
     conn.set_read_timeout(Some(left))?;
     conn.set_write_timeout(Some(left))?;

@@ -104,6 +104,12 @@
 //! The protocol (the script, its arguments, its reply, the announcements)
 //! is carried by a [`Transport`]: the `redis` crate's by default, or any
 //! other through [`RedisState::with_transport`].
+//!
+//! # Sentinel
+//!
+//! [`RedisState::connect_sentinel`] reaches the master that Redis Sentinel
+//! names, asking the sentinels itself over bounded connections, and follows
+//! a failover to the new master.
 
 mod client;
 #[cfg(feature = "redis-cluster")]
@@ -111,6 +117,7 @@ mod cluster;
 mod fleet;
 mod offload;
 mod protocol;
+mod sentinel;
 mod store;
 pub mod transport;
 mod watcher;
@@ -118,6 +125,7 @@ mod watcher;
 pub use crate::machine::events::StorageErrorKind;
 pub(crate) use fleet::{Fleet, Mirror, DEGRADED_TAG};
 pub(crate) use offload::Pending;
+pub use sentinel::SentinelMaster;
 pub use transport::{Script, Subscriber, Transport};
 
 use std::fmt;
@@ -196,6 +204,8 @@ enum Endpoint {
         masked: String,
     },
     Custom(Arc<dyn Transport>),
+    /// The master Redis Sentinel names.
+    Sentinel(Arc<sentinel::Sentinels>),
 }
 
 /// Every duration option into [`MIN_DURATION`]..=[`MAX_DURATION`].
@@ -229,6 +239,10 @@ impl RedisState {
         RedisState::from_endpoint(Endpoint::Custom(transport))
     }
 
+    fn through_sentinels(sentinels: Arc<sentinel::Sentinels>) -> RedisState {
+        RedisState::from_endpoint(Endpoint::Sentinel(sentinels))
+    }
+
     fn from_endpoint(endpoint: Endpoint) -> RedisState {
         RedisState {
             endpoint,
@@ -260,6 +274,12 @@ impl RedisState {
             Endpoint::Custom(transport) => {
                 let key = format!("custom {:p}\n{:?}", Arc::as_ptr(transport), self.connect_timeout);
                 watcher::Hub::get(key, self.connect_timeout, || Arc::clone(transport))
+            }
+            Endpoint::Sentinel(sentinels) => {
+                let key = format!("{}\n{:?}", sentinels.key, self.connect_timeout);
+                watcher::Hub::get(key, self.connect_timeout, || {
+                    Arc::new(sentinels.transport(self.connect_timeout))
+                })
             }
         }
     }

@@ -139,6 +139,11 @@ pub struct PrivateServer {
     dir: PathBuf,
     /// Options beyond the defaults (auth, TLS, cluster mode, ...).
     extra: Vec<String>,
+    /// Arguments before the options (a sentinel's config file and
+    /// `--sentinel`).
+    leading: Vec<String>,
+    /// The log line that says it is ready.
+    ready: &'static str,
     child: Option<Child>,
 }
 
@@ -179,6 +184,36 @@ impl PrivateServer {
             wrapper: wrapper.iter().map(|w| (*w).to_owned()).collect(),
             dir,
             extra,
+            leading: Vec::new(),
+            ready: "Ready to accept connections",
+            child: None,
+        };
+        server.launch();
+        server
+    }
+
+    /// A sentinel (`redis-server CONF --sentinel`) watching the master at
+    /// 127.0.0.1:`master_port` as `m` (quorum 2), with `lines` added to its
+    /// config file.
+    pub fn start_sentinel(master_port: u16, lines: &[&str]) -> PrivateServer {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("breakerbox-sentinel-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("sentinel dir");
+        let conf = dir.join("sentinel.conf");
+        let mut text = format!("sentinel monitor m 127.0.0.1 {master_port} 2\n");
+        for line in lines {
+            text.push_str(line);
+            text.push('\n');
+        }
+        std::fs::write(&conf, text).expect("sentinel config");
+        let mut server = PrivateServer {
+            port,
+            host: "127.0.0.1".to_owned(),
+            wrapper: Vec::new(),
+            dir,
+            extra: Vec::new(),
+            leading: vec![conf.to_string_lossy().into_owned(), "--sentinel".to_owned()],
+            ready: "+monitor master",
             child: None,
         };
         server.launch();
@@ -209,6 +244,7 @@ impl PrivateServer {
             None => Command::new(server_binary()),
         };
         let child = command
+            .args(&self.leading)
             .args(["--port", &self.port.to_string()])
             .args(["--bind", &self.host])
             .args(["--save", ""])
@@ -227,7 +263,7 @@ impl PrivateServer {
         self.child = Some(child);
         // Ready whatever the options (auth, TLS only, cluster): its log says so.
         let ready = within(Duration::from_secs(10), || {
-            std::fs::read_to_string(&log).is_ok_and(|l| l.contains("Ready to accept connections"))
+            std::fs::read_to_string(&log).is_ok_and(|l| l.contains(self.ready))
         });
         assert!(
             ready.is_some(),
@@ -408,7 +444,10 @@ mod cluster;
 mod deploy;
 pub mod netns;
 pub mod proxy;
+mod sentinel;
 #[allow(unused_imports)]
 pub use cluster::*;
 #[allow(unused_imports)]
 pub use deploy::*;
+#[allow(unused_imports)]
+pub use sentinel::*;
