@@ -527,7 +527,7 @@ impl Snapshot {
     /// Half-open with the probes in flight holding `slots` (a bitmap below
     /// [`PROBE_SLOTS`]), `next` the next slot (a fleet's), in this
     /// snapshot's generation, under the successes rule.
-    #[cfg(any(test, feature = "redis"))]
+    #[cfg(feature = "redis")]
     fn with_slotted_probes(self, slots: u32, next: u32, successes: u32) -> Snapshot {
         let slots = slots & ((1 << PROBE_SLOTS) - 1);
         let successes = u64::from(successes.min(MAX_HALF_OPEN_COUNT));
@@ -642,6 +642,7 @@ impl Ticket {
 
     /// Whether a shadow mode admitted the call this ticket stands for: it
     /// counts for nothing, so a shared breaker sends it to no fleet.
+    #[cfg(feature = "redis")]
     pub(crate) fn is_inert(self) -> bool {
         self.0 & TICKET_INERT != 0
     }
