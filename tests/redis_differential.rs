@@ -503,10 +503,9 @@ fn run_ops(
         if after == State::Open
             && limits.backoff.is_some()
             && reply.open_for_ms > limits.reset_timeout_ms as i64
+            && change(before, after).is_some()
         {
-            if change(before, after).is_some() {
-                grown_periods += 1;
-            }
+            grown_periods += 1;
         }
     }
     Ok(Stats {
