@@ -737,3 +737,73 @@ fn a_hash_without_slots_counts_its_probes_until_the_episode_ends() {
     );
     assert_eq!(reply.code, STALE, "slot 1 is free: {reply:?}");
 }
+
+/// A hash without the backoff's fields (an older script's, open) has no
+/// backoff state: that period lasts the reset timeout; the next re-open is
+/// the count's first, then it grows. A period an older script opened (the
+/// generation moved on without the fields) lasts the reset timeout too.
+#[test]
+fn a_hash_without_backoff_fields_opens_for_the_reset_timeout_then_grows() {
+    let server = PrivateServer::start();
+    let mut conn = client(&server.url());
+    let script = redis::Script::new(SCRIPT);
+    let ns = unique_namespace("differential-backoff-upgrade");
+    let key = format!("breakerbox:{{{ns}}}:state");
+    let older = |conn: &mut redis::Connection, generation: &str, opened: &str| {
+        let _: i64 = redis::cmd("HSET")
+            .arg(&key)
+            .arg(
+                &[
+                    "v", "1", "s", "1", "g", generation, "f", "0", "o", opened, "i", "0", "k", "0", "p", "0",
+                    "b", "0", "n", "0",
+                ][..],
+            )
+            .query(conn)
+            .expect("HSET");
+    };
+    older(&mut conn, "4", "0");
+    let mut lua = Lua {
+        conn: &mut conn,
+        script: &script,
+        key: key.clone(),
+        now_ms: 0,
+    };
+    let limits = Limits {
+        fail_max: 1,
+        success_threshold: 1,
+        half_open_max_calls: 1,
+        reset_timeout_ms: 50,
+        probe_lease_ms: 1_000,
+        backoff: Some((2.0, 1_000)),
+    };
+    let sync = lua.run("sync", &limits, [0; 3], 0);
+    assert_eq!(
+        (sync.state, sync.open_for_ms),
+        (State::Open, -1),
+        "no backoff state"
+    );
+    let failure = |generation: u64| [2, generation, u64::from(outcome_arg(Outcome::Failure))];
+    lua.now_ms = 49;
+    assert_eq!(lua.run("acquire", &limits, [0; 3], 0).code, REJECT);
+    lua.now_ms = 50;
+    let probe = lua.run("acquire", &limits, [0; 3], 0);
+    assert_eq!(probe.code, ADMIT_PROBE, "after the reset timeout: {probe:?}");
+    let reopened = lua.run("record", &limits, failure(probe.generation), probe.slot);
+    assert_eq!(
+        (reopened.state, reopened.open_for_ms),
+        (State::Open, 50),
+        "the count's first"
+    );
+    lua.now_ms = 100;
+    let probe = lua.run("acquire", &limits, [0; 3], 0);
+    let reopened = lua.run("record", &limits, failure(probe.generation), probe.slot);
+    assert_eq!(reopened.open_for_ms, 100, "then it grows: {reopened:?}");
+
+    // An older script opens the fleet again (a later generation, its fields
+    // untouched): that period is the reset timeout, not the stale 100 ms.
+    older(lua.conn, &(reopened.generation + 3).to_string(), "100");
+    let sync = lua.run("sync", &limits, [0; 3], 0);
+    assert_eq!((sync.state, sync.open_for_ms), (State::Open, -1), "{sync:?}");
+    lua.now_ms = 150;
+    assert_eq!(lua.run("acquire", &limits, [0; 3], 0).code, ADMIT_PROBE);
+}

@@ -34,10 +34,11 @@
 -- Fields: v version, s state (0 closed, 1 open, 2 half-open), g generation,
 -- f failures, o opened-at (server ms), i probes in flight, k probe successes,
 -- p latest probe admission (server ms), b probe slots taken (a bitmap), n next
--- probe slot, a open periods since the fleet last closed (0 or missing: the
--- current period is no backoff's), d the current open period in ms (valid
--- when a > 0). Times come from the server's TIME, so the hosts' clocks never
--- matter.
+-- probe slot, a open periods since the fleet last closed (0 or missing: no
+-- backoff state), d the latest open period in ms and e the generation it was
+-- chosen for (d holds only while the fleet is open in that generation: an
+-- older script's open, which writes neither, lasts the reset timeout). Times
+-- come from the server's TIME, so the hosts' clocks never matter.
 --
 -- Open period a lasts min(cap, reset_timeout * multiplier^(a-1)), grown step
 -- by step as src/machine/backoff.rs grows it, then jittered: the process
@@ -93,7 +94,7 @@ local function num(x)
   return tonumber(x) or 0
 end
 
-local h = redis.call('HMGET', key, 'v', 's', 'g', 'f', 'o', 'i', 'k', 'p', 'b', 'n', 'a', 'd')
+local h = redis.call('HMGET', key, 'v', 's', 'g', 'f', 'o', 'i', 'k', 'p', 'b', 'n', 'a', 'd', 'e')
 local st
 local dirty = false
 local s0 = tonumber(h[2])
@@ -101,7 +102,7 @@ if not tonumber(h[1]) or (s0 ~= CLOSED and s0 ~= OPEN and s0 ~= HALF_OPEN) then
   -- Missing (or unreadable): seed from the caller's mirror, so a Redis that
   -- lost its data does not close an open fleet.
   local seed_state = tonumber(ARGV[4])
-  st = { v = 0, s = CLOSED, g = num(ARGV[5]), f = 0, o = 0, i = 0, k = 0, p = 0, b = 0, n = 0, a = 0, d = 0 }
+  st = { v = 0, s = CLOSED, g = num(ARGV[5]), f = 0, o = 0, i = 0, k = 0, p = 0, b = 0, n = 0, a = 0, d = 0, e = 0 }
   if seed_state == OPEN then
     st.s = OPEN
     st.o = math.max(now - num(ARGV[7]), 0)
@@ -117,7 +118,7 @@ if not tonumber(h[1]) or (s0 ~= CLOSED and s0 ~= OPEN and s0 ~= HALF_OPEN) then
 else
   st = { v = num(h[1]), s = s0, g = num(h[3]), f = num(h[4]), o = num(h[5]),
          i = num(h[6]), k = num(h[7]), p = num(h[8]), b = num(h[9]), n = num(h[10]),
-         a = num(h[11]), d = num(h[12]) }
+         a = num(h[11]), d = num(h[12]), e = num(h[13]) }
 end
 -- Whether the hash keeps a backoff's fields (written back if so).
 local had_backoff = h[11] and true or false
@@ -291,20 +292,25 @@ local function go(target)
     st.o = now
     if bkind == 1 then
       st.a = st.a + 1
-      st.d = open_period(st.a)
+      st.d, st.e = open_period(st.a), st.g
     else
       -- Opened by a caller without a backoff: its reset timeout rules.
-      st.a, st.d = 0, 0
+      st.a, st.d, st.e = 0, 0, 0
     end
   elseif target == CLOSED then
-    st.a, st.d = 0, 0
+    st.a, st.d, st.e = 0, 0, 0
   end
   dirty = true
 end
 
+-- Whether a backoff chose the current open period (d).
+local function backed_off()
+  return st.s == OPEN and st.a > 0 and st.e == st.g
+end
+
 -- How long the current open period lasts.
 local function open_for()
-  if st.a > 0 then
+  if backed_off() then
     return st.d
   end
   return reset_timeout
@@ -436,7 +442,7 @@ if st.s == HALF_OPEN then
   probe_ms = math.max(now - st.p, 0)
 end
 local period = -1
-if st.s == OPEN and st.a > 0 then
+if backed_off() then
   period = st.d
 end
 
@@ -465,7 +471,8 @@ if dirty then
     'i', st.i, 'k', st.k, 'p', string.format('%.0f', st.p),
     'b', string.format('%.0f', st.b), 'n', st.n)
   if bkind > 0 or had_backoff then
-    redis.call('HSET', key, 'a', string.format('%.0f', st.a), 'd', string.format('%.0f', st.d))
+    redis.call('HSET', key, 'a', string.format('%.0f', st.a), 'd', string.format('%.0f', st.d),
+      'e', string.format('%.0f', st.e))
   end
   if channel ~= '' then
     redis.call('PUBLISH', channel, string.format('%.0f %d %.0f %.0f %.0f %d %d %.0f %.0f %d %.0f',
