@@ -646,7 +646,7 @@ cb_status cb_builder_set_on_storage_error(cb_builder *builder,
  * Returns `CB_STATUS_OK`, or `CB_STATUS_INVALID_ARGUMENT` when `builder` or
  * `out` is NULL, a threshold is 0 or above its maximum (see `cb_config`),
  * or the settings do not combine (a slow-call duration without a window;
- * a window, backoff or mode other than enforcing with Redis settings). A
+ * a custom backoff or the disabled mode with Redis settings). A
  * builder with Redis settings behaves as `cb_new_redis`.
  * `*out` is written only on `CB_STATUS_OK`.
  *
@@ -972,8 +972,10 @@ cb_status cb_record_timed_permit(const cb_breaker *breaker,
  *
  * With `cb_builder_set_redis` the window is the fleet's (every process's
  * counts summed) and `CB_MODE_METRICS_ONLY` watches the fleet's
- * decisions; a backoff and `CB_MODE_DISABLED` are per-process rules, which
- * `cb_builder_build` refuses with it (`CB_STATUS_INVALID_ARGUMENT`).
+ * decisions; an exponential backoff grows the fleet's open periods. A
+ * custom backoff (its function cannot run at the fleet) and
+ * `CB_MODE_DISABLED` are per-process rules, which `cb_builder_build`
+ * refuses with it (`CB_STATUS_INVALID_ARGUMENT`).
  *
  * # Safety
  *
@@ -1071,7 +1073,9 @@ cb_status cb_builder_set_mode(cb_builder *builder, cb_mode mode);
  * the breaker last closed) lasts min(cap_ms, reset_timeout_ms ×
  * multiplier^(n−1)) milliseconds (a cap below the reset timeout is the
  * reset timeout), then `jitter` is applied. A close starts over at the
- * reset timeout. Replaces any backoff set before.
+ * reset timeout. Replaces any backoff set before. With
+ * `cb_builder_set_redis` the periods are the fleet's: its script counts
+ * them and chooses each (jitter included), for every process.
  *
  * `CB_STATUS_INVALID_ARGUMENT` for a NULL builder, a multiplier below 1,
  * infinite or NaN, or a jitter outside `cb_jitter`, and nothing changes.

@@ -28,6 +28,7 @@ step "redis: options at their extremes, health, reachability" cargo test --featu
 step "redis: the cost model (script runs per failure)" cargo test --features redis --test redis_cost -- --nocapture
 step "redis: eight processes" cargo test --features redis --test redis_fleet
 step "redis: fleet-wide rate windows" cargo test --features redis --test redis_fleet_window
+step "redis: a fleet-wide exponential open backoff" cargo test --features redis --test redis_backoff
 step "redis: faults" cargo test --features redis --test redis_faults
 step "redis: an async call's round trip always wakes its task" cargo test --features redis --test redis_async_wake
 step "redis: a view read before the mirror moved on its own comes too late" cargo test --features redis --test redis_late_views

@@ -24,10 +24,10 @@ struct Gated {
     panic: AtomicBool,
 }
 
-/// The script's reply: code, the view's ten fields (version first), no
-/// transition, probe slot 0.
+/// The script's reply: code, the view's eleven fields (version first; no
+/// open period), no transition, probe slot 0.
 fn reply(code: i64, version: i64, failures: i64) -> Vec<i64> {
-    vec![code, version, 0, 1, failures, 0, 0, 0, 0, 0, 0, -1, -1, 0]
+    vec![code, version, 0, 1, failures, 0, 0, 0, 0, 0, 0, -1, -1, -1, 0]
 }
 
 impl Transport for Gated {

@@ -10,15 +10,20 @@
 //! both sides (counted on both, after the 16th probe of an episode): there
 //! is no known difference left to allow for.
 //!
+//! Sequences with an exponential open backoff (no jitter) run on both sides
+//! too: the in-memory breaker's `open_backoff` and the script's backoff
+//! arguments must agree on each open period's length, to the millisecond.
+//!
 //! Deterministic and bounded: a fixed seed (override it with
-//! `BREAKERBOX_DIFF_SEED`), 600 sequences of 80 operations, on a private
+//! `BREAKERBOX_DIFF_SEED`), 600 sequences of 80 operations (and 300 with a
+//! backoff), on a private
 //! redis-server (`BREAKERBOX_REDIS_SERVER`, see `scripts/test-redis-deploy.sh`).
 #![cfg(feature = "redis")]
 
 mod redis_support;
 
 use breakerbox::clock::ManualClock;
-use breakerbox::{CircuitBreaker, Outcome, Recorded, State, Ticket, Transition};
+use breakerbox::{Backoff, CircuitBreaker, Outcome, Recorded, State, Ticket, Transition};
 use redis_support::*;
 use std::time::Duration;
 
@@ -26,6 +31,7 @@ const SCRIPT: &str = include_str!("../src/redis/fleet.lua");
 /// The generation modulus the breaker sends (the word's 20-bit generation).
 const MODULUS: u64 = 1 << 20;
 const SEQUENCES: u64 = 600;
+const BACKOFF_SEQUENCES: u64 = 300;
 const STEPS: usize = 80;
 const DEFAULT_SEED: u64 = 0x6272_6b62_6f78_0001;
 
@@ -54,6 +60,8 @@ struct Limits {
     half_open_max_calls: u32,
     reset_timeout_ms: u64,
     probe_lease_ms: u64,
+    /// An exponential open backoff: multiplier and cap (ms), no jitter.
+    backoff: Option<(f64, u64)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -89,7 +97,13 @@ fn random_op(rng: &mut Rng, limits: &Limits) -> Op {
             keep: rng.range(0, 9) < 3,
             again: rng.range(0, 3) == 0,
         },
-        70..=86 => Op::Advance(rng.range(0, limits.reset_timeout_ms.max(limits.probe_lease_ms) * 3 / 2)),
+        70..=86 => {
+            let cap = limits.backoff.map_or(0, |(_, cap)| cap);
+            Op::Advance(rng.range(
+                0,
+                limits.reset_timeout_ms.max(limits.probe_lease_ms).max(cap) * 3 / 2,
+            ))
+        }
         87..=91 => Op::Force(match rng.range(0, 2) {
             0 => State::Closed,
             1 => State::Open,
@@ -103,7 +117,8 @@ fn random_op(rng: &mut Rng, limits: &Limits) -> Op {
 }
 
 /// The script's reply: `{ code, v, s, g, f, ms since opened, i, k, ms since
-/// last probe admission, transition from, transition to, probe slot }`.
+/// last probe admission, b, n, open period, transition from, transition to,
+/// probe slot }`.
 #[derive(Debug, Clone, Copy)]
 struct Reply {
     code: i64,
@@ -115,6 +130,8 @@ struct Reply {
     transition: Option<Transition>,
     /// The slot the script gave an admitted probe.
     slot: u64,
+    /// Open: the period the script's backoff chose (-1: none chose it).
+    open_for_ms: i64,
 }
 
 const ADMIT_CLOSED: i64 = 1;
@@ -163,9 +180,8 @@ impl Lua<'_> {
     /// `fleet.lua`'s header) plus the test-only time; `slot`: a recorded
     /// probe's slot, as the script's acquire gave it.
     fn run(&mut self, op: &str, limits: &Limits, extra: [u64; 3], slot: u64) -> Reply {
-        let values: Vec<i64> = self
-            .script
-            .key(&self.key)
+        let mut invocation = self.script.key(&self.key);
+        invocation
             .arg(op)
             .arg("") // no announcements
             .arg(MODULUS)
@@ -177,10 +193,21 @@ impl Lua<'_> {
             .arg(limits.probe_lease_ms)
             .arg(&extra[..])
             .arg(self.now_ms)
-            .arg(slot)
-            .invoke(self.conn)
-            .expect("the script runs");
-        let [code, _v, s, g, f, _opened, i, k, _probe, _slots, _next, from, to, slot] = values[..] else {
+            .arg(slot);
+        if let Some((multiplier, cap_ms)) = limits.backoff {
+            // No window (kind 0 and nine zeros), then the backoff: kind 1,
+            // multiplier, cap, no jitter, no random draw.
+            invocation
+                .arg(&[0u64; 10][..])
+                .arg(1)
+                .arg(multiplier.to_string())
+                .arg(cap_ms)
+                .arg(0)
+                .arg(0);
+        }
+        let values: Vec<i64> = invocation.invoke(self.conn).expect("the script runs");
+        let [code, _v, s, g, f, _opened, i, k, _probe, _slots, _next, period, from, to, slot] = values[..]
+        else {
             panic!("unexpected reply {values:?}");
         };
         Reply {
@@ -195,6 +222,7 @@ impl Lua<'_> {
                 to: state_of(to),
             }),
             slot: slot as u64,
+            open_for_ms: period,
         }
     }
 }
@@ -213,15 +241,27 @@ fn change(before: State, after: State) -> Option<Transition> {
     })
 }
 
-/// Runs one random sequence (see [`run_ops`]).
-fn run_sequence(rng: &mut Rng, lua: &mut Lua<'_>, log: &mut Vec<String>) -> Result<usize, String> {
-    let limits = Limits {
+/// Runs one random sequence (see [`run_ops`]), with a random exponential
+/// backoff if `backoff`.
+fn run_sequence(
+    rng: &mut Rng,
+    backoff: bool,
+    lua: &mut Lua<'_>,
+    log: &mut Vec<String>,
+) -> Result<Stats, String> {
+    let mut limits = Limits {
         fail_max: rng.range(1, 4) as u32,
         success_threshold: rng.range(1, 3) as u32,
         half_open_max_calls: rng.range(1, 3) as u32,
         reset_timeout_ms: rng.range(5, 60),
         probe_lease_ms: rng.range(5, 60),
+        backoff: None,
     };
+    if backoff {
+        let multiplier = [1.0, 1.5, 2.0, 3.0, 1.7][rng.range(0, 4) as usize];
+        // A cap below the reset timeout too: the period is then the reset timeout.
+        limits.backoff = Some((multiplier, rng.range(1, limits.reset_timeout_ms * 8)));
+    }
     let mut steps = 0;
     let next = |limits: &Limits| {
         steps += 1;
@@ -230,28 +270,39 @@ fn run_sequence(rng: &mut Rng, lua: &mut Lua<'_>, log: &mut Vec<String>) -> Resu
     run_ops(limits, next, lua, log)
 }
 
+/// What a sequence reached, beyond agreeing.
+#[derive(Debug, Default, Clone, Copy)]
+struct Stats {
+    /// How often a probe was recorded again in its own episode while
+    /// another probe was in flight (the case where counting probes instead
+    /// of slots would free that other probe's slot).
+    probes_recorded_again: usize,
+    /// Open periods that a backoff grew beyond the reset timeout.
+    grown_periods: usize,
+}
+
 /// Runs the operations `next` gives (it sees the limits in force) against
-/// both; returns the first difference, if any, or else how often a probe
-/// was recorded again in its own episode while another probe was in flight
-/// (the case where counting probes instead of slots would free that other
-/// probe's slot).
+/// both; returns the first difference, if any, or else what it reached.
 fn run_ops(
     mut limits: Limits,
     mut next: impl FnMut(&Limits) -> Option<Op>,
     lua: &mut Lua<'_>,
     log: &mut Vec<String>,
-) -> Result<usize, String> {
+) -> Result<Stats, String> {
     log.push(format!("{limits:?}"));
     let clock = ManualClock::new();
-    let b = CircuitBreaker::builder()
+    let mut builder = CircuitBreaker::builder()
         .fail_max(limits.fail_max)
         .success_threshold(limits.success_threshold)
         .half_open_max_calls(limits.half_open_max_calls)
         .reset_timeout(Duration::from_millis(limits.reset_timeout_ms))
         .probe_lease(Duration::from_millis(limits.probe_lease_ms))
-        .clock(clock.clone())
-        .build()
-        .expect("valid limits");
+        .clock(clock.clone());
+    if let Some((multiplier, cap_ms)) = limits.backoff {
+        builder = builder.open_backoff(Backoff::exponential(multiplier, Duration::from_millis(cap_ms)));
+    }
+    let b = builder.build().expect("valid limits");
+    let mut grown_periods = 0;
     // Each with the slot the script gave it.
     let mut outstanding: Vec<(Ticket, u64)> = Vec::new();
     // Tickets recorded once and kept outstanding, so they may be recorded again.
@@ -436,19 +487,36 @@ fn run_ops(
                 "(state, failures, successes, in flight): breaker {ours:?}, script {theirs:?}"
             ));
         }
+        // The open period: the backoff's on both sides, or none chosen by
+        // the script (each side then waits its reset timeout).
+        let ours = b.open_for().map(|d| d.as_millis() as i64);
+        let theirs = match (after, limits.backoff) {
+            (State::Open, Some(_)) => Some(reply.open_for_ms),
+            (State::Open, None) if reply.open_for_ms == -1 => Some(limits.reset_timeout_ms as i64),
+            (State::Open, None) => Some(reply.open_for_ms),
+            _ if reply.open_for_ms == -1 => None,
+            _ => Some(reply.open_for_ms),
+        };
+        if ours != theirs {
+            return Err(format!("open period: breaker {ours:?}, script {theirs:?}"));
+        }
+        if after == State::Open
+            && limits.backoff.is_some()
+            && reply.open_for_ms > limits.reset_timeout_ms as i64
+            && change(before, after).is_some()
+        {
+            grown_periods += 1;
+        }
     }
-    Ok(probes_recorded_again)
+    Ok(Stats {
+        probes_recorded_again,
+        grown_periods,
+    })
 }
 
 #[test]
 fn the_lua_script_and_the_in_memory_breaker_decide_alike() {
-    let seed = std::env::var("BREAKERBOX_DIFF_SEED")
-        .ok()
-        .map(|s| {
-            s.parse()
-                .unwrap_or_else(|_| panic!("BREAKERBOX_DIFF_SEED must be an integer, got {s:?}"))
-        })
-        .unwrap_or(DEFAULT_SEED);
+    let seed = diff_seed();
     let server = PrivateServer::start();
     let mut conn = client(&server.url());
     let script = redis::Script::new(SCRIPT);
@@ -464,11 +532,11 @@ fn the_lua_script_and_the_in_memory_breaker_decide_alike() {
             now_ms: 0,
         };
         let mut log = Vec::new();
-        let result = run_sequence(&mut rng, &mut lua, &mut log);
+        let result = run_sequence(&mut rng, false, &mut lua, &mut log);
         let key = lua.key.clone();
         let _: i64 = redis::cmd("DEL").arg(&key).query(&mut conn).expect("DEL");
         match result {
-            Ok(n) => probes_recorded_again += n,
+            Ok(stats) => probes_recorded_again += stats.probes_recorded_again,
             Err(difference) => panic!(
                 "seed {seed}, sequence {sequence}: {difference}\noperations:\n  {}",
                 log.join("\n  ")
@@ -488,6 +556,60 @@ fn the_lua_script_and_the_in_memory_breaker_decide_alike() {
     println!(
         "{SEQUENCES} sequences ran whole; {probes_recorded_again} times a probe was recorded again while another was in flight"
     );
+}
+
+fn diff_seed() -> u64 {
+    std::env::var("BREAKERBOX_DIFF_SEED")
+        .ok()
+        .map(|s| {
+            s.parse()
+                .unwrap_or_else(|_| panic!("BREAKERBOX_DIFF_SEED must be an integer, got {s:?}"))
+        })
+        .unwrap_or(DEFAULT_SEED)
+}
+
+/// The same, with an exponential open backoff on both sides: the script's
+/// open periods (grown, capped, started over at each close) and its
+/// open-to-half-open decisions must be the in-memory breaker's.
+#[test]
+fn the_lua_script_and_the_in_memory_breaker_back_off_alike() {
+    let seed = diff_seed() ^ 0x6261_636b_6f66_6621;
+    let server = PrivateServer::start();
+    let mut conn = client(&server.url());
+    let script = redis::Script::new(SCRIPT);
+    let mut ops = 0;
+    let mut grown_periods = 0;
+    for sequence in 0..BACKOFF_SEQUENCES {
+        let mut rng = Rng(seed ^ sequence.wrapping_mul(0x2545_f491_4f6c_dd1d));
+        let ns = unique_namespace("differential-backoff");
+        let mut lua = Lua {
+            conn: &mut conn,
+            script: &script,
+            key: format!("breakerbox:{{{ns}}}:state"),
+            now_ms: 0,
+        };
+        let mut log = Vec::new();
+        let result = run_sequence(&mut rng, true, &mut lua, &mut log);
+        let key = lua.key.clone();
+        let _: i64 = redis::cmd("DEL").arg(&key).query(&mut conn).expect("DEL");
+        match result {
+            Ok(stats) => grown_periods += stats.grown_periods,
+            Err(difference) => panic!(
+                "seed {seed}, sequence {sequence}: {difference}\noperations:\n  {}",
+                log.join("\n  ")
+            ),
+        }
+        ops += log.len();
+    }
+    assert!(
+        ops > (BACKOFF_SEQUENCES as usize) * STEPS / 2,
+        "the sequences ran ({ops} operations)"
+    );
+    assert!(
+        grown_periods >= 50,
+        "open periods grown by the backoff: {grown_periods}"
+    );
+    println!("{BACKOFF_SEQUENCES} sequences with a backoff ran whole; {grown_periods} open periods grown");
 }
 
 /// Beyond what random sequences reach: sixteen probes in their own slots, a
@@ -512,6 +634,7 @@ fn probe_slots_and_the_count_after_sixteen_agree() {
         half_open_max_calls: 20,
         reset_timeout_ms: 50,
         probe_lease_ms: 1_000,
+        backoff: None,
     };
     // Every record keeps its ticket, so `pick` is the admission order.
     let record = |pick: usize, outcome: Outcome| Op::Record {
@@ -543,7 +666,10 @@ fn probe_slots_and_the_count_after_sixteen_agree() {
     let mut ops = ops.into_iter();
     let result = run_ops(limits, |_| ops.next(), &mut lua, &mut log);
     match result {
-        Ok(again) => assert!(again >= 3, "probes recorded again: {again}"),
+        Ok(stats) => assert!(
+            stats.probes_recorded_again >= 3,
+            "probes recorded again: {stats:?}"
+        ),
         Err(difference) => panic!("{difference}\noperations:\n  {}", log.join("\n  ")),
     }
 }
@@ -578,6 +704,7 @@ fn a_hash_without_slots_counts_its_probes_until_the_episode_ends() {
         half_open_max_calls: 2,
         reset_timeout_ms: 50,
         probe_lease_ms: 1_000,
+        backoff: None,
     };
     let ignored = [2, 5, u64::from(outcome_arg(Outcome::Ignored))];
     // The two probes' tickets name slot 0 (an older breaker sent none).
@@ -609,4 +736,74 @@ fn a_hash_without_slots_counts_its_probes_until_the_episode_ends() {
         1,
     );
     assert_eq!(reply.code, STALE, "slot 1 is free: {reply:?}");
+}
+
+/// A hash without the backoff's fields (an older script's, open) has no
+/// backoff state: that period lasts the reset timeout; the next re-open is
+/// the count's first, then it grows. A period an older script opened (the
+/// generation moved on without the fields) lasts the reset timeout too.
+#[test]
+fn a_hash_without_backoff_fields_opens_for_the_reset_timeout_then_grows() {
+    let server = PrivateServer::start();
+    let mut conn = client(&server.url());
+    let script = redis::Script::new(SCRIPT);
+    let ns = unique_namespace("differential-backoff-upgrade");
+    let key = format!("breakerbox:{{{ns}}}:state");
+    let older = |conn: &mut redis::Connection, generation: &str, opened: &str| {
+        let _: i64 = redis::cmd("HSET")
+            .arg(&key)
+            .arg(
+                &[
+                    "v", "1", "s", "1", "g", generation, "f", "0", "o", opened, "i", "0", "k", "0", "p", "0",
+                    "b", "0", "n", "0",
+                ][..],
+            )
+            .query(conn)
+            .expect("HSET");
+    };
+    older(&mut conn, "4", "0");
+    let mut lua = Lua {
+        conn: &mut conn,
+        script: &script,
+        key: key.clone(),
+        now_ms: 0,
+    };
+    let limits = Limits {
+        fail_max: 1,
+        success_threshold: 1,
+        half_open_max_calls: 1,
+        reset_timeout_ms: 50,
+        probe_lease_ms: 1_000,
+        backoff: Some((2.0, 1_000)),
+    };
+    let sync = lua.run("sync", &limits, [0; 3], 0);
+    assert_eq!(
+        (sync.state, sync.open_for_ms),
+        (State::Open, -1),
+        "no backoff state"
+    );
+    let failure = |generation: u64| [2, generation, u64::from(outcome_arg(Outcome::Failure))];
+    lua.now_ms = 49;
+    assert_eq!(lua.run("acquire", &limits, [0; 3], 0).code, REJECT);
+    lua.now_ms = 50;
+    let probe = lua.run("acquire", &limits, [0; 3], 0);
+    assert_eq!(probe.code, ADMIT_PROBE, "after the reset timeout: {probe:?}");
+    let reopened = lua.run("record", &limits, failure(probe.generation), probe.slot);
+    assert_eq!(
+        (reopened.state, reopened.open_for_ms),
+        (State::Open, 50),
+        "the count's first"
+    );
+    lua.now_ms = 100;
+    let probe = lua.run("acquire", &limits, [0; 3], 0);
+    let reopened = lua.run("record", &limits, failure(probe.generation), probe.slot);
+    assert_eq!(reopened.open_for_ms, 100, "then it grows: {reopened:?}");
+
+    // An older script opens the fleet again (a later generation, its fields
+    // untouched): that period is the reset timeout, not the stale 100 ms.
+    older(lua.conn, &(reopened.generation + 3).to_string(), "100");
+    let sync = lua.run("sync", &limits, [0; 3], 0);
+    assert_eq!((sync.state, sync.open_for_ms), (State::Open, -1), "{sync:?}");
+    lua.now_ms = 150;
+    assert_eq!(lua.run("acquire", &limits, [0; 3], 0).code, ADMIT_PROBE);
 }

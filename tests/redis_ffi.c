@@ -65,6 +65,14 @@ static void on_storage_error(void *user_data, const cb_breaker *breaker, const c
 }
 
 /* The builder's Redis options, and storage errors from a Redis nobody runs. */
+/* A custom backoff: its function cannot run at the fleet. */
+static uint64_t one_second(void *user_data, uint32_t attempt, float last_failure_rate) {
+    (void)user_data;
+    (void)attempt;
+    (void)last_failure_rate;
+    return 1000;
+}
+
 static void test_builder_options_and_storage_errors(const cb_config *config, const char *url, const char *ns) {
     cb_builder *builder = NULL;
     CHECK(cb_builder_new(config, &builder) == CB_STATUS_OK && builder != NULL);
@@ -127,8 +135,9 @@ static void test_builder_options_and_storage_errors(const cb_config *config, con
     out = untouched;
     CHECK(cb_builder_build(builder, &out) == CB_STATUS_STORAGE_ERROR && out == untouched);
 
-    /* A rate window and MetricsOnly are fleet-wide with Redis; a backoff and
-       the Disabled mode are per-process rules, refused with it. */
+    /* A rate window, an exponential backoff and MetricsOnly are fleet-wide
+       with Redis; a custom backoff and the Disabled mode are per-process
+       rules, refused with it. */
     cb_builder *windowed = NULL;
     CHECK(cb_builder_new(config, &windowed) == CB_STATUS_OK);
     CHECK(cb_builder_set_redis(windowed, url, ns) == CB_STATUS_OK);
@@ -137,6 +146,13 @@ static void test_builder_options_and_storage_errors(const cb_config *config, con
     CHECK(cb_builder_build(windowed, &fleet_windowed) == CB_STATUS_OK && fleet_windowed != NULL);
     cb_free(fleet_windowed);
     CHECK(cb_builder_set_open_backoff_exponential(windowed, 2.0, 1000, CB_JITTER_NONE) == CB_STATUS_OK);
+    CHECK(cb_builder_build(windowed, &fleet_windowed) == CB_STATUS_OK && fleet_windowed != NULL);
+    cb_free(fleet_windowed);
+    CHECK(cb_builder_set_open_backoff_exponential(windowed, 2.0, 1000, CB_JITTER_EQUAL) == CB_STATUS_OK);
+    CHECK(cb_builder_build(windowed, &fleet_windowed) == CB_STATUS_OK && fleet_windowed != NULL);
+    cb_free(fleet_windowed);
+    CHECK(cb_builder_set_open_backoff_custom(windowed, one_second, NULL) == CB_STATUS_OK);
+    out = untouched;
     CHECK(cb_builder_build(windowed, &out) == CB_STATUS_INVALID_ARGUMENT && out == untouched);
     CHECK(cb_builder_set_open_backoff_custom(windowed, NULL, NULL) == CB_STATUS_OK);
     CHECK(cb_builder_set_mode(windowed, CB_MODE_METRICS_ONLY) == CB_STATUS_OK);

@@ -14,10 +14,11 @@ use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The script's reply: code, the view's ten fields (version first; a
-/// closed fleet in generation 1), no transition, probe slot 0.
+/// The script's reply: code, the view's eleven fields (version first; a
+/// closed fleet in generation 1, no open period), no transition, probe
+/// slot 0.
 fn reply(code: i64, version: i64, failures: i64) -> Vec<i64> {
-    vec![code, version, 0, 1, failures, 0, 0, 0, 0, 0, 0, -1, -1, 0]
+    vec![code, version, 0, 1, failures, 0, 0, 0, 0, 0, 0, -1, -1, -1, 0]
 }
 
 const NOOP: i64 = 7;

@@ -332,7 +332,7 @@ pub unsafe extern "C" fn cb_builder_set_on_storage_error(
 /// Returns `CB_STATUS_OK`, or `CB_STATUS_INVALID_ARGUMENT` when `builder` or
 /// `out` is NULL, a threshold is 0 or above its maximum (see `cb_config`),
 /// or the settings do not combine (a slow-call duration without a window;
-/// a window, backoff or mode other than enforcing with Redis settings). A
+/// a custom backoff or the disabled mode with Redis settings). A
 /// builder with Redis settings behaves as `cb_new_redis`.
 /// `*out` is written only on `CB_STATUS_OK`.
 ///

@@ -176,8 +176,10 @@ fn set<T>(field: &mut Option<T>, value: T, option: impl FnOnce(Builder) -> Build
 ///
 /// With `cb_builder_set_redis` the window is the fleet's (every process's
 /// counts summed) and `CB_MODE_METRICS_ONLY` watches the fleet's
-/// decisions; a backoff and `CB_MODE_DISABLED` are per-process rules, which
-/// `cb_builder_build` refuses with it (`CB_STATUS_INVALID_ARGUMENT`).
+/// decisions; an exponential backoff grows the fleet's open periods. A
+/// custom backoff (its function cannot run at the fleet) and
+/// `CB_MODE_DISABLED` are per-process rules, which `cb_builder_build`
+/// refuses with it (`CB_STATUS_INVALID_ARGUMENT`).
 ///
 /// # Safety
 ///
@@ -324,7 +326,9 @@ pub unsafe extern "C" fn cb_builder_set_mode(builder: *mut cb_builder, mode: Raw
 /// the breaker last closed) lasts min(cap_ms, reset_timeout_ms ×
 /// multiplier^(n−1)) milliseconds (a cap below the reset timeout is the
 /// reset timeout), then `jitter` is applied. A close starts over at the
-/// reset timeout. Replaces any backoff set before.
+/// reset timeout. Replaces any backoff set before. With
+/// `cb_builder_set_redis` the periods are the fleet's: its script counts
+/// them and chooses each (jitter included), for every process.
 ///
 /// `CB_STATUS_INVALID_ARGUMENT` for a NULL builder, a multiplier below 1,
 /// infinite or NaN, or a jitter outside `cb_jitter`, and nothing changes.

@@ -82,6 +82,7 @@ impl Core<'_> {
             cell: self.cell,
             clock: self.clock,
             tag: self.tag,
+            settings: self.settings,
         }
     }
 }
@@ -238,6 +239,17 @@ impl Backend {
             Backend::Local => {}
             #[cfg(feature = "redis")]
             Backend::Shared(fleet) => fleet.attach_window(source),
+        }
+    }
+
+    /// Gives a shared backend the exponential backoff its fleet's script is
+    /// to apply when it opens the fleet.
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+    pub(crate) fn attach_backoff(&self, backoff: &crate::machine::backoff::Backoff) {
+        match self {
+            Backend::Local => {}
+            #[cfg(feature = "redis")]
+            Backend::Shared(fleet) => fleet.attach_backoff(backoff),
         }
     }
 

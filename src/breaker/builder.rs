@@ -342,18 +342,20 @@ impl Builder {
         };
         let settings = settings.with_probe_rule(self.policy.probe_rule()?)?;
         let decides_probes_by_rate = settings.decides_probes_by_rate();
-        // A fleet sums rate windows, and a MetricsOnly process watches the
-        // fleet's decisions; a backoff's open periods are not fleet-wide,
-        // and a Disabled breaker has nothing to share.
-        let not_fleet_wide =
-            self.policy.backoff.is_some() || self.policy.mode == crate::breaker::Mode::Disabled;
-        let policy = self.policy.build()?;
-        if not_fleet_wide && !matches!(self.plan, Plan::Local) {
+        // A fleet sums rate windows, its script grows an exponential
+        // backoff, and a MetricsOnly process watches the fleet's decisions;
+        // a custom backoff cannot run in the script, and a Disabled breaker
+        // has nothing to share.
+        let custom_backoff = matches!(&self.policy.backoff, Some(b) if b.exponential_parts().is_none());
+        let not_fleet_wide = custom_backoff || self.policy.mode == crate::breaker::Mode::Disabled;
+        let shared = !matches!(self.plan, Plan::Local);
+        if not_fleet_wide && shared {
             return Err(ConfigError::Invalid {
                 field: "shared",
-                expected: "used without open_backoff or Mode::Disabled (rate windows and MetricsOnly are fleet-wide)",
+                expected: "used without Backoff::custom or Mode::Disabled (rate windows, an exponential backoff and MetricsOnly are fleet-wide)",
             });
         }
+        let policy = self.policy.build(shared)?;
         if decides_probes_by_rate && !matches!(self.plan, Plan::Local) {
             return Err(ConfigError::Invalid {
                 field: "shared",

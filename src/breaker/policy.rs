@@ -98,8 +98,9 @@ impl PolicyConfig {
         }
     }
 
-    /// Checks everything; `None` when the breaker stays plain.
-    pub(crate) fn build(self) -> Result<Option<Arc<Policy>>, ConfigError> {
+    /// Checks everything; `None` when the breaker stays plain. A `shared`
+    /// breaker's backoff is its fleet's, computed by the fleet's script.
+    pub(crate) fn build(self, shared: bool) -> Result<Option<Arc<Policy>>, ConfigError> {
         let window = self.window.build()?;
         if let Some(b) = &self.backoff {
             b.check()?;
@@ -111,7 +112,10 @@ impl PolicyConfig {
         Ok(Some(Arc::new(Policy {
             mode: self.mode,
             window,
-            backoff: self.backoff.map(|b| OpenBackoff::new(b, seed)),
+            backoff: self.backoff.map(|b| match shared {
+                false => Periods::Local(OpenBackoff::new(b, seed)),
+                true => Periods::Fleet(b),
+            }),
         })))
     }
 }
@@ -119,7 +123,26 @@ impl PolicyConfig {
 pub(crate) struct Policy {
     mode: Mode,
     window: Option<Window>,
-    backoff: Option<OpenBackoff>,
+    backoff: Option<Periods>,
+}
+
+/// Who chooses the open periods of a breaker with a backoff.
+pub(crate) enum Periods {
+    /// This breaker, at each of its transitions to open.
+    Local(OpenBackoff),
+    /// Its fleet's script (an exponential backoff): the mirror publishes
+    /// the period each view of the open fleet carries.
+    Fleet(Backoff),
+}
+
+impl Policy {
+    /// The backoff a fleet's script is to apply, if the breaker is shared.
+    pub(crate) fn fleet_backoff(&self) -> Option<&Backoff> {
+        match &self.backoff {
+            Some(Periods::Fleet(b)) => Some(b),
+            _ => None,
+        }
+    }
 }
 
 impl WindowSource for Policy {
@@ -208,6 +231,9 @@ impl CircuitBreaker {
         if let Some(p) = &policy {
             if p.window.is_some() {
                 self.backend.attach_window(Arc::clone(p) as Arc<dyn WindowSource>);
+            }
+            if let Some(b) = p.fleet_backoff() {
+                self.backend.attach_backoff(b);
             }
         }
         self.policy = policy;
@@ -318,8 +344,8 @@ impl CircuitBreaker {
         if let Some(w) = &p.window {
             w.reset();
         }
-        if let Some(b) = &p.backoff {
-            match t.to {
+        match &p.backoff {
+            Some(Periods::Local(b)) => match t.to {
                 State::Open => {
                     let ms = b.next_ms(
                         crate::machine::state::LimitSource::reset_timeout_ms(&self.settings),
@@ -329,7 +355,18 @@ impl CircuitBreaker {
                 }
                 State::Closed => b.reset(),
                 State::HalfOpen => {}
+            },
+            // The fleet chose the period, and the view that moved the
+            // mirror published it first; a mirror that opened alone (its
+            // store away) waits the reset timeout.
+            Some(Periods::Fleet(_)) => {
+                let s = self.state.load();
+                if s.state() == State::Open {
+                    let base = crate::machine::state::LimitSource::reset_timeout_ms(&self.settings);
+                    self.settings.open_for.publish_if_unknown(s.generation(), base);
+                }
             }
+            None => {}
         }
     }
 
@@ -543,19 +580,20 @@ mod tests {
     use crate::{Backoff, Builder, CircuitBreaker, ConfigError, Mode};
     use std::time::Duration;
 
-    /// A fleet sums rate windows, but a backoff's open periods are not
-    /// fleet-wide and a Disabled breaker shares nothing: those are refused at
-    /// build, before any round trip (nothing listens on port 1).
+    /// A fleet sums rate windows and grows an exponential backoff, but a
+    /// custom backoff cannot run in its script and a Disabled breaker shares
+    /// nothing: those are refused at build, before any round trip (nothing
+    /// listens on port 1).
     #[test]
-    fn a_shared_breaker_refuses_backoff_and_the_disabled_mode() {
+    fn a_shared_breaker_refuses_a_custom_backoff_and_the_disabled_mode() {
         type Option_ = fn(Builder) -> Builder;
         let options: [(&str, Option_); 3] = [
-            ("open_backoff", |b| {
-                b.open_backoff(Backoff::exponential(2.0, Duration::from_secs(60)))
+            ("custom open_backoff", |b| {
+                b.open_backoff(Backoff::custom(|_, _| Duration::from_secs(1)))
             }),
-            ("open_backoff with a window", |b| {
+            ("custom open_backoff with a window", |b| {
                 b.count_window(10)
-                    .open_backoff(Backoff::exponential(2.0, Duration::from_secs(60)))
+                    .open_backoff(Backoff::custom(|_, _| Duration::from_secs(1)))
             }),
             ("mode(Disabled)", |b| {
                 b.time_window(Duration::from_secs(10)).mode(Mode::Disabled)
@@ -572,10 +610,47 @@ mod tests {
             );
             assert_eq!(
                 err.to_string(),
-                "shared must be used without open_backoff or Mode::Disabled (rate windows and MetricsOnly are fleet-wide)",
+                "shared must be used without Backoff::custom or Mode::Disabled (rate windows, an exponential backoff and MetricsOnly are fleet-wide)",
                 "{name}"
             );
         }
+    }
+
+    /// An exponential backoff, with any jitter and with or without a window,
+    /// builds on a shared breaker; a bad multiplier is still refused.
+    #[test]
+    fn a_shared_breaker_takes_an_exponential_backoff() {
+        for jitter in [crate::Jitter::None, crate::Jitter::Full, crate::Jitter::Equal] {
+            for windowed in [false, true] {
+                let shared = RedisState::connect("redis://127.0.0.1:1/")
+                    .unwrap()
+                    .command_timeout(Duration::from_millis(20));
+                let mut b = CircuitBreaker::builder().shared(shared);
+                if windowed {
+                    b = b.count_window(10);
+                }
+                let built = b
+                    .open_backoff(Backoff::exponential(2.0, Duration::from_secs(60)).jitter(jitter))
+                    .build();
+                assert!(built.is_ok(), "{jitter:?} {windowed}: {:?}", built.err());
+            }
+        }
+        let shared = RedisState::connect("redis://127.0.0.1:1/").unwrap();
+        let err = CircuitBreaker::builder()
+            .shared(shared)
+            .open_backoff(Backoff::exponential(0.5, Duration::from_secs(60)))
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::Invalid {
+                    field: "open_backoff multiplier",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
     }
 
     /// Count and time windows, with slow calls, and the MetricsOnly mode

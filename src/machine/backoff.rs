@@ -73,6 +73,19 @@ impl Backoff {
         Backoff(Kind::Custom(Arc::new(f)))
     }
 
+    /// An exponential backoff's multiplier, cap and jitter, which a fleet's
+    /// script can apply; `None` for a custom function, which it cannot run.
+    pub(crate) fn exponential_parts(&self) -> Option<(f64, Duration, Jitter)> {
+        match self.0 {
+            Kind::Exponential {
+                multiplier,
+                cap,
+                jitter,
+            } => Some((multiplier, cap, jitter)),
+            Kind::Custom(_) => None,
+        }
+    }
+
     pub(crate) fn check(&self) -> Result<(), crate::ConfigError> {
         match self.0 {
             Kind::Exponential { multiplier, .. } if !(multiplier >= 1.0 && multiplier.is_finite()) => {
@@ -197,8 +210,27 @@ impl OpenFor {
     }
 
     pub(crate) fn publish(&self, episode: u32, ms: u64) {
-        let word = ON | PUBLISHED | (ms.min(MS_MASK) << EPISODE_BITS) | (u64::from(episode) & EPISODE_MASK);
-        self.0.store(word, Ordering::Release);
+        self.0.store(Self::word(episode, ms), Ordering::Release);
+    }
+
+    fn word(episode: u32, ms: u64) -> u64 {
+        ON | PUBLISHED | (ms.min(MS_MASK) << EPISODE_BITS) | (u64::from(episode) & EPISODE_MASK)
+    }
+
+    /// Whether a backoff publishes the open periods (else they are the reset
+    /// timeout).
+    #[cfg(feature = "redis")]
+    pub(crate) fn is_on(&self) -> bool {
+        self.0.load(Ordering::Acquire) != 0
+    }
+
+    /// Publishes `ms` for `episode` unless a length is already published for
+    /// it (a fleet's, published before the mirror moved to the episode).
+    pub(crate) fn publish_if_unknown(&self, episode: u32, ms: u64) {
+        let _ = self.0.fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
+            let known = word & PUBLISHED != 0 && word & EPISODE_MASK == u64::from(episode) & EPISODE_MASK;
+            (word != 0 && !known).then(|| Self::word(episode, ms))
+        });
     }
 
     /// How long the open period of `episode` lasts: `reset_ms` without a
@@ -245,5 +277,18 @@ mod tests {
         assert_eq!(o.get(3, || 5), Some(40));
         assert_eq!(o.get(4, || 5), None);
         assert_eq!(OpenFor::new(false).get(9, || 5), Some(5));
+    }
+
+    #[test]
+    fn a_known_period_is_not_overwritten_by_a_fallback() {
+        let o = OpenFor::new(true);
+        o.publish(3, 40);
+        o.publish_if_unknown(3, 5);
+        assert_eq!(o.get(3, || 5), Some(40), "the fleet's period stays");
+        o.publish_if_unknown(4, 5);
+        assert_eq!(o.get(4, || 9), Some(5), "an unknown one gets the fallback");
+        let off = OpenFor::new(false);
+        off.publish_if_unknown(4, 7);
+        assert_eq!(off.get(4, || 9), Some(9), "no backoff: nothing published");
     }
 }

@@ -1163,6 +1163,9 @@ mod fleet {
         /// The slots the fleet's probes in flight hold (a bitmap, below
         /// [`PROBE_SLOTS`]) and its next slot; `None`: only counted.
         pub(crate) probe_slots: Option<(u32, u32)>,
+        /// Open: the period the fleet's backoff chose, in ms; `None`: the
+        /// reset timeout.
+        pub(crate) open_for_ms: Option<u64>,
     }
 
     impl FleetView {
@@ -1404,6 +1407,7 @@ mod tests {
             successes: 0,
             probe_admitted_at_ms: 0,
             probe_slots: None,
+            open_for_ms: None,
         };
         let old = cell.acquire_closed().expect("closed");
         assert_eq!(
@@ -1454,6 +1458,7 @@ mod tests {
             successes: 0,
             probe_admitted_at_ms: 0,
             probe_slots: Some((0b101, 3)),
+            open_for_ms: None,
         };
         assert!(cell.sync_from(&half).is_some());
         assert_eq!((cell.load().in_flight(), cell.load().successes()), (2, 0));
@@ -1480,6 +1485,7 @@ mod tests {
         // Counted probes (no slots) are not told apart.
         let counted = FleetView {
             probe_slots: None,
+            open_for_ms: None,
             generation: 20,
             ..half
         };

@@ -23,13 +23,27 @@
 --              bucket width in ms), minimum calls, failure-rate threshold and
 --              slow-call-rate threshold (basis points; slow 0 = not counted),
 --              then the counts the caller has not sent before: the generation
---              they were counted in, calls, failures, slow calls
+--              they were counted in, calls, failures, slow calls (a breaker
+--              with a backoff and no window sends kind 0 and nine zeros)
+-- ARGV[28..32] an exponential open backoff (absent: every open period lasts
+--              the caller's reset timeout): kind (1 exponential), multiplier,
+--              cap in ms, jitter (0 none, 1 full, 2 equal), and a random
+--              integer below 2^32 for the jitter (the caller draws it, so the
+--              script stays deterministic given its arguments)
 --
 -- Fields: v version, s state (0 closed, 1 open, 2 half-open), g generation,
 -- f failures, o opened-at (server ms), i probes in flight, k probe successes,
 -- p latest probe admission (server ms), b probe slots taken (a bitmap), n next
--- probe slot. Times come from the server's TIME, so the hosts' clocks never
--- matter.
+-- probe slot, a open periods since the fleet last closed (0 or missing: no
+-- backoff state), d the latest open period in ms and e the generation it was
+-- chosen for (d holds only while the fleet is open in that generation: an
+-- older script's open, which writes neither, lasts the reset timeout). Times
+-- come from the server's TIME, so the hosts' clocks never matter.
+--
+-- Open period a lasts min(cap, reset_timeout * multiplier^(a-1)), grown step
+-- by step as src/machine/backoff.rs grows it, then jittered: the process
+-- whose run opens the fleet sends the backoff, and its period holds for the
+-- whole fleet until the next transition. A close starts the count over.
 --
 -- The fleet's rate window lives in the same hash: wb (count window: the
 -- current bucket's epoch) and a ring w0..w15, slot epoch % 16, each
@@ -39,9 +53,10 @@
 -- Window writes change no state: no version, no announcement.
 --
 -- Reply: { code, v, s, g, f, ms since opened, i, k, ms since last probe
--- admission, b, n, transition from (-1 none), transition to (-1 none), the
--- admitted probe's slot (0 otherwise) }. An announcement is the view's ten
--- fields (v to n), space-separated.
+-- admission, b, n, open period (ms; -1 when not open or no backoff chose
+-- it), transition from (-1 none), transition to (-1 none), the admitted
+-- probe's slot (0 otherwise) }. An announcement is the view's eleven fields
+-- (v to the open period), space-separated.
 
 if redis.replicate_commands then
   pcall(redis.replicate_commands)
@@ -79,7 +94,7 @@ local function num(x)
   return tonumber(x) or 0
 end
 
-local h = redis.call('HMGET', key, 'v', 's', 'g', 'f', 'o', 'i', 'k', 'p', 'b', 'n')
+local h = redis.call('HMGET', key, 'v', 's', 'g', 'f', 'o', 'i', 'k', 'p', 'b', 'n', 'a', 'd', 'e')
 local st
 local dirty = false
 local s0 = tonumber(h[2])
@@ -87,7 +102,7 @@ if not tonumber(h[1]) or (s0 ~= CLOSED and s0 ~= OPEN and s0 ~= HALF_OPEN) then
   -- Missing (or unreadable): seed from the caller's mirror, so a Redis that
   -- lost its data does not close an open fleet.
   local seed_state = tonumber(ARGV[4])
-  st = { v = 0, s = CLOSED, g = num(ARGV[5]), f = 0, o = 0, i = 0, k = 0, p = 0, b = 0, n = 0 }
+  st = { v = 0, s = CLOSED, g = num(ARGV[5]), f = 0, o = 0, i = 0, k = 0, p = 0, b = 0, n = 0, a = 0, d = 0, e = 0 }
   if seed_state == OPEN then
     st.s = OPEN
     st.o = math.max(now - num(ARGV[7]), 0)
@@ -102,8 +117,11 @@ if not tonumber(h[1]) or (s0 ~= CLOSED and s0 ~= OPEN and s0 ~= HALF_OPEN) then
   dirty = true
 else
   st = { v = num(h[1]), s = s0, g = num(h[3]), f = num(h[4]), o = num(h[5]),
-         i = num(h[6]), k = num(h[7]), p = num(h[8]), b = num(h[9]), n = num(h[10]) }
+         i = num(h[6]), k = num(h[7]), p = num(h[8]), b = num(h[9]), n = num(h[10]),
+         a = num(h[11]), d = num(h[12]), e = num(h[13]) }
 end
+-- Whether the hash keeps a backoff's fields (written back if so).
+local had_backoff = h[11] and true or false
 
 -- How many slots a bitmap holds.
 local function taken(bitmap)
@@ -226,6 +244,40 @@ if W and st.s == CLOSED and (st.g % modulus) == num(ARGV[24]) then
   w_add(num(ARGV[25]), num(ARGV[26]), num(ARGV[27]))
 end
 
+-- The open backoff, if the caller has one.
+local bkind = tonumber(ARGV[28]) or 0
+local bmultiplier, bcap, bjitter, brandom = tonumber(ARGV[29]) or 1, num(ARGV[30]), num(ARGV[31]), num(ARGV[32])
+
+-- base * multiplier^(attempt - 1), at most cap: multiplied step by step, as
+-- grown_ms in src/machine/backoff.rs does, so both agree to the millisecond.
+local function grown(base, multiplier, cap, attempt)
+  local g = base
+  if multiplier > 1 and base > 0 then
+    for _ = 2, math.min(attempt, 65536) do
+      if g >= cap then
+        break
+      end
+      g = g * multiplier
+    end
+  end
+  if g >= cap then
+    return cap
+  end
+  return math.floor(g)
+end
+
+-- The length of open period `attempt`, jittered as OpenBackoff::next_ms does.
+local function open_period(attempt)
+  local d = grown(reset_timeout, bmultiplier, math.max(bcap, reset_timeout), attempt)
+  if bjitter == 1 then
+    d = brandom % (d + 1)
+  elseif bjitter == 2 then
+    local half = math.floor(d / 2)
+    d = half + brandom % (d - half + 1)
+  end
+  return d
+end
+
 -- A change of state: a new episode, every count cleared.
 local function go(target)
   if from < 0 then
@@ -238,8 +290,30 @@ local function go(target)
   st.b, st.n = 0, 0
   if target == OPEN then
     st.o = now
+    if bkind == 1 then
+      st.a = st.a + 1
+      st.d, st.e = open_period(st.a), st.g
+    else
+      -- Opened by a caller without a backoff: its reset timeout rules.
+      st.a, st.d, st.e = 0, 0, 0
+    end
+  elseif target == CLOSED then
+    st.a, st.d, st.e = 0, 0, 0
   end
   dirty = true
+end
+
+-- Whether a backoff chose the current open period (d).
+local function backed_off()
+  return st.s == OPEN and st.a > 0 and st.e == st.g
+end
+
+-- How long the current open period lasts.
+local function open_for()
+  if backed_off() then
+    return st.d
+  end
+  return reset_timeout
 end
 
 -- Frees the probe slot `slot`; when none stays in flight the episode ends
@@ -280,7 +354,7 @@ if op == 'acquire' then
   if st.s == CLOSED then
     code = ADMIT_CLOSED
   elseif st.s == OPEN then
-    if now >= st.o + reset_timeout then
+    if now >= st.o + open_for() then
       go(HALF_OPEN)
       st.p = now
       admit_probe()
@@ -367,6 +441,10 @@ local probe_ms = 0
 if st.s == HALF_OPEN then
   probe_ms = math.max(now - st.p, 0)
 end
+local period = -1
+if backed_off() then
+  period = st.d
+end
 
 if W then
   local fields = {}
@@ -392,11 +470,15 @@ if dirty then
     'f', string.format('%.0f', st.f), 'o', string.format('%.0f', st.o),
     'i', st.i, 'k', st.k, 'p', string.format('%.0f', st.p),
     'b', string.format('%.0f', st.b), 'n', st.n)
+  if bkind > 0 or had_backoff then
+    redis.call('HSET', key, 'a', string.format('%.0f', st.a), 'd', string.format('%.0f', st.d),
+      'e', string.format('%.0f', st.e))
+  end
   if channel ~= '' then
-    redis.call('PUBLISH', channel, string.format('%.0f %d %.0f %.0f %.0f %d %d %.0f %.0f %d',
-      st.v, st.s, st.g, st.f, opened_ms, st.i, st.k, probe_ms, st.b, st.n))
+    redis.call('PUBLISH', channel, string.format('%.0f %d %.0f %.0f %.0f %d %d %.0f %.0f %d %.0f',
+      st.v, st.s, st.g, st.f, opened_ms, st.i, st.k, probe_ms, st.b, st.n, period))
   end
 end
 
-return { code, st.v, st.s, st.g, st.f, opened_ms, st.i, st.k, probe_ms, st.b, st.n, from, to,
+return { code, st.v, st.s, st.g, st.f, opened_ms, st.i, st.k, probe_ms, st.b, st.n, period, from, to,
   admitted_slot }

@@ -1,14 +1,16 @@
 //! The fleet seam: what a breaker whose state is shared does on its cold
 //! paths, and how its mirror follows the fleet.
 
-use super::protocol::{Code, Op, RawView, Reply, Seed, WindowArgs};
+use super::protocol::{BackoffArgs, Code, Op, RawView, Reply, Seed, WindowArgs};
 use super::store::Store;
 use super::watcher::Hub;
 use super::{FaultPolicy, RedisState, StorageError, StorageErrorKind};
 use crate::machine::clock::ClockSource;
 use crate::machine::events::{Events, StorageHealth};
+use crate::machine::settings::Settings;
 use crate::machine::state::{
-    Acquire, FleetView, Gate, Limits, Now, Outcome, Recorded, Snapshot, State, StateCell, Ticket, Transition,
+    Acquire, FleetView, Gate, LimitSource, Limits, Now, Outcome, ProbeRule, Recorded, Snapshot, State,
+    StateCell, Ticket, Transition,
 };
 use crate::sync::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
@@ -27,6 +29,42 @@ pub(crate) struct Mirror<'a> {
     pub(crate) clock: &'a ClockSource,
     /// The breaker's ticket tag.
     pub(crate) tag: u32,
+    /// The breaker's live settings: where the fleet's open periods are
+    /// published for the mirror's rejections and retry-after.
+    pub(crate) settings: &'a Settings,
+}
+
+/// `limits` with the open period the fleet chose (published in the
+/// mirror's settings), for the mirror's own open-state rejections.
+struct FleetPeriods<'a> {
+    limits: &'a Limits,
+    settings: &'a Settings,
+}
+
+impl LimitSource for FleetPeriods<'_> {
+    fn fail_max(&self) -> u32 {
+        self.limits.fail_max()
+    }
+    fn success_threshold(&self) -> u32 {
+        self.limits.success_threshold()
+    }
+    fn half_open_max_calls(&self) -> u32 {
+        self.limits.half_open_max_calls()
+    }
+    fn reset_timeout_ms(&self) -> u64 {
+        self.limits.reset_timeout_ms()
+    }
+    fn probe_lease_ms(&self) -> u64 {
+        self.limits.probe_lease_ms()
+    }
+    fn probe_rule(&self) -> ProbeRule {
+        self.limits.probe_rule()
+    }
+    fn open_for_ms(&self, episode: u32) -> Option<u64> {
+        self.settings
+            .open_for
+            .get(episode, || self.limits.reset_timeout_ms())
+    }
 }
 
 /// A breaker's link to its fleet: owned by the breaker, stopped with it.
@@ -210,7 +248,11 @@ impl Fleet {
     pub(super) fn begin_acquire(&self, m: Mirror<'_>, limits: &Limits, ev: &mut Events) -> Step<Acquire> {
         self.catch_up(m, ev);
         if !self.is_down() {
-            match m.cell.gate(limits, &mut m.clock.lazy()) {
+            let limits = FleetPeriods {
+                limits,
+                settings: m.settings,
+            };
+            match m.cell.gate(&limits, &mut m.clock.lazy()) {
                 Gate::Admit(ticket) => {
                     let admitted = Acquire::Admitted {
                         ticket,
@@ -490,6 +532,12 @@ impl Fleet {
         mailbox.applied = version;
         // While the store is away the mirror may move on its own again.
         mailbox.diverged = self.is_down();
+        if view.state == State::Open && m.settings.open_for.is_on() {
+            // Before the mirror opens, so no call sees the episode open
+            // without its period (the reset timeout if no backoff chose it).
+            let ms = view.open_for_ms.unwrap_or_else(|| m.settings.reset_timeout_ms());
+            m.settings.open_for.publish(view.snapshot().generation(), ms);
+        }
         ev.transition(m.cell.sync_from(view));
         mailbox.mirror = m.cell.load();
     }
@@ -528,6 +576,20 @@ impl Fleet {
         }
         let transition = m.cell.force(target, &mut m.clock.lazy());
         self.after_local_change(m, transition, ev);
+    }
+}
+
+impl Fleet {
+    /// Has the fleet's script apply `backoff` when this breaker's runs open
+    /// the fleet (the builder refuses a custom one).
+    pub(crate) fn attach_backoff(&self, backoff: &crate::machine::backoff::Backoff) {
+        if let Some((multiplier, cap, jitter)) = backoff.exponential_parts() {
+            self.inner.store.attach_backoff(BackoffArgs {
+                multiplier,
+                cap_ms: crate::machine::clock::duration_to_ms(cap),
+                jitter,
+            });
+        }
     }
 }
 
@@ -660,6 +722,7 @@ impl Inner {
             successes: raw.successes,
             probe_admitted_at_ms: now.saturating_sub(raw.probe_ago_ms),
             probe_slots: raw.probe_slots,
+            open_for_ms: raw.open_for_ms,
         }
     }
 

@@ -65,8 +65,10 @@
 //!   to a bucket (plus 50 ms) late, so the fleet's rate may read high by
 //!   them, never low. `Mode::MetricsOnly` watches the fleet's decisions
 //!   (its failures count at the fleet; it rejects nothing, and what it
-//!   admits while the fleet would reject goes nowhere); a backoff and
-//!   `Mode::Disabled` are refused.
+//!   admits while the fleet would reject goes nowhere). An exponential
+//!   open backoff is the fleet's: its script counts the re-opens since the
+//!   last close and chooses each period, which every mirror waits out;
+//!   `Backoff::custom` and `Mode::Disabled` are refused.
 //! * "Consecutive" failures are consecutive as Redis sees them: a success
 //!   resets the fleet's count only once the succeeding process's mirror
 //!   shows failures, which every failure announces.

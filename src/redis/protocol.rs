@@ -8,6 +8,7 @@
 //! and is stale.
 
 use super::transport::Script;
+use crate::machine::backoff::Jitter;
 use crate::machine::state::{Limits, Outcome, State, Ticket, Transition, GENERATION_MODULUS, PROBE_SLOTS};
 use crate::machine::window::{Counts, FleetRule};
 use std::sync::OnceLock;
@@ -62,6 +63,15 @@ pub(crate) struct WindowArgs {
     pub(crate) delta: Counts,
 }
 
+/// An exponential open backoff, as the script computes it when it opens
+/// the fleet (a custom one cannot run there: the builder refuses it).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct BackoffArgs {
+    pub(crate) multiplier: f64,
+    pub(crate) cap_ms: u64,
+    pub(crate) jitter: Jitter,
+}
+
 /// The state a missing hash is created from: the caller's mirror.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Seed {
@@ -87,6 +97,9 @@ pub(crate) struct RawView {
     /// next slot, as the state word keeps them; `None` once the episode's
     /// probes are only counted.
     pub(crate) probe_slots: Option<(u32, u32)>,
+    /// Open: the period a backoff chose for this open episode, in ms;
+    /// `None`: the reset timeout (no backoff chose it, or an older script).
+    pub(crate) open_for_ms: Option<u64>,
 }
 
 /// The script's verdict.
@@ -146,10 +159,21 @@ fn count(n: i64) -> u32 {
 }
 
 impl RawView {
+    /// The view's fields: ten, or eleven with the open period (an older
+    /// script sends ten).
     fn from_fields(f: &[i64]) -> Option<RawView> {
+        let (f, period) = match *f {
+            [ref ten @ .., period] if ten.len() == 10 => (ten, period),
+            _ => (f, -1),
+        };
         let [version, state, generation, failures, opened, in_flight, successes, probe, slots, next] = *f
         else {
             return None;
+        };
+        let state = state_from(state)?;
+        let open_for_ms = match (state, u64::try_from(period)) {
+            (State::Open, Ok(ms)) => Some(ms),
+            _ => None,
         };
         // The script keeps the slots consistent with the count, each below
         // the next; anything else (an older script's hash) is taken as
@@ -166,7 +190,7 @@ impl RawView {
         };
         Some(RawView {
             version: non_negative(version),
-            state: state_from(state)?,
+            state,
             generation: non_negative(generation),
             failures: count(failures),
             opened_ago_ms: non_negative(opened),
@@ -174,20 +198,26 @@ impl RawView {
             successes: count(successes),
             probe_ago_ms: non_negative(probe),
             probe_slots,
+            open_for_ms,
         })
     }
 
     /// Parses a change announced on the namespace's channel.
     pub(crate) fn parse_announcement(payload: &str) -> Option<RawView> {
-        let mut fields = [0i64; 10];
+        let mut fields = [0i64; 11];
         let mut parts = payload.split(' ');
+        let mut n = 0;
         for field in fields.iter_mut() {
-            *field = parts.next()?.parse().ok()?;
+            match parts.next() {
+                Some(part) => *field = part.parse().ok()?,
+                None => break,
+            }
+            n += 1;
         }
-        if parts.next().is_some() {
+        if n < 10 || parts.next().is_some() {
             return None;
         }
-        RawView::from_fields(&fields)
+        RawView::from_fields(&fields[..n])
     }
 }
 
@@ -277,6 +307,28 @@ pub(crate) fn arguments(op: Op, channel: &str, seed: &Seed, limits: &Limits) -> 
     args.push(String::new());
     args.push(slot.to_string());
     args
+}
+
+/// Appends an open backoff's arguments (see fleet.lua), at ARGV[28] on:
+/// after the window's, padded with a kind-0 window if `args` has none.
+/// `random` is the jitter's draw for this run.
+pub(crate) fn push_backoff_arguments(args: &mut Vec<String>, b: &BackoffArgs, random: u32) {
+    const WINDOW_END: usize = 27;
+    while args.len() < WINDOW_END {
+        args.push("0".to_owned());
+    }
+    let jitter = match b.jitter {
+        Jitter::None => 0,
+        Jitter::Full => 1,
+        Jitter::Equal => 2,
+    };
+    args.extend([
+        "1".to_owned(),
+        b.multiplier.to_string(),
+        b.cap_ms.to_string(),
+        jitter.to_string(),
+        random.to_string(),
+    ]);
 }
 
 /// Appends a rate window's arguments (see fleet.lua): after the test-only
@@ -384,6 +436,7 @@ mod tests {
             successes: 0,
             probe_admitted_at_ms: 0,
             probe_slots: view.probe_slots,
+            open_for_ms: None,
         }
         .probe_ticket(7);
         let args = arguments(Op::Record(probe, Outcome::Success), "", &seed, &limits);
@@ -397,13 +450,64 @@ mod tests {
     }
 
     #[test]
+    fn a_view_carries_the_open_period_a_backoff_chose() {
+        let open = RawView::parse_announcement("5 1 9 0 30 0 0 0 0 0 400").expect("valid");
+        assert_eq!((open.state, open.open_for_ms), (State::Open, Some(400)));
+        let none = RawView::parse_announcement("5 1 9 0 30 0 0 0 0 0 -1").expect("valid");
+        assert_eq!(none.open_for_ms, None, "no backoff chose it: the reset timeout");
+        let older = RawView::parse_announcement("5 1 9 0 30 0 0 0 0 0").expect("an older script's");
+        assert_eq!(older.open_for_ms, None);
+        let half = RawView::parse_announcement("5 2 10 0 0 0 0 0 0 0 400").expect("valid");
+        assert_eq!(half.open_for_ms, None, "only an open fleet has a period");
+        let reply = Reply::parse(&[5, 10, 1, 7, 0, 3, 0, 0, 0, 0, 0, 800, 0, 1, 0]).expect("a trip");
+        assert_eq!(
+            (reply.code, reply.view.open_for_ms),
+            (Code::Transitioned, Some(800))
+        );
+        assert_eq!(reply.view.opened_ago_ms, 3);
+    }
+
+    #[test]
+    fn a_backoff_follows_the_window_arguments_or_a_kind_0_window() {
+        let seed = Seed {
+            state: State::Closed,
+            generation: 0,
+            failures: 0,
+            opened_ago_ms: 0,
+        };
+        let limits = Limits {
+            fail_max: 1,
+            success_threshold: 1,
+            half_open_max_calls: 1,
+            reset_timeout_ms: 100,
+            probe_lease_ms: 100,
+        };
+        let backoff = BackoffArgs {
+            multiplier: 1.5,
+            cap_ms: 60_000,
+            jitter: Jitter::Equal,
+        };
+        let mut args = arguments(Op::Sync, "", &seed, &limits);
+        push_backoff_arguments(&mut args, &backoff, 77);
+        // ARGV[n] is args[n - 1].
+        assert_eq!(args.len(), 32);
+        assert!(args[17..27].iter().all(|a| a == "0"), "a kind-0 window: {args:?}");
+        assert_eq!(args[27..32], ["1", "1.5", "60000", "2", "77"]);
+        assert_eq!(
+            arguments(Op::Sync, "", &seed, &limits).len(),
+            17,
+            "no backoff: as before"
+        );
+    }
+
+    #[test]
     fn announcements_parse_strictly() {
         let view = RawView::parse_announcement("1700000000000001 2 9 0 0 1 0 12 1 1").expect("valid");
         assert_eq!(view.state, State::HalfOpen);
         assert_eq!((view.generation, view.in_flight, view.probe_ago_ms), (9, 1, 12));
         assert_eq!(view.probe_slots, Some((1, 1)));
         assert!(RawView::parse_announcement("1 2 9 0 0 1 0 12 1").is_none());
-        assert!(RawView::parse_announcement("1 2 9 0 0 1 0 12 1 1 13").is_none());
+        assert!(RawView::parse_announcement("1 2 9 0 0 1 0 12 1 1 -1 13").is_none());
         assert!(RawView::parse_announcement("1 7 9 0 0 1 0 12 1 1").is_none());
         assert!(RawView::parse_announcement("x 2 9 0 0 1 0 12 1 1").is_none());
     }

@@ -1,11 +1,13 @@
 //! One namespace's keys on a transport: runs the protocol's script for the
 //! fleet seam and the watcher.
 
-use super::protocol::{self, Op, Reply, Seed, WindowArgs};
+use super::protocol::{self, BackoffArgs, Op, Reply, Seed, WindowArgs};
 use super::transport::Transport;
 use super::StorageError;
+use crate::machine::backoff::Jitter;
 use crate::machine::state::Limits;
-use std::sync::Arc;
+use crate::sync::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// The keys of one namespace, and the transport that reaches them.
@@ -15,6 +17,11 @@ pub(crate) struct Store {
     channel: String,
     announce: bool,
     command_timeout: Duration,
+    /// The exponential backoff the script applies when a run opens the
+    /// fleet; unset: the reset timeout, and the arguments of old.
+    backoff: OnceLock<BackoffArgs>,
+    /// The jitter's random state (xorshift; spread, not secrecy).
+    rng: AtomicU64,
 }
 
 impl Store {
@@ -30,7 +37,32 @@ impl Store {
             channel: protocol::channel(namespace),
             announce,
             command_timeout,
+            backoff: OnceLock::new(),
+            rng: AtomicU64::new(seed()),
         }
+    }
+
+    /// Sends `backoff` with every run from now on.
+    pub(crate) fn attach_backoff(&self, backoff: BackoffArgs) {
+        let _ = self.backoff.set(backoff);
+    }
+
+    /// A fresh draw for the script's jitter (0 without jitter: nothing to draw).
+    fn draw(&self, jitter: Jitter) -> u32 {
+        if jitter == Jitter::None {
+            return 0;
+        }
+        let step = |mut x: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let previous = self
+            .rng
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |x| Some(step(x)))
+            .unwrap_or_else(|x| x);
+        (step(previous) >> 32) as u32
     }
 
     pub(crate) fn channel(&self) -> &str {
@@ -81,9 +113,20 @@ impl Store {
         if let Some(w) = window {
             protocol::push_window_arguments(&mut args, w);
         }
+        if let Some(b) = self.backoff.get() {
+            protocol::push_backoff_arguments(&mut args, b, self.draw(b.jitter));
+        }
         let values = self
             .transport
             .eval(protocol::script(), &self.key, &args, timeout)?;
         Reply::parse(&values).ok_or_else(|| StorageError::protocol(&values))
     }
+}
+
+/// A seed for the jitter's draws, different in each process and store.
+fn seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u8(0);
+    hasher.finish() | 1
 }

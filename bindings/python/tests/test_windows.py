@@ -609,9 +609,14 @@ def test_a_shared_breaker_takes_windows_and_refuses_per_process_rules_before_con
     # a breaker that builds decides by its fault policy until Redis answers.
     storage = breakerbox.CircuitRedisStorage("closed", redis.Redis(host="127.0.0.1", port=1))
     for kwargs in ({"count_window": 10}, {"time_window": 30, "slow_call_duration": 1.0},
-                   {"count_window": 10, "mode": "metrics_only"}):
+                   {"count_window": 10, "mode": "metrics_only"},
+                   {"count_window": 10, "open_backoff": ExponentialBackoff(2, 60, jitter=Jitter.FULL)}):
         assert CircuitBreaker(state_storage=storage, **kwargs).window_calls == 0
-    for kwargs in ({"mode": "disabled"}, {"open_backoff": ExponentialBackoff(2, 60)},
+    # An exponential backoff is the fleet's: it builds, closed, not open for anything yet.
+    for jitter in (Jitter.NONE, Jitter.EQUAL):
+        shared = CircuitBreaker(state_storage=storage, open_backoff=ExponentialBackoff(2, 60, jitter=jitter))
+        assert shared.open_for is None
+    for kwargs in ({"mode": "disabled"}, {"open_backoff": lambda attempt, rate: 1.0},
                    {"half_open_rule": "failure_rate"}):
         with pytest.raises(ValueError, match="state_storage") as info:
             CircuitBreaker(state_storage=storage, **kwargs)
