@@ -109,12 +109,16 @@ mod fleet;
 mod offload;
 mod protocol;
 mod store;
+#[cfg(feature = "redis-tls")]
+mod tls;
 pub mod transport;
 mod watcher;
 
 pub use crate::machine::events::StorageErrorKind;
 pub(crate) use fleet::{Fleet, Mirror, DEGRADED_TAG};
 pub(crate) use offload::Pending;
+#[cfg(feature = "redis-tls")]
+pub use tls::TlsCertificates;
 pub use transport::{Script, Subscriber, Transport};
 
 use std::fmt;
