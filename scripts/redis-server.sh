@@ -67,6 +67,7 @@ start_redis_server() {
 redis_cli_args=()
 start_redis_cluster() {
     need_cmd redis-cli redis-tools
+    need_cmd timeout coreutils
     local name="$1" masters="$2" i node port
     shift 2
     [ "$#" -gt 0 ] || set -- --port "{port}"
@@ -80,8 +81,8 @@ start_redis_cluster() {
         addresses+=("127.0.0.1:$launched_port")
     done
     cluster_ports="${cluster_ports# }"
-    redis-cli "${redis_cli_args[@]}" --cluster create "${addresses[@]}" --cluster-replicas 0 \
-        --cluster-yes >"$redis_workdir/$name-create.log" 2>&1 || {
+    timeout 60 redis-cli "${redis_cli_args[@]}" --cluster create "${addresses[@]}" --cluster-replicas 0 \
+        --cluster-yes </dev/null >"$redis_workdir/$name-create.log" 2>&1 || {
         cat "$redis_workdir/$name-create.log" >&2
         return 1
     }

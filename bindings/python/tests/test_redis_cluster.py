@@ -1,8 +1,9 @@
 """A breaker shared through a Redis Cluster: a redis-py RedisCluster client,
 or a plain client of one node with ``cluster_mode=True``.
 
-Needs the cluster scripts/test-python.sh starts (3 masters:
-BREAKERBOX_REDIS_CLUSTER_PORTS).
+Needs the clusters scripts/test-python.sh starts (3 masters each, plain and
+over TLS: BREAKERBOX_REDIS_CLUSTER_PORTS, BREAKERBOX_REDIS_TLS_CLUSTER_PORTS,
+BREAKERBOX_TLS_DIR).
 """
 
 from __future__ import annotations
@@ -117,3 +118,29 @@ def test_cluster_mode_refuses_what_a_cluster_cannot_be():
         CircuitRedisStorage("closed", redis.Redis(db=3), cluster_mode=True)
     with pytest.raises(ValueError, match="cluster_mode"):
         CircuitRedisStorage("closed", redis.Redis(unix_socket_path="/run/redis.sock"), cluster_mode=True)
+
+
+def test_a_redis_cluster_client_over_tls_shares_state():
+    seeds = ports("BREAKERBOX_REDIS_TLS_CLUSTER_PORTS")
+    ca = os.path.join(os.environ["BREAKERBOX_TLS_DIR"], "ca.crt")
+    ns, errors = namespace(), Errors()
+
+    def client(port: int, **kwargs) -> RedisCluster:
+        return RedisCluster(host="127.0.0.1", port=port, ssl=True, ssl_ca_certs=ca, **kwargs)
+
+    assert CircuitRedisStorage("closed", client(seeds[0])).url.startswith("rediss://")
+    a, b = breaker(client(seeds[0]), ns, errors), breaker(client(seeds[1]), ns, errors)
+    assert_one_breaker(a, b)
+    assert errors.messages == []
+    assert client(seeds[2]).hget(f"breakerbox:{{{ns}}}:state", "s") is not None
+    # The client's CA is the only root: nodes it did not sign are a fault,
+    # so fail_closed rejects (the trusted seed above answers).
+    rogue = os.path.join(os.environ["BREAKERBOX_TLS_DIR"], "rogue.crt")
+    seed = redis.Redis(host="127.0.0.1", port=seeds[0], ssl=True, ssl_ca_certs=rogue)
+    untrusted = CircuitRedisStorage("closed", seed, namespace=namespace(), cluster_mode=True, policy="fail_closed",
+                                    command_timeout=COMMAND_TIMEOUT)
+    with pytest.raises(CircuitBreakerError):
+        CircuitBreaker(state_storage=untrusted).call(lambda: 1)
+    # A cluster's TLS settings are checked as a single client's.
+    with pytest.raises(ValueError, match="ssl_check_hostname"):
+        CircuitRedisStorage("closed", client(seeds[0], ssl_check_hostname=False))
