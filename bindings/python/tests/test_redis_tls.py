@@ -90,6 +90,11 @@ def test_a_tls_client_maps_to_rediss():
     assert breakerbox._redis_url(redis.Redis.from_url("rediss://127.0.0.1:6390/1")) == "rediss://127.0.0.1:6390/1"
 
 
+def test_a_host_cannot_add_url_options():
+    with pytest.raises(ValueError, match="redis_object"):
+        CircuitRedisStorage("closed", redis.Redis(host="127.0.0.1/#insecure", ssl=True))
+
+
 def test_a_tls_client_with_its_ca_file_shares_state():
     url, ns = env("BREAKERBOX_REDIS_TLS_URL"), namespace()
     errors = Errors()

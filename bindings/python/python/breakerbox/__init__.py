@@ -380,7 +380,12 @@ def _cluster_endpoint(client: Any) -> _Endpoint:
     return _Endpoint([f"{prefix}{_host(node.host)}:{int(node.port)}/" for node in nodes], True, tls)
 
 
-def _host(host: str) -> str:
+def _host(host: Any) -> str:
+    host = str(host)
+    # Such a character would end the URL's host and could add options (a
+    # `#insecure` fragment) the client never asked for.
+    if any(c in host for c in "/?#@ "):
+        raise ValueError(f"redis_object: {host!r} is not a host name or address")
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
