@@ -3,8 +3,10 @@
 # git), installs maturin, pytest, redis-py, mypy and prometheus_client into it
 # when missing, builds and installs the wheel from ./bindings/python (maturin
 # as the PEP 517 backend, as `pip install ./bindings/python` does anywhere),
-# then runs pytest against the installed wheel (with a private redis-server
-# and the Rust fleet peer) and mypy --strict on a typed example.
+# then runs pytest against the installed wheel (with private redis-servers:
+# a plain one, TLS ones with a throwaway CA, a 3-master Redis Cluster plain
+# and over TLS; and the Rust fleet peer) and mypy --strict on a typed
+# example.
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 source scripts/redis-server.sh
@@ -26,6 +28,29 @@ step "build the Rust fleet peer" cargo build -q -p breakerbox-fleet-peer
 export BREAKERBOX_FLEET_PEER="$ROOT/target/debug/fleet-peer"
 
 start_redis_server
+
+# TLS: one server that takes any client, one that requires a client
+# certificate the test CA signed.
+source scripts/redis-tls.sh
+require_tls_redis_server "$redis_server_bin"
+export BREAKERBOX_TLS_DIR="$redis_workdir/tls"
+mkdir -p "$BREAKERBOX_TLS_DIR"
+step "throwaway CA and certificates" make_test_certs "$BREAKERBOX_TLS_DIR"
+tls=(--port 0 --tls-port "{port}" --tls-cert-file "$BREAKERBOX_TLS_DIR/server.crt"
+    --tls-key-file "$BREAKERBOX_TLS_DIR/server.key" --tls-ca-cert-file "$BREAKERBOX_TLS_DIR/ca.crt")
+launch_redis_server tls "${tls[@]}" --tls-auth-clients no
+export BREAKERBOX_REDIS_TLS_URL="rediss://127.0.0.1:$launched_port/"
+launch_redis_server mtls "${tls[@]}" --tls-auth-clients yes
+export BREAKERBOX_REDIS_MTLS_URL="rediss://127.0.0.1:$launched_port/"
+# Redis Cluster, 3 masters: plain, then over TLS.
+start_redis_cluster cluster 3
+export BREAKERBOX_REDIS_CLUSTER_PORTS="$cluster_ports"
+# The cluster bus over TLS too: a node presents the client certificate to
+# the others, which always require one.
+redis_cli_args=(--tls --cacert "$BREAKERBOX_TLS_DIR/ca.crt")
+start_redis_cluster tls-cluster 3 "${tls[@]}" --tls-auth-clients no --tls-cluster yes \
+    --tls-client-cert-file "$BREAKERBOX_TLS_DIR/client.crt" --tls-client-key-file "$BREAKERBOX_TLS_DIR/client.key"
+export BREAKERBOX_REDIS_TLS_CLUSTER_PORTS="$cluster_ports"
 
 # From outside the tree, so only the installed wheel can be imported.
 run_pytest() {

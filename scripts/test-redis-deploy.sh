@@ -27,31 +27,13 @@ stop_servers() {
 }
 trap stop_servers EXIT
 
-# A throwaway CA, a server certificate for 127.0.0.1 it signs, and a rogue
+# A throwaway CA, server and client certificates it signs, and a rogue
 # self-signed one the client must refuse.
-need_cmd openssl openssl
-make_certs() {
-    local d="$BREAKERBOX_TLS_DIR" ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
-    openssl req -x509 "${ec[@]}" -days 1 -subj "/CN=breakerbox test CA" \
-        -keyout "$d/ca.key" -out "$d/ca.crt" 2>/dev/null
-    printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$d/ext"
-    openssl req "${ec[@]}" -subj "/CN=127.0.0.1" -keyout "$d/server.key" -out "$d/server.csr" 2>/dev/null
-    openssl x509 -req -in "$d/server.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial \
-        -days 1 -extfile "$d/ext" -out "$d/server.crt" 2>/dev/null
-    openssl req -x509 "${ec[@]}" -days 1 -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1" \
-        -keyout "$d/rogue.key" -out "$d/rogue.crt" 2>/dev/null
-    chmod 644 "$d"/*.key
-}
+source scripts/redis-tls.sh
 export BREAKERBOX_TLS_DIR="$workdir/tls"
 mkdir -p "$BREAKERBOX_TLS_DIR"
-step "throwaway CA and certificates" make_certs
-# Debian's redis-server is built with TLS: asked for a TLS port with no
-# certificate it says so and exits (a build without TLS refuses the option).
-tls_probe="$(timeout 5 "$BREAKERBOX_REDIS_SERVER" --port 0 --tls-port 1 --bind 127.0.0.1 2>&1 || true)"
-if ! grep -q "No tls-cert-file configured" <<<"$tls_probe"; then
-    echo "redis-server is not built with TLS: the TLS test cannot run" >&2
-    exit 1
-fi
+step "throwaway CA and certificates" make_test_certs "$BREAKERBOX_TLS_DIR"
+require_tls_redis_server "$BREAKERBOX_REDIS_SERVER"
 
 step "redis-deploy: the Lua script and the in-memory breaker decide alike" \
     cargo test --features redis --test redis_differential

@@ -27,39 +27,70 @@ impl RedisState {
     /// first that answers). Nothing is contacted yet, as for
     /// [`RedisState::connect`].
     pub fn connect_cluster(nodes: &[&str]) -> Result<RedisState, StorageError> {
-        if nodes.is_empty() {
-            return Err(StorageError::new(
-                StorageErrorKind::InvalidUrl,
-                &"connect_cluster: nodes is empty (give at least one redis://host:port/)",
-            ));
-        }
-        let mut urls = Vec::with_capacity(nodes.len());
-        let mut subscribers = Vec::with_capacity(nodes.len());
-        for &node in nodes {
-            let masked = super::client::mask_password(node);
-            let client = redis::Client::open(node).map_err(|_| {
+        cluster(nodes, None)
+    }
+
+    /// As [`RedisState::connect_cluster`] for `rediss://` nodes, verifying
+    /// every node with `certificates` as [`RedisState::connect_tls`] does
+    /// (the `redis-tls` feature too).
+    #[cfg(feature = "redis-tls")]
+    pub fn connect_cluster_tls(
+        nodes: &[&str],
+        certificates: &super::TlsCertificates,
+    ) -> Result<RedisState, StorageError> {
+        cluster(nodes, Some(certificates))
+    }
+}
+
+#[cfg(feature = "redis-tls")]
+type Certificates<'a> = Option<&'a super::TlsCertificates>;
+#[cfg(not(feature = "redis-tls"))]
+type Certificates<'a> = Option<&'a std::convert::Infallible>;
+
+fn cluster(nodes: &[&str], certificates: Certificates<'_>) -> Result<RedisState, StorageError> {
+    if nodes.is_empty() {
+        return Err(StorageError::new(
+            StorageErrorKind::InvalidUrl,
+            &"connect_cluster: nodes is empty (give at least one redis://host:port/)",
+        ));
+    }
+    let mut urls = Vec::with_capacity(nodes.len());
+    let mut subscribers = Vec::with_capacity(nodes.len());
+    for &node in nodes {
+        let masked = super::client::mask_password(node);
+        let client = match certificates {
+            #[cfg(feature = "redis-tls")]
+            Some(certificates) => certificates.client(node, &masked)?,
+            #[cfg(not(feature = "redis-tls"))]
+            Some(never) => match *never {},
+            None => redis::Client::open(node).map_err(|_| {
                 StorageError::new(
                     StorageErrorKind::InvalidUrl,
                     &format_args!(
                         "{masked:?} is not a Redis URL (expected redis://[user:password@]host[:port]/)"
                     ),
                 )
-            })?;
-            urls.push(node.to_owned());
-            subscribers.push(RedisTransport::new(client, masked, Duration::MAX));
-        }
-        Ok(RedisState::with_transport(Arc::new(ClusterTransport {
-            urls,
-            subscribers,
-            conn: Mutex::new(None),
-        })))
+            })?,
+        };
+        urls.push(node.to_owned());
+        subscribers.push(RedisTransport::new(client, masked, Duration::MAX));
     }
+    Ok(RedisState::with_transport(Arc::new(ClusterTransport {
+        urls,
+        #[cfg(feature = "redis-tls")]
+        certificates: certificates.map(super::TlsCertificates::to_redis).transpose()?,
+        subscribers,
+        conn: Mutex::new(None),
+    })))
 }
 
 /// One Redis Cluster: a cluster connection for the script, and a node to
 /// subscribe on.
 struct ClusterTransport {
     urls: Vec<String>,
+    /// The roots and client certificate of every node's TLS connection.
+    #[cfg(feature = "redis-tls")]
+    certificates: Option<redis::TlsCertificates>,
     /// One per node, for subscriptions only.
     subscribers: Vec<RedisTransport>,
     conn: Mutex<Option<ClusterConnection>>,
@@ -69,11 +100,16 @@ impl ClusterTransport {
     /// A cluster connection with a fresh slot map, within `deadline`.
     fn open(&self, deadline: Instant) -> Result<ClusterConnection, StorageError> {
         let left = remaining(deadline)?;
-        let client = ClusterClient::builder(self.urls.clone())
+        let builder = ClusterClient::builder(self.urls.clone())
             .retries(0)
             .connection_timeout(left)
-            .response_timeout(left)
-            .build()?;
+            .response_timeout(left);
+        #[cfg(feature = "redis-tls")]
+        let builder = match &self.certificates {
+            Some(certificates) => builder.certs(certificates.clone()),
+            None => builder,
+        };
+        let client = builder.build()?;
         Ok(client.get_connection()?)
     }
 }

@@ -121,6 +121,8 @@ mod offload;
 mod protocol;
 mod sentinel;
 mod store;
+#[cfg(feature = "redis-tls")]
+mod tls;
 pub mod transport;
 mod watcher;
 
@@ -128,6 +130,8 @@ pub use crate::machine::events::StorageErrorKind;
 pub(crate) use fleet::{Fleet, Mirror, DEGRADED_TAG};
 pub(crate) use offload::Pending;
 pub use sentinel::SentinelMaster;
+#[cfg(feature = "redis-tls")]
+pub use tls::TlsCertificates;
 pub use transport::{Script, Subscriber, Transport};
 
 use std::fmt;

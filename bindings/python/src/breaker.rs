@@ -10,7 +10,7 @@
 
 use crate::args;
 use crate::calls::{self, Calling, Decorated, Permit};
-use crate::core::{build_error, config_error, Config, Core, PyManualClock, Shared};
+use crate::core::{build_error, config_error, Config, Core, Endpoint, PyManualClock, Shared, Tls};
 use crate::events::{self, Event};
 use crate::policy::{self, Options, Raw};
 use crate::{setup, CircuitBreakerError, CircuitOpenError};
@@ -569,7 +569,7 @@ impl BreakerBase {
     #[pyo3(signature = (*, name, fail_max, reset_timeout, success_threshold, half_open_max_calls,
         probe_lease, exclude, ignore, listeners, throw_new_error_on_trip, clock, initial_state,
         redis_url=None, redis_namespace=None, redis_policy="local", redis_command_timeout=None,
-        redis_refresh_interval=None, nodus=false, count_window=None, time_window=None,
+        redis_refresh_interval=None, redis_cluster=None, redis_tls=None, nodus=false, count_window=None, time_window=None,
         window_buckets=None, failure_rate_threshold=None, minimum_calls=None,
         slow_call_duration=None, slow_call_rate_threshold=None, mode=None, open_backoff=None,
         half_open_rule=None))]
@@ -593,6 +593,8 @@ impl BreakerBase {
         redis_policy: &str,
         redis_command_timeout: Option<&Bound<'_, PyAny>>,
         redis_refresh_interval: Option<&Bound<'_, PyAny>>,
+        redis_cluster: Option<Vec<String>>,
+        redis_tls: Option<Tls>,
         nodus: bool,
         count_window: Option<&Bound<'_, PyAny>>,
         time_window: Option<&Bound<'_, PyAny>>,
@@ -658,8 +660,13 @@ impl BreakerBase {
                     Some(v) => args::seconds("refresh_interval", v, true)?,
                     None => breakerbox::redis::DEFAULT_REFRESH_INTERVAL,
                 };
+                let endpoint = match redis_cluster {
+                    Some(nodes) => Endpoint::Cluster(nodes),
+                    None => Endpoint::Url(url),
+                };
                 Some(Shared::new(
-                    &url,
+                    endpoint,
+                    redis_tls,
                     redis_namespace,
                     redis_policy,
                     timeout,

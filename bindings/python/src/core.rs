@@ -5,7 +5,7 @@ use crate::args;
 use crate::events::Bridge;
 use crate::policy::{Options, Timer};
 use breakerbox::clock::{Clock, ManualClock};
-use breakerbox::redis::{FaultPolicy, RedisState};
+use breakerbox::redis::{FaultPolicy, RedisState, TlsCertificates};
 use breakerbox::{CircuitBreaker, ConfigError, Mode, State};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -55,9 +55,20 @@ pub(crate) struct Shared {
     pub(crate) state: RedisState,
 }
 
+/// Where the core connects: one URL, or a cluster's seed nodes.
+pub(crate) enum Endpoint {
+    Url(String),
+    Cluster(Vec<String>),
+}
+
+/// A TLS client's certificates, as `CircuitRedisStorage` read them: the
+/// roots (PEM; `None`, the system's) and the client certificate and key.
+pub(crate) type Tls = (Option<Vec<u8>>, Option<(Vec<u8>, Vec<u8>)>);
+
 impl Shared {
     pub(crate) fn new(
-        url: &str,
+        endpoint: Endpoint,
+        tls: Option<Tls>,
         namespace: Option<String>,
         policy: &str,
         command_timeout: Duration,
@@ -73,8 +84,29 @@ impl Shared {
                 )))
             }
         };
-        let mut state = RedisState::connect(url)
-            .map_err(|e| PyValueError::new_err(format!("redis_client: {e}")))?
+        let tls = tls.map(|(roots, client)| {
+            let mut certificates = TlsCertificates::new();
+            if let Some(roots) = roots {
+                certificates = certificates.root_certificates(roots);
+            }
+            if let Some((certificate, key)) = client {
+                certificates = certificates.client_certificate(certificate, key);
+            }
+            certificates
+        });
+        let state = match (&endpoint, &tls) {
+            (Endpoint::Url(url), None) => RedisState::connect(url),
+            (Endpoint::Url(url), Some(tls)) => RedisState::connect_tls(url, tls),
+            (Endpoint::Cluster(nodes), tls) => {
+                let nodes: Vec<&str> = nodes.iter().map(String::as_str).collect();
+                match tls {
+                    None => RedisState::connect_cluster(&nodes),
+                    Some(tls) => RedisState::connect_cluster_tls(&nodes, tls),
+                }
+            }
+        };
+        let mut state = state
+            .map_err(|e| PyValueError::new_err(format!("redis_object: {e}")))?
             .policy(policy)
             .command_timeout(command_timeout)
             .refresh_interval(refresh_interval);

@@ -101,12 +101,15 @@ def test_nodus_constructor(kwargs, error, words):
 def test_redis_storage_refuses_what_it_cannot_honour():
     import redis
 
-    with pytest.raises(TypeError, match="TLS"):
-        breakerbox.CircuitRedisStorage("closed", redis.Redis(ssl=True))
+    # TLS is carried, but never with less verification than the client asks.
+    with pytest.raises(ValueError, match="ssl_cert_reqs"):
+        breakerbox.CircuitRedisStorage("closed", redis.Redis(ssl=True, ssl_cert_reqs="none"))
     with pytest.raises(TypeError, match="redis_object"):
         breakerbox.CircuitRedisStorage("closed", object())
+    with pytest.raises(ValueError, match="cluster_mode"):
+        breakerbox.CircuitRedisStorage("closed", redis.Redis(db=1), cluster_mode=True)
     with pytest.raises(TypeError, match="cluster_mode"):
-        breakerbox.CircuitRedisStorage("closed", redis.Redis(), cluster_mode=True)
+        breakerbox.CircuitRedisStorage("closed", redis.Redis(), cluster_mode="yes")
     with pytest.raises(ValueError, match="policy"):
         breakerbox.CircuitRedisStorage("closed", redis.Redis(), policy="maybe")
     with pytest.raises(ValueError, match="Unknown state"):

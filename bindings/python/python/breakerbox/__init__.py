@@ -13,7 +13,7 @@ import inspect
 import os
 import weakref
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Sequence, TypeVar, Union, overload
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, NamedTuple, Sequence, TypeVar, Union, overload
 
 from ._breakerbox import (
     BreakerBase as _BreakerBase,
@@ -249,7 +249,22 @@ class CircuitRedisStorage(CircuitBreakerStorage):
     Redis server's clock, pub/sub announcements). ``redis_object`` is the
     redis-py client the application already has: its host, port, database,
     username, password or unix socket are used to open the core's own
-    connections. TLS and Sentinel or Cluster clients raise ``TypeError``.
+    connections.
+
+    A TLS client (``ssl=True``, ``rediss://``) connects over TLS 1.2 or 1.3
+    with its ``ssl_ca_certs``/``ssl_ca_data`` as the only roots (the
+    system's when neither is given) and its ``ssl_certfile``/``ssl_keyfile``
+    as the client certificate; the server's host name is always checked. A
+    setting that cannot be honoured exactly raises ``ValueError`` naming it
+    (``ssl_cert_reqs="none"``, ``ssl_check_hostname=False``, a CA directory,
+    an encrypted key, OCSP, ciphers, TLS 1.3 only), never a weaker
+    connection.
+
+    A ``redis.cluster.RedisCluster`` client shares the state through the
+    cluster (its nodes are the seeds, its credentials and TLS settings
+    apply), and so does a plain client of one node with
+    ``cluster_mode=True``. Sentinel clients and a ``credential_provider``
+    raise ``TypeError``.
     """
 
     def __init__(
@@ -269,12 +284,12 @@ class CircuitRedisStorage(CircuitBreakerStorage):
         _check_state(fallback_circuit_state, "fallback_circuit_state")
         if namespace is not None and not isinstance(namespace, str):
             raise TypeError(f"namespace must be a str or None, not {type(namespace).__name__}")
-        if cluster_mode:
-            raise TypeError("cluster_mode: Redis Cluster clients are not supported; "
-                            "give a plain redis.Redis client of the node holding the namespace")
+        if not isinstance(cluster_mode, bool):
+            raise TypeError(f"cluster_mode must be a bool, not {type(cluster_mode).__name__}")
         if policy not in _POLICIES:
             raise ValueError(f"policy must be one of {', '.join(_POLICIES)}, got {policy!r}")
-        self._url = _redis_url(redis_object)
+        self._endpoint = _redis_endpoint(redis_object, cluster_mode)
+        self._url = self._endpoint.urls[0]
         self._namespace = namespace
         self._policy = policy
         self._command_timeout = command_timeout
@@ -286,55 +301,188 @@ class CircuitRedisStorage(CircuitBreakerStorage):
 
     @property
     def url(self) -> str:
-        """The connection the core opens, password hidden."""
-        from urllib.parse import urlsplit, urlunsplit
+        """The connection the core opens (a cluster's first seed), password hidden."""
+        return _mask(self._url)
 
-        parts = urlsplit(self._url)
-        if parts.password:
-            netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
-            return urlunsplit(parts._replace(netloc=netloc))
-        return self._url
+
+def _mask(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+class _Endpoint(NamedTuple):
+    """What the core connects to: one URL, or a cluster's seed nodes."""
+
+    urls: list[str]
+    cluster: bool
+    # (roots PEM or None for the system's, (certificate PEM, key PEM) or None);
+    # None: no TLS.
+    tls: tuple[bytes | None, tuple[bytes, bytes] | None] | None
 
 
 def _redis_url(client: Any) -> str:
     """The URL of a redis-py client's connection settings."""
-    from urllib.parse import quote
+    return _redis_endpoint(client, False).urls[0]
 
+
+def _redis_endpoint(client: Any, cluster_mode: bool) -> _Endpoint:
     kind = type(client).__name__
-    if kind in ("RedisCluster", "ClusterPipeline") or hasattr(client, "get_nodes"):
-        raise TypeError("redis_object: Redis Cluster clients are not supported; "
-                        "give a plain redis.Redis client")
+    if kind == "ClusterPipeline":
+        raise TypeError("redis_object must be a redis-py client, not a ClusterPipeline")
+    if hasattr(client, "get_nodes"):
+        return _cluster_endpoint(client)
     pool = getattr(client, "connection_pool", None)
     kwargs = getattr(pool, "connection_kwargs", None)
     if pool is None or not isinstance(kwargs, dict):
         raise TypeError(f"redis_object must be a redis-py Redis client, not {kind}")
     conn_class = getattr(pool, "connection_class", None)
-    class_name = getattr(conn_class, "__name__", "")
-    if "Sentinel" in class_name or "Sentinel" in type(pool).__name__:
+    if "Sentinel" in getattr(conn_class, "__name__", "") or "Sentinel" in type(pool).__name__:
         raise TypeError("redis_object: Sentinel-managed clients are not supported; "
                         "give a redis.Redis client of the current master")
-    if "SSL" in class_name or kwargs.get("ssl") or kwargs.get("ssl_context"):
-        raise TypeError("redis_object uses TLS, which this build cannot honour; "
-                        "refusing to connect in plain text")
+    host = kwargs.get("host") or "localhost"
+    port = int(kwargs.get("port") or 6379)
+    prefix, tls = _connection_prefix(conn_class, kwargs)
+    db = int(kwargs.get("db") or 0)
+    path = kwargs.get("path")
+    if cluster_mode:
+        if path:
+            raise ValueError("cluster_mode: a Redis Cluster is reached over TCP, not a unix socket")
+        if db:
+            raise ValueError(f"cluster_mode: a Redis Cluster has database 0 only; the client selects db {db}")
+        return _Endpoint([f"{prefix}{_host(host)}:{port}/"], True, tls)
+    if path:
+        return _Endpoint([f"unix://{prefix.split('://', 1)[1]}{path}?db={db}"], False, None)
+    return _Endpoint([f"{prefix}{_host(host)}:{port}/{db}"], False, tls)
+
+
+def _cluster_endpoint(client: Any) -> _Endpoint:
+    nodes = list(client.get_nodes())
+    if not nodes:
+        raise ValueError("redis_object: the RedisCluster client knows no node")
+    settings = None
+    for node in nodes:
+        connection = getattr(node, "redis_connection", None)
+        pool = getattr(connection, "connection_pool", None)
+        if pool is not None and isinstance(getattr(pool, "connection_kwargs", None), dict):
+            settings = (pool.connection_class, pool.connection_kwargs)
+            break
+        if isinstance(getattr(node, "connection_kwargs", None), dict):
+            settings = (getattr(node, "connection_class", None), node.connection_kwargs)
+            break
+    if settings is None:
+        raise TypeError(f"redis_object: cannot read the connection settings of {type(client).__name__}")
+    prefix, tls = _connection_prefix(*settings)
+    return _Endpoint([f"{prefix}{_host(node.host)}:{int(node.port)}/" for node in nodes], True, tls)
+
+
+def _host(host: Any) -> str:
+    host = str(host)
+    # Such a character would end the URL's host and could add options (a
+    # `#insecure` fragment) the client never asked for.
+    if any(c in host for c in "/?#@ "):
+        raise ValueError(f"redis_object: {host!r} is not a host name or address")
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def _quote(value: str) -> str:
+    from urllib.parse import quote
+
+    return quote(value, safe="")
+
+
+def _connection_prefix(
+    conn_class: Any, kwargs: dict[str, Any]
+) -> tuple[str, tuple[bytes | None, tuple[bytes, bytes] | None] | None]:
+    """``redis://user:password@`` or ``rediss://...`` with the TLS settings."""
     if kwargs.get("credential_provider") is not None:
         raise TypeError("redis_object: a credential_provider is not supported; give username/password")
     username = kwargs.get("username") or ""
     password = kwargs.get("password") or ""
     auth = ""
     if password:
-        auth = f"{quote(str(username), safe='')}:{quote(str(password), safe='')}@"
+        auth = f"{_quote(str(username))}:{_quote(str(password))}@"
     elif username:
-        auth = f"{quote(str(username), safe='')}@"
-    db = int(kwargs.get("db") or 0)
-    path = kwargs.get("path")
-    if path:
-        url = f"unix://{auth}{path}?db={db}"
-        return url
-    host = kwargs.get("host") or "localhost"
-    port = int(kwargs.get("port") or 6379)
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    return f"redis://{auth}{host}:{port}/{db}"
+        auth = f"{_quote(str(username))}@"
+    uses_tls = "SSL" in getattr(conn_class, "__name__", "") or bool(kwargs.get("ssl"))
+    if not uses_tls:
+        if kwargs.get("ssl_context") is not None:
+            raise ValueError("ssl_context: an ssl.SSLContext cannot be carried to the core; "
+                             "give ssl_ca_certs/ssl_certfile/ssl_keyfile instead")
+        return f"redis://{auth}", None
+    return f"rediss://{auth}", _tls_settings(kwargs)
+
+
+# Settings the core cannot carry: each must be left at its default, the
+# value that changes nothing in the connection's security.
+_TLS_UNSUPPORTED = {
+    "ssl_context": "an ssl.SSLContext cannot be carried to the core; give ssl_ca_certs/ssl_certfile/ssl_keyfile",
+    "ssl_ca_path": "a CA directory is not supported; give ssl_ca_certs (a file) or ssl_ca_data",
+    "ssl_password": "an encrypted private key is not supported; give an unencrypted ssl_keyfile",
+    "ssl_include_verify_flags": "OpenSSL verify flags are not supported",
+    "ssl_exclude_verify_flags": "OpenSSL verify flags are not supported",
+    "ssl_validate_ocsp": "OCSP checks are not supported",
+    "ssl_validate_ocsp_stapled": "OCSP checks are not supported",
+    "ssl_ocsp_context": "OCSP checks are not supported",
+    "ssl_ocsp_expected_cert": "OCSP checks are not supported",
+    "ssl_ciphers": "a cipher list is not supported (the core offers rustls' TLS 1.2/1.3 suites)",
+}
+_TLS_HONOURED = ("ssl", "ssl_ca_certs", "ssl_ca_data", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs",
+                 "ssl_check_hostname", "ssl_min_version")
+
+
+def _read(argument: str, path: Any) -> bytes:
+    try:
+        with open(os.fspath(path), "rb") as f:
+            return f.read()
+    except (OSError, TypeError) as e:
+        raise ValueError(f"{argument}: cannot read {path!r}: {e}") from None
+
+
+def _tls_settings(kwargs: dict[str, Any]) -> tuple[bytes | None, tuple[bytes, bytes] | None]:
+    import ssl
+
+    for key, value in kwargs.items():
+        if not key.startswith("ssl") or key in _TLS_HONOURED or value is None or value is False or value == []:
+            continue
+        why = _TLS_UNSUPPORTED.get(key, "this TLS setting is not supported")
+        raise ValueError(f"{key}={value!r}: {why}; refusing to connect with other security than asked")
+    reqs = kwargs.get("ssl_cert_reqs", "required")
+    if isinstance(reqs, str):
+        reqs = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}.get(reqs, reqs)
+    if reqs is None or reqs == ssl.CERT_NONE:
+        raise ValueError("ssl_cert_reqs: the core always verifies the server's certificate; "
+                         "give 'required' and the CA in ssl_ca_certs or ssl_ca_data")
+    # A client's CERT_OPTIONAL verifies as CERT_REQUIRED does.
+    if reqs not in (ssl.CERT_OPTIONAL, ssl.CERT_REQUIRED):
+        raise ValueError(f"ssl_cert_reqs must be 'none', 'optional' or 'required', got {reqs!r}")
+    if kwargs.get("ssl_check_hostname", True) is not True:
+        raise ValueError("ssl_check_hostname: the core always checks the server's host name against "
+                         "its certificate; give ssl_check_hostname=True")
+    minimum = kwargs.get("ssl_min_version")
+    if minimum is not None and minimum in (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.MAXIMUM_SUPPORTED):
+        raise ValueError(f"ssl_min_version={minimum!r}: the core negotiates TLS 1.2 or 1.3 and cannot require 1.3")
+    roots = b""
+    if kwargs.get("ssl_ca_certs") is not None:
+        roots += _read("ssl_ca_certs", kwargs["ssl_ca_certs"]) + b"\n"
+    data = kwargs.get("ssl_ca_data")
+    if data is not None:
+        if not isinstance(data, str):
+            raise ValueError("ssl_ca_data: give PEM text (a str); DER bytes are not supported")
+        roots += data.encode("ascii", "replace") + b"\n"
+    certfile, keyfile = kwargs.get("ssl_certfile"), kwargs.get("ssl_keyfile")
+    client = None
+    if certfile is not None:
+        certificate = _read("ssl_certfile", certfile)
+        # As ssl.load_cert_chain: without a key file the key is in the certificate file.
+        client = (certificate, _read("ssl_keyfile", keyfile) if keyfile is not None else certificate)
+    elif keyfile is not None:
+        raise ValueError("ssl_keyfile: a key without ssl_certfile; give both")
+    return (roots or None), client
 
 
 _fork_registry: weakref.WeakSet[CircuitBreaker] = weakref.WeakSet()
@@ -417,6 +565,8 @@ class CircuitBreaker(_BreakerBase):
             initial = state_storage.state
             redis = dict(
                 redis_url=state_storage._url,
+                redis_cluster=state_storage._endpoint.urls if state_storage._endpoint.cluster else None,
+                redis_tls=state_storage._endpoint.tls,
                 redis_namespace=state_storage._namespace,
                 redis_policy=state_storage._policy,
                 redis_command_timeout=state_storage._command_timeout,
