@@ -28,6 +28,8 @@ step "build the Rust fleet peer" cargo build -q -p breakerbox-fleet-peer
 export BREAKERBOX_FLEET_PEER="$ROOT/target/debug/fleet-peer"
 
 start_redis_server
+# A sentinel naming that server as master "m" (BREAKERBOX_REDIS_SENTINEL_URL).
+start_redis_sentinel
 
 # TLS: one server that takes any client, one that requires a client
 # certificate the test CA signed.

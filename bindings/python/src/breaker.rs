@@ -569,7 +569,7 @@ impl BreakerBase {
     #[pyo3(signature = (*, name, fail_max, reset_timeout, success_threshold, half_open_max_calls,
         probe_lease, exclude, ignore, listeners, throw_new_error_on_trip, clock, initial_state,
         redis_url=None, redis_namespace=None, redis_policy="local", redis_command_timeout=None,
-        redis_refresh_interval=None, redis_cluster=None, redis_tls=None, nodus=false, count_window=None, time_window=None,
+        redis_refresh_interval=None, redis_cluster=None, redis_tls=None, redis_sentinel=None, nodus=false, count_window=None, time_window=None,
         window_buckets=None, failure_rate_threshold=None, minimum_calls=None,
         slow_call_duration=None, slow_call_rate_threshold=None, mode=None, open_backoff=None,
         half_open_rule=None))]
@@ -595,6 +595,7 @@ impl BreakerBase {
         redis_refresh_interval: Option<&Bound<'_, PyAny>>,
         redis_cluster: Option<Vec<String>>,
         redis_tls: Option<Tls>,
+        redis_sentinel: Option<(Vec<String>, String, String, String, u32)>,
         nodus: bool,
         count_window: Option<&Bound<'_, PyAny>>,
         time_window: Option<&Bound<'_, PyAny>>,
@@ -660,9 +661,16 @@ impl BreakerBase {
                     Some(v) => args::seconds("refresh_interval", v, true)?,
                     None => breakerbox::redis::DEFAULT_REFRESH_INTERVAL,
                 };
-                let endpoint = match redis_cluster {
-                    Some(nodes) => Endpoint::Cluster(nodes),
-                    None => Endpoint::Url(url),
+                let endpoint = match (redis_cluster, redis_sentinel) {
+                    (Some(nodes), _) => Endpoint::Cluster(nodes),
+                    (None, Some((sentinels, master, username, password, db))) => Endpoint::Sentinel {
+                        sentinels,
+                        master,
+                        username,
+                        password,
+                        db,
+                    },
+                    (None, None) => Endpoint::Url(url),
                 };
                 Some(Shared::new(
                     endpoint,

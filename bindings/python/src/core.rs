@@ -5,9 +5,9 @@ use crate::args;
 use crate::events::Bridge;
 use crate::policy::{Options, Timer};
 use breakerbox::clock::{Clock, ManualClock};
-use breakerbox::redis::{FaultPolicy, RedisState, TlsCertificates};
+use breakerbox::redis::{FaultPolicy, RedisState, SentinelMaster, TlsCertificates};
 use breakerbox::{CircuitBreaker, ConfigError, Mode, State};
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -55,10 +55,18 @@ pub(crate) struct Shared {
     pub(crate) state: RedisState,
 }
 
-/// Where the core connects: one URL, or a cluster's seed nodes.
+/// Where the core connects: one URL, a cluster's seed nodes, or the
+/// sentinels that name the master (and the master's credentials).
 pub(crate) enum Endpoint {
     Url(String),
     Cluster(Vec<String>),
+    Sentinel {
+        sentinels: Vec<String>,
+        master: String,
+        username: String,
+        password: String,
+        db: u32,
+    },
 }
 
 /// A TLS client's certificates, as `CircuitRedisStorage` read them: the
@@ -103,6 +111,31 @@ impl Shared {
                     None => RedisState::connect_cluster(&nodes),
                     Some(tls) => RedisState::connect_cluster_tls(&nodes, tls),
                 }
+            }
+            (
+                Endpoint::Sentinel {
+                    sentinels,
+                    master,
+                    username,
+                    password,
+                    db,
+                },
+                None,
+            ) => {
+                let sentinels: Vec<&str> = sentinels.iter().map(String::as_str).collect();
+                let mut credentials = SentinelMaster::new().db(*db);
+                if !username.is_empty() {
+                    credentials = credentials.username(username.as_str());
+                }
+                if !password.is_empty() {
+                    credentials = credentials.password(password.as_str());
+                }
+                RedisState::connect_sentinel_with(&sentinels, master, credentials)
+            }
+            (Endpoint::Sentinel { .. }, Some(_)) => {
+                return Err(PyTypeError::new_err(
+                    "redis_object: TLS through Sentinel is not supported",
+                ))
             }
         };
         let mut state = state

@@ -116,6 +116,10 @@ def test_redis_storage_refuses_what_it_cannot_honour():
         breakerbox.CircuitRedisStorage("ajar", redis.Redis())
     import redis.sentinel
 
-    sentinel = redis.sentinel.Sentinel([("127.0.0.1", 1)]).master_for("mymaster")
-    with pytest.raises(TypeError, match="Sentinel"):
-        breakerbox.CircuitRedisStorage("closed", sentinel)
+    sentinels = redis.sentinel.Sentinel([("127.0.0.1", 1)])
+    with pytest.raises(TypeError, match="replica client"):
+        breakerbox.CircuitRedisStorage("closed", sentinels.slave_for("mymaster"))
+    with pytest.raises(TypeError, match="TLS through Sentinel"):
+        breakerbox.CircuitRedisStorage("closed", sentinels.master_for("mymaster", ssl=True))
+    with pytest.raises(ValueError, match="cluster_mode"):
+        breakerbox.CircuitRedisStorage("closed", sentinels.master_for("mymaster"), cluster_mode=True)

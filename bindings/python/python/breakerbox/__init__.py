@@ -263,8 +263,13 @@ class CircuitRedisStorage(CircuitBreakerStorage):
     A ``redis.cluster.RedisCluster`` client shares the state through the
     cluster (its nodes are the seeds, its credentials and TLS settings
     apply), and so does a plain client of one node with
-    ``cluster_mode=True``. Sentinel clients and a ``credential_provider``
-    raise ``TypeError``.
+    ``cluster_mode=True``.
+
+    A client of ``redis.sentinel.Sentinel.master_for(name)`` reaches the
+    master the sentinels name, asking them again after a fault (a
+    failover); the sentinels' own password comes from ``sentinel_kwargs``,
+    the master's from the client. A replica client (``slave_for``), TLS
+    through Sentinel and a ``credential_provider`` raise ``TypeError``.
     """
 
     def __init__(
@@ -316,13 +321,16 @@ def _mask(url: str) -> str:
 
 
 class _Endpoint(NamedTuple):
-    """What the core connects to: one URL, or a cluster's seed nodes."""
+    """What the core connects to: one URL, a cluster's seed nodes, or the
+    sentinels that name the master."""
 
     urls: list[str]
     cluster: bool
     # (roots PEM or None for the system's, (certificate PEM, key PEM) or None);
     # None: no TLS.
     tls: tuple[bytes | None, tuple[bytes, bytes] | None] | None
+    # (master name, username, password, db): `urls` are the sentinels.
+    sentinel: tuple[str, str, str, int] | None = None
 
 
 def _redis_url(client: Any) -> str:
@@ -342,8 +350,9 @@ def _redis_endpoint(client: Any, cluster_mode: bool) -> _Endpoint:
         raise TypeError(f"redis_object must be a redis-py Redis client, not {kind}")
     conn_class = getattr(pool, "connection_class", None)
     if "Sentinel" in getattr(conn_class, "__name__", "") or "Sentinel" in type(pool).__name__:
-        raise TypeError("redis_object: Sentinel-managed clients are not supported; "
-                        "give a redis.Redis client of the current master")
+        if cluster_mode:
+            raise ValueError("cluster_mode: a Sentinel-managed client is not a Redis Cluster client")
+        return _sentinel_endpoint(pool, conn_class, kwargs)
     host = kwargs.get("host") or "localhost"
     port = int(kwargs.get("port") or 6379)
     prefix, tls = _connection_prefix(conn_class, kwargs)
@@ -378,6 +387,34 @@ def _cluster_endpoint(client: Any) -> _Endpoint:
         raise TypeError(f"redis_object: cannot read the connection settings of {type(client).__name__}")
     prefix, tls = _connection_prefix(*settings)
     return _Endpoint([f"{prefix}{_host(node.host)}:{int(node.port)}/" for node in nodes], True, tls)
+
+
+def _sentinel_endpoint(pool: Any, conn_class: Any, kwargs: dict[str, Any]) -> _Endpoint:
+    """The sentinels of a ``Sentinel.master_for`` client, and its master's settings."""
+    if not getattr(pool, "is_master", True):
+        raise TypeError("redis_object: a Sentinel replica client (slave_for) cannot share state, "
+                        "which is written on the master; give sentinel.master_for(name)")
+    name = getattr(pool, "service_name", None)
+    manager = getattr(pool, "sentinel_manager", None)
+    sentinels = list(getattr(manager, "sentinels", None) or [])
+    if not isinstance(name, str) or not name or not sentinels:
+        raise TypeError("redis_object: cannot read the Sentinel client's master name and sentinels")
+    prefix, tls = _connection_prefix(conn_class, kwargs)
+    if tls is not None:
+        raise TypeError("redis_object: TLS through Sentinel is not supported")
+    urls = []
+    for sentinel in sentinels:
+        spool = getattr(sentinel, "connection_pool", None)
+        skw = getattr(spool, "connection_kwargs", None)
+        if not isinstance(skw, dict):
+            raise TypeError("redis_object: cannot read a sentinel's connection settings")
+        sprefix, stls = _connection_prefix(getattr(spool, "connection_class", None), skw)
+        if stls is not None:
+            raise TypeError("redis_object: TLS through Sentinel is not supported")
+        urls.append(f"{sprefix}{_host(skw.get('host') or 'localhost')}:{int(skw.get('port') or 26379)}/")
+    master = (name, str(kwargs.get("username") or ""), str(kwargs.get("password") or ""),
+              int(kwargs.get("db") or 0))
+    return _Endpoint(urls, False, None, master)
 
 
 def _host(host: Any) -> str:
@@ -567,6 +604,10 @@ class CircuitBreaker(_BreakerBase):
                 redis_url=state_storage._url,
                 redis_cluster=state_storage._endpoint.urls if state_storage._endpoint.cluster else None,
                 redis_tls=state_storage._endpoint.tls,
+                redis_sentinel=(
+                    (state_storage._endpoint.urls, *state_storage._endpoint.sentinel)
+                    if state_storage._endpoint.sentinel else None
+                ),
                 redis_namespace=state_storage._namespace,
                 redis_policy=state_storage._policy,
                 redis_command_timeout=state_storage._command_timeout,
