@@ -61,6 +61,21 @@ impl Errors {
     }
 }
 
+/// Tells each listener that has a `storage_error` hook of a store fault.
+fn tell_storage_error(
+    slf: &Bound<'_, PyAny>,
+    listeners: &Bound<'_, PyTuple>,
+    message: &str,
+    errors: &mut Errors,
+) {
+    let py = slf.py();
+    for l in listeners.iter() {
+        if let Ok(hook) = l.getattr(intern!(py, "storage_error")) {
+            errors.keep(hook.call1((slf, message)));
+        }
+    }
+}
+
 pub(crate) fn state_name(state: State) -> &'static str {
     match state {
         State::Closed => "closed",
@@ -274,11 +289,8 @@ impl BreakerBase {
                     }
                 }
                 Event::StorageError(message) => {
-                    let Some(list) = &listeners else { continue };
-                    for l in list.iter() {
-                        if let Ok(hook) = l.getattr(intern!(py, "storage_error")) {
-                            errors.keep(hook.call1((slf, message.as_str())));
-                        }
+                    if let Some(list) = &listeners {
+                        tell_storage_error(slf.as_any(), list, &message, errors);
                     }
                 }
                 Event::WouldReject => {
@@ -715,6 +727,10 @@ impl BreakerBase {
         let exclude = exclusions(py, "exclude", Some(exclude))?;
         let ignore = exclusions(py, "ignore", Some(ignore))?;
         let given = config.options.given.clone();
+        // The build runs on this thread with the GIL released; what it
+        // reports is queued here, under the breaker's address while it was
+        // being made.
+        let mark = events::mark();
         let core = py
             .detach(|| Core::build(config, initial))
             .map_err(|e| build_error(e, &given))?;
@@ -730,13 +746,27 @@ impl BreakerBase {
         this.nodus.store(nodus, Ordering::Release);
         this._set_listeners(py, PyTuple::new(py, listeners)?);
         this.install(core);
-        // The starting state is where it begins, not a change to report.
-        for event in events::take(&this.core()?.breaker) {
-            if let Event::Transition { to: State::Open, .. } = event {
-                this.opened_at_ms.store(now_ms(), Ordering::Release);
+        let core = this.core()?;
+        events::adopt(mark, &core.breaker);
+        // The starting state is where it begins, not a change to report; a
+        // fault met while building (a shared breaker's first sync) is.
+        let mut faults = Vec::new();
+        for event in events::take(&core.breaker) {
+            match event {
+                Event::Transition { to: State::Open, .. } => {
+                    this.opened_at_ms.store(now_ms(), Ordering::Release);
+                }
+                Event::StorageError(message) => faults.push(message),
+                _ => {}
             }
         }
-        Ok(())
+        let mut errors = Errors::default();
+        if let Some(list) = this.listener_list(py).filter(|_| !faults.is_empty()) {
+            for message in &faults {
+                tell_storage_error(slf.as_any(), &list, message, &mut errors);
+            }
+        }
+        errors.into_result(())
     }
 
     /// `func(*args, **kwargs)` if the breaker admits it; raises

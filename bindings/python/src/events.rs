@@ -37,6 +37,25 @@ fn push(breaker: &CircuitBreaker, event: Event) {
     });
 }
 
+/// Where this thread's queue ends now: see [`adopt`].
+pub(crate) fn mark() -> usize {
+    PENDING.with(|p| p.try_borrow().map_or(0, |list| list.len()))
+}
+
+/// Gives `breaker` the events queued on this thread since `mark`: those of
+/// its own build, reported while it was still being made (at another
+/// address than the one it ends up at).
+pub(crate) fn adopt(mark: usize, breaker: &CircuitBreaker) {
+    let k = key(breaker);
+    PENDING.with(|p| {
+        if let Ok(mut list) = p.try_borrow_mut() {
+            for (owner, _) in list.iter_mut().skip(mark) {
+                *owner = k;
+            }
+        }
+    });
+}
+
 /// Takes the events `breaker` queued on this thread; nothing allocated when
 /// there are none (the usual case).
 pub(crate) fn take(breaker: &CircuitBreaker) -> Vec<Event> {

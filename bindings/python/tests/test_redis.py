@@ -97,6 +97,23 @@ def test_listeners_see_fleet_transitions_made_elsewhere(redis_url):
     assert changes == [("closed", "open")]
 
 
+def test_a_fault_met_while_the_breaker_is_built_reaches_its_listeners():
+    class Faults(breakerbox.CircuitBreakerListener):
+        def __init__(self) -> None:
+            self.messages: list[str] = []
+
+        def storage_error(self, cb, message):
+            self.messages.append(message)
+
+    # Nothing listens on port 1: the first sync, made while building, fails.
+    faults = Faults()
+    storage = CircuitRedisStorage("closed", redis.Redis(host="127.0.0.1", port=1), namespace=namespace())
+    cb = CircuitBreaker(state_storage=storage, listeners=[faults])
+    assert len(faults.messages) == 1, faults.messages
+    assert "127.0.0.1:1" in faults.messages[0] or "refused" in faults.messages[0].lower(), faults.messages
+    assert cb.current_state == "closed"
+
+
 def test_a_failing_redis_still_trips():
     # Nothing listens on this port: every call meets the fault, and the local
     # fault policy counts and trips in this process.
