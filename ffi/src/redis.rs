@@ -258,7 +258,7 @@ impl SentinelArgs {
 
 /// Shares the state of the breakers this builder makes through the master
 /// that Redis Sentinel names `master_name`, asking the `sentinels_len`
-/// sentinels at `sentinels` ("redis://[user:password@]host:port/" each) in
+/// sentinels at `sentinels` (`redis://[user:password@]host:port/` each) in
 /// turn, under `namespace_` (as for `cb_builder_set_redis`). The master is
 /// logged in to as `master_username` with `master_password` (each NULL for
 /// none) on database `master_db`; the sentinels' own credentials go in
