@@ -8,7 +8,7 @@
 
 mod redis_support;
 
-use breakerbox::redis::RedisState;
+use breakerbox::redis::{FaultPolicy, RedisState};
 use breakerbox::{Backoff, CircuitBreaker, Jitter, Outcome, Recorded, State, Ticket, Transition};
 use redis_support::*;
 use std::time::{Duration, Instant};
@@ -224,4 +224,56 @@ fn a_jittered_period_is_the_same_for_the_whole_fleet() {
     }
     draws.dedup();
     assert!(draws.len() > 1, "four draws, all alike: {draws:?}");
+}
+
+/// Cut off from Redis under `FaultPolicy::Local`, a mirror decides alone, and
+/// still on the fleet's period: past the reset timeout but inside the
+/// period the fleet chose it admits nothing; past the period it probes.
+#[test]
+fn a_mirror_cut_off_from_the_fleet_waits_out_the_fleets_period() {
+    let ns = unique_namespace("backoff-outage");
+    let link = HostClient::new(&url());
+    let a = CircuitBreaker::builder()
+        .fail_max(1)
+        .reset_timeout(RESET)
+        .open_backoff(Backoff::exponential(2.0, CAP))
+        .shared(
+            RedisState::with_transport(link.clone())
+                .namespace(&ns)
+                .policy(FaultPolicy::Local)
+                .notifications(false)
+                .refresh_interval(Duration::from_millis(20))
+                .max_backoff(Duration::from_millis(20)),
+        )
+        .build()
+        .unwrap();
+    let t = a.acquire_ticket().expect("closed");
+    assert!(a.record(t, Outcome::Failure).unwrap().tripped());
+    let (probe, _) = first_probe(&a, Instant::now(), Duration::from_secs(5));
+    let began = Instant::now();
+    assert_eq!(a.record(probe, Outcome::Failure).unwrap(), REOPENED);
+    let second = RESET * 2;
+    assert_eq!(a.open_for(), Some(second));
+
+    // The store goes away; the watcher's next refresh finds it gone.
+    link.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        within(HEAR, || !a.storage_health().unwrap().reachable).is_some(),
+        "the outage was noticed"
+    );
+    assert!(
+        began.elapsed() < RESET,
+        "noticed within the reset timeout ({:?})",
+        began.elapsed()
+    );
+    let waited = within(second - began.elapsed() - Duration::from_millis(30), || {
+        a.try_acquire().map(|p| p.ignore()).is_ok()
+    });
+    assert_eq!(waited, None, "a probe alone before the fleet's period ended");
+    assert!(began.elapsed() > RESET, "polled past the reset timeout");
+    let (_, after) = first_probe(&a, began, Duration::from_secs(5));
+    assert!(
+        after >= second - Duration::from_millis(5),
+        "a probe alone {after:?} into {second:?}"
+    );
 }

@@ -8,7 +8,7 @@
 
 use breakerbox::redis::{FaultPolicy, RedisState};
 use breakerbox::redis::{Script, StorageError, StorageErrorKind, Subscriber, Transport};
-use breakerbox::{CircuitBreaker, Error, State};
+use breakerbox::{CircuitBreaker, Error, Outcome, Recorded, State};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Mutex};
@@ -23,6 +23,7 @@ fn reply(code: i64, version: i64, failures: i64) -> Vec<i64> {
 
 const NOOP: i64 = 7;
 const COUNTED: i64 = 4;
+const STALE: i64 = 6;
 
 /// A fleet that answers from the test.
 #[derive(Default)]
@@ -38,6 +39,10 @@ struct Scripted {
     hold_syncs: AtomicBool,
     syncs_held: AtomicUsize,
     release: Mutex<Option<Receiver<()>>>,
+    /// The next record waits for `record_release`, then is answered stale.
+    hold_records: AtomicBool,
+    records_held: AtomicUsize,
+    record_release: Mutex<Option<Receiver<()>>>,
     runs: AtomicUsize,
     /// Announcements the test hands the watcher's subscription.
     announcements: Mutex<Option<Receiver<String>>>,
@@ -74,6 +79,19 @@ impl Transport for Scripted {
             let release = self.release.lock().unwrap().take().expect("one held sync");
             release.recv_timeout(timeout).map_err(|_| away())?;
             return Ok(reply(NOOP, version, failures));
+        }
+        if op == Some("record") && self.hold_records.swap(false, Ordering::SeqCst) {
+            // Begun now, answered later: the fleet as it is when it runs.
+            let (version, failures) = *self.fleet.lock().unwrap();
+            self.records_held.fetch_add(1, Ordering::SeqCst);
+            let release = self
+                .record_release
+                .lock()
+                .unwrap()
+                .take()
+                .expect("one held record");
+            release.recv_timeout(timeout).map_err(|_| away())?;
+            return Ok(reply(STALE, version, failures));
         }
         if self.away.load(Ordering::SeqCst) {
             return Err(away());
@@ -240,4 +258,71 @@ fn a_sync_read_before_a_local_trip_and_answered_after_does_not_close_the_mirror(
     wait_for("a fresh read repaired the mirror", || b.state() == State::Closed);
     assert!(b.call(|| Ok::<_, &str>(())).is_ok());
     drop(b);
+}
+
+#[test]
+fn a_newer_announcement_read_before_a_local_trip_does_not_close_the_mirror_either() {
+    let (announce, announcements) = channel::<String>();
+    let transport = Arc::new(Scripted {
+        name: "late-newer-announcement",
+        fleet: Mutex::new((1, 0)),
+        announcements: Mutex::new(Some(announcements)),
+        ..Scripted::default()
+    });
+    let b = breaker(&transport, 1, Duration::from_secs(3600));
+    wait_for("the watcher subscribed", || {
+        transport.seen.subscribed.load(Ordering::SeqCst)
+    });
+
+    // The store goes away: a failure counts on the mirror and trips it.
+    transport.away.store(true, Ordering::SeqCst);
+    let out = b.call(|| Err::<(), _>("down"));
+    assert!(matches!(out, Err(Error::Failed { tripped: true, .. })), "{out:?}");
+
+    // An announcement of a newer version (another process's write, closed)
+    // arrives: when it was read is unknown, so it may predate the trip.
+    let reads = transport.seen.reads.load(Ordering::SeqCst);
+    announce.send("2 0 1 0 0 0 0 0 0 0".to_owned()).unwrap();
+    wait_for("the watcher read it and went on", || {
+        transport.seen.delivered.load(Ordering::SeqCst) == 1
+            && transport.seen.reads.load(Ordering::SeqCst) > reads + 1
+    });
+    assert_still_open(&b);
+
+    // Back: the recovery's read, made after the trip, repairs the mirror.
+    *transport.fleet.lock().unwrap() = (2, 0);
+    transport.away.store(false, Ordering::SeqCst);
+    wait_for("a fresh read repaired the mirror", || b.state() == State::Closed);
+}
+
+#[test]
+fn a_reply_to_a_run_begun_before_a_local_trip_does_not_close_the_mirror() {
+    let (release, released) = channel::<()>();
+    let transport = Arc::new(Scripted {
+        name: "late-reply",
+        fleet: Mutex::new((1, 0)),
+        record_release: Mutex::new(Some(released)),
+        ..Scripted::default()
+    });
+    let b = Arc::new(breaker(&transport, 1, Duration::from_secs(3600)));
+
+    // One call's record is on its way to the fleet...
+    transport.hold_records.store(true, Ordering::SeqCst);
+    let early = b.acquire_ticket().unwrap();
+    let recording = {
+        let b = Arc::clone(&b);
+        std::thread::spawn(move || b.record(early, Outcome::Failure))
+    };
+    wait_for("the record reached the fleet", || {
+        transport.records_held.load(Ordering::SeqCst) == 1
+    });
+    // ...when the store goes away for the next: it trips the mirror alone.
+    transport.away.store(true, Ordering::SeqCst);
+    let out = b.call(|| Err::<(), _>("down"));
+    assert!(matches!(out, Err(Error::Failed { tripped: true, .. })), "{out:?}");
+
+    // The first record's answer (the fleet as it was: closed) comes after.
+    release.send(()).unwrap();
+    assert_eq!(recording.join().unwrap(), Ok(Recorded::Stale));
+    assert_still_open(&b);
 }

@@ -22,8 +22,14 @@ impl breakerbox::Listener for Rejections {
     }
 }
 
+/// The tests count the server's script runs: one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn a_metrics_only_process_watches_the_fleet_decide_and_rejects_nothing() {
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let ns = unique_namespace("metrics-only");
     let shared = || RedisState::connect(&url()).unwrap().namespace(&ns);
     let seen = Arc::new(Seen::default());
@@ -94,5 +100,65 @@ fn a_metrics_only_process_watches_the_fleet_decide_and_rejects_nothing() {
     assert_eq!(
         seen.transitions(),
         [(State::Closed, State::Open), (State::Open, State::Closed)]
+    );
+}
+
+/// A shadow ticket of an open episode counts nowhere even if the fleet
+/// closes in that episode's generation (as it may once a mirror was forced
+/// open by its fault policy while a probe elsewhere closed the fleet): a
+/// windowed record of it sends nothing.
+#[test]
+fn a_shadow_ticket_counts_nowhere_even_once_the_mirror_shows_its_episode_closed() {
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let ns = unique_namespace("metrics-only-window");
+    let b = CircuitBreaker::builder()
+        .count_window(10)
+        .minimum_calls(1)
+        .reset_timeout(Duration::from_secs(3600))
+        .mode(Mode::MetricsOnly)
+        .shared(
+            RedisState::connect(&url())
+                .unwrap()
+                .namespace(&ns)
+                .refresh_interval(Duration::from_millis(20)),
+        )
+        .build()
+        .unwrap();
+    assert!(b.open().is_some());
+    let shadow = b.acquire_ticket().expect("a shadow mode admits while open");
+
+    // The fleet's hash, closed in the same generation, with a newer version.
+    let key = format!("breakerbox:{{{ns}}}:state");
+    let mut conn = client(&url());
+    let version: u64 = redis::cmd("HGET").arg(&key).arg("v").query(&mut conn).unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(&key)
+        .arg("s")
+        .arg(0)
+        .arg("v")
+        .arg(version + 1)
+        .query(&mut conn)
+        .unwrap();
+    assert!(
+        within(Duration::from_secs(5), || {
+            let _ = b
+                .acquire_ticket()
+                .map(|t| b.record(t, breakerbox::Outcome::Ignored));
+            b.state() == State::Closed
+        })
+        .is_some(),
+        "the mirror took the fleet's close"
+    );
+
+    assert_eq!(
+        b.record(shadow, breakerbox::Outcome::Failure),
+        Ok(breakerbox::Recorded::Stale)
+    );
+    let stored = stored_state(&mut client(&url()), &ns);
+    assert!(
+        !stored.keys().any(|k| k.starts_with('w')),
+        "nothing reached the fleet's window: {stored:?}"
     );
 }

@@ -276,6 +276,11 @@ impl CircuitBreaker {
         if p.mode == Mode::Disabled {
             return Route::Swallowed;
         }
+        if ticket.is_inert() {
+            // A shadow mode's: it counts nowhere, whatever the word (a
+            // shared mirror's generation is the fleet's) shows since.
+            return Route::Done(Recorded::Stale);
+        }
         let Some(w) = p.window.as_ref() else {
             return consecutive();
         };
@@ -322,7 +327,11 @@ impl CircuitBreaker {
         // current closed-state ticket finds the word as `success_is_noop`
         // wants it: one compare rules out probes and stale tickets. (If it
         // ever did not, the general path would decide.)
-        if p.mode == Mode::Disabled || !self.listeners.is_empty() || !self.state.success_is_noop(ticket) {
+        if p.mode == Mode::Disabled
+            || !self.listeners.is_empty()
+            || ticket.is_inert()
+            || !self.state.success_is_noop(ticket)
+        {
             return false;
         }
         w.add(self.window_epoch(w), false, false);

@@ -641,16 +641,17 @@ impl Ticket {
     }
 
     /// Whether a shadow mode admitted the call this ticket stands for: it
-    /// counts for nothing, so a shared breaker sends it to no fleet.
-    #[cfg(feature = "redis")]
+    /// counts for nothing, neither in a window nor at a fleet.
+    #[inline]
     pub(crate) fn is_inert(self) -> bool {
         self.0 & TICKET_INERT != 0
     }
 
     /// Whether the episode this ticket belongs to has ended.
     ///
-    /// An inert ticket is always stale without a look at its bit: its kind
-    /// is the one its episode's state never admits.
+    /// A local word needs no look at an inert ticket's bit: its kind is
+    /// the one its episode's state never admits. (A shared mirror's
+    /// generation is the fleet's, so the breaker's record checks the bit.)
     fn is_stale(self, current: Snapshot) -> bool {
         if current.generation() != self.episode() {
             return true;

@@ -1,7 +1,7 @@
 //! The fleet seam: what a breaker whose state is shared does on its cold
 //! paths, and how its mirror follows the fleet.
 
-use super::protocol::{BackoffArgs, Code, Op, RawView, Reply, Seed, WindowArgs};
+use super::protocol::{BackoffArgs, Code, Op, RawView, ReadAt, Reply, Seed, WindowArgs};
 use super::store::Store;
 use super::watcher::Hub;
 use super::{FaultPolicy, RedisState, StorageError, StorageErrorKind};
@@ -39,6 +39,8 @@ pub(crate) struct Mirror<'a> {
 struct FleetPeriods<'a> {
     limits: &'a Limits,
     settings: &'a Settings,
+    /// The period of an episode whose period is not yet published.
+    unpublished_ms: u64,
 }
 
 impl LimitSource for FleetPeriods<'_> {
@@ -64,6 +66,7 @@ impl LimitSource for FleetPeriods<'_> {
         self.settings
             .open_for
             .get(episode, || self.limits.reset_timeout_ms())
+            .or(Some(self.unpublished_ms))
     }
 }
 
@@ -107,6 +110,8 @@ struct Mailbox {
     /// The mirror's moves of its own so far: a view read before the latest
     /// one is older than the mirror, whatever its version says.
     moves: u64,
+    /// `moves` when the mirror last took a view.
+    applied_moves: u64,
     /// The newest fleet view the watcher brought, not yet applied.
     view: Option<(u64, FleetView, ReadAt)>,
     /// The watcher saw the store fail: apply the policy at the next call.
@@ -144,6 +149,7 @@ impl Fleet {
                 applied: 0,
                 diverged: false,
                 moves: 0,
+                applied_moves: 0,
                 view: None,
                 went_down: false,
                 error: None,
@@ -168,7 +174,7 @@ impl Fleet {
             Ok(reply) => {
                 let view = self.inner.localize(&reply.view);
                 let mut quiet = Events::default();
-                self.apply_view(m, reply.view.version, &view, ReadAt::Now, &mut quiet);
+                self.apply_view(m, reply.view.version, &view, reply.read, &mut quiet);
                 Ok(())
             }
             Err(e) => {
@@ -248,9 +254,13 @@ impl Fleet {
     pub(super) fn begin_acquire(&self, m: Mirror<'_>, limits: &Limits, ev: &mut Events) -> Step<Acquire> {
         self.catch_up(m, ev);
         if !self.is_down() {
+            // A period not yet published (a view and the report of the
+            // mirror's transition raced) is 0: the mirror asks the fleet,
+            // which knows, rather than reject for good.
             let limits = FleetPeriods {
                 limits,
                 settings: m.settings,
+                unpublished_ms: 0,
             };
             match m.cell.gate(&limits, &mut m.clock.lazy()) {
                 Gate::Admit(ticket) => {
@@ -303,7 +313,14 @@ impl Fleet {
     fn acquire_degraded(&self, m: Mirror<'_>, limits: &Limits, ev: &mut Events) -> Acquire {
         match self.inner.policy {
             FaultPolicy::Local => {
-                let decision = m.cell.acquire(limits, &mut m.clock.lazy());
+                // The open period is the fleet's, published, if it chose one;
+                // else the reset timeout.
+                let limits = FleetPeriods {
+                    limits,
+                    settings: m.settings,
+                    unpublished_ms: limits.reset_timeout_ms,
+                };
+                let decision = m.cell.acquire(&limits, &mut m.clock.lazy());
                 if let Acquire::Admitted { transition, .. } = decision {
                     self.after_local_change(m, transition, ev);
                 }
@@ -504,32 +521,48 @@ impl Fleet {
 
     fn run(&self, m: Mirror<'_>, run: Run, limits: &Limits) -> Result<Reply, StorageError> {
         let seed = self.inner.seed(m.cell.load());
+        let read = self.inner.read_point().1;
         let timeout = self.inner.store.command_timeout();
-        self.inner
+        let reply = self
+            .inner
             .store
-            .run_within(run.op, &seed, limits, run.window(), timeout)
+            .run_within(run.op, &seed, limits, run.window(), timeout)?;
+        Ok(Reply { read, ..reply })
     }
 
     /// Mirrors the fleet's answer to this call; returns it in this
     /// breaker's time.
     fn apply_reply(&self, m: Mirror<'_>, reply: &Reply, ev: &mut Events) -> FleetView {
         let view = self.inner.localize(&reply.view);
-        self.apply_view(m, reply.view.version, &view, ReadAt::Now, ev);
+        self.apply_view(m, reply.view.version, &view, reply.read, ev);
         view
     }
 
     /// Overwrites the mirror with `view` unless a newer one is already there,
     /// and notes the mirror's change of state.
     fn apply_view(&self, m: Mirror<'_>, version: u64, view: &FleetView, read: ReadAt, ev: &mut Events) {
+        // While the store is away under FailOpen or FailClosed the mirror
+        // is the policy's (as in `catch_up`); the recovery's view repairs it.
+        if self.inner.policy != FaultPolicy::Local && self.is_down() {
+            return;
+        }
         let mut mailbox = self.inner.mailbox();
-        let read = match read {
-            ReadAt::Now => ReadAt::After(mailbox.moves),
-            read => read,
-        };
         if !mailbox.is_news(version, read) {
+            // Not news, but an open view of the mirror's own episode still
+            // says its period: republish it, in case a racing report of the
+            // mirror's transition left none.
+            if view.state == State::Open
+                && m.settings.open_for.is_on()
+                && view.snapshot().generation() == m.cell.load().generation()
+                && m.cell.load().state() == State::Open
+            {
+                let ms = view.open_for_ms.unwrap_or_else(|| m.settings.reset_timeout_ms());
+                m.settings.open_for.publish(view.snapshot().generation(), ms);
+            }
             return;
         }
         mailbox.applied = version;
+        mailbox.applied_moves = mailbox.moves;
         // While the store is away the mirror may move on its own again.
         mailbox.diverged = self.is_down();
         if view.state == State::Open && m.settings.open_for.is_on() {
@@ -650,24 +683,16 @@ fn zero_limits() -> Limits {
     }
 }
 
-/// When a fleet view was read, against the mirror's own moves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ReadAt {
-    /// By a run begun after the mirror's `n`th move of its own.
-    After(u64),
-    /// By the call applying it: its own run's answer.
-    Now,
-    /// At a time nobody knows (an announcement may have waited in a
-    /// socket): only a newer version is news.
-    Unknown,
-}
-
 impl Mailbox {
-    /// A newer version, or the same one read since the mirror last moved
-    /// on its own (a view read before that is older than the mirror).
+    /// A view read since the mirror last moved on its own (one read before
+    /// is older than the mirror, whatever its version), of a newer version,
+    /// or of the same one if the mirror diverged from it.
     fn is_news(&self, version: u64, read: ReadAt) -> bool {
-        version > self.applied
-            || (version == self.applied && self.diverged && read == ReadAt::After(self.moves))
+        let fresh = match read {
+            ReadAt::After(moves) => moves == self.moves,
+            ReadAt::Unknown => self.moves == self.applied_moves,
+        };
+        fresh && (version > self.applied || (version == self.applied && self.diverged))
     }
 }
 

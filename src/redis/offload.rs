@@ -12,8 +12,8 @@
 //! as a call that met it would, and a probe the fleet admitted for nobody
 //! is recorded as ignored, so its slot comes back at once.
 
-use super::fleet::{Fleet, Inner, Mirror, ReadAt, Run, Step};
-use super::protocol::{Code, Op, Reply, Seed};
+use super::fleet::{Fleet, Inner, Mirror, Run, Step};
+use super::protocol::{Code, Op, ReadAt, Reply, Seed};
 use super::{StorageError, StorageErrorKind};
 use crate::breaker::backend::WindowedCall;
 use crate::machine::events::Events;
@@ -42,6 +42,8 @@ struct Task {
     workers: Arc<Workers>,
     run: Run,
     seed: Seed,
+    /// When it was begun, against the mirror's own moves (its reply's).
+    read: ReadAt,
     limits: Limits,
     /// The end of its command timeout, counted from the hand-off: time in
     /// the queue counts too. `None`: too far to represent.
@@ -101,6 +103,10 @@ impl Task {
             store.run_within(run.op, &self.seed, &self.limits, run.window(), left)
         }))
         .unwrap_or_else(|_| Err(panicked()))
+        .map(|reply| Reply {
+            read: self.read,
+            ..reply
+        })
     }
 
     /// Hands the reply to its waiter and wakes it (outside the lock), or
@@ -124,7 +130,7 @@ impl Task {
     fn settle(&self, reply: Result<Reply, StorageError>) {
         match reply {
             Ok(reply) => {
-                self.inner.post_view(&reply.view, ReadAt::Unknown);
+                self.inner.post_view(&reply.view, reply.read);
                 if matches!(self.run.op, Op::Acquire) && reply.code == Code::AdmitProbe {
                     // A probe admitted for a call that left: free its slot.
                     let ticket = self.inner.localize(&reply.view).probe_ticket(reply.slot);
@@ -280,6 +286,7 @@ impl Fleet {
             workers: Arc::clone(&self.hub.workers),
             run,
             seed: self.inner.seed(m.cell.load()),
+            read: self.inner.read_point().1,
             limits: *limits,
             deadline: Instant::now().checked_add(self.inner.store.command_timeout()),
             slot: Mutex::default(),

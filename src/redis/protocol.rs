@@ -114,6 +114,19 @@ pub(crate) enum Code {
     Noop,
 }
 
+/// When a fleet view was read, against the reading mirror's moves of its
+/// own (see `Mailbox` in fleet.rs): a view read before the mirror's latest
+/// one is older than the mirror.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReadAt {
+    /// By a run begun after the mirror's `n`th move of its own.
+    After(u64),
+    /// At a time nobody knows (an announcement may have waited in a
+    /// socket): news only if the mirror has not moved on its own since it
+    /// last took a view.
+    Unknown,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Reply {
     pub(crate) code: Code,
@@ -123,6 +136,8 @@ pub(crate) struct Reply {
     /// The slot of the probe this acquire admitted (0 otherwise): the
     /// probe's ticket carries it, and its record names it.
     pub(crate) slot: u32,
+    /// When the run that got this reply began, set by whoever ran it.
+    pub(crate) read: ReadAt,
 }
 
 fn state_from(n: i64) -> Option<State> {
@@ -258,6 +273,7 @@ impl Reply {
             view: RawView::from_fields(fields)?,
             transition,
             slot,
+            read: ReadAt::Unknown,
         })
     }
 }

@@ -7,8 +7,9 @@
 //! holds a lock across I/O; dropping a breaker only takes it off the list,
 //! and the watcher ends by itself once the list is empty.
 
-use super::fleet::{Inner, ReadAt};
+use super::fleet::Inner;
 use super::protocol::RawView;
+use super::protocol::ReadAt;
 use super::transport::{Subscriber, Transport};
 use super::StorageError;
 use std::collections::{HashMap, HashSet};
