@@ -209,10 +209,12 @@ impl Fleet {
         // While the store is away under FailOpen or FailClosed the mirror
         // is the policy's: a view (from before the fault, or from a sync
         // racing the recovery) waits for the store to be back.
-        let policy_holds = self.inner.policy != FaultPolicy::Local && self.is_down();
         let (view, went_down, error) = {
             let mut mailbox = self.inner.mailbox();
             self.inner.pending.store(0, Ordering::Release);
+            // Under the lock: a recovery (`mark_up`) either came before,
+            // and the view applies now, or comes after and flags it again.
+            let policy_holds = self.inner.policy != FaultPolicy::Local && self.is_down();
             let view = if policy_holds { None } else { mailbox.view.take() };
             (view, std::mem::take(&mut mailbox.went_down), mailbox.error.take())
         };
