@@ -259,6 +259,13 @@ impl Lua<'_> {
                 .arg(u8::from(slow));
         }
         let values: Vec<i64> = invocation.invoke(self.conn).expect("the script runs");
+        // Under the failure-rate rule the reply ends with the tally (read
+        // from the hash below, so the reply's copy is checked against it).
+        let [code, _v, s, g, f, _opened, i, k, _probe, _slots, _next, period, from, to, slot, ref tail @ ..] =
+            values[..]
+        else {
+            panic!("unexpected reply {values:?}");
+        };
         let tally = match limits.rate {
             Some(_) => {
                 let fields: Vec<Option<u32>> = redis::cmd("HMGET")
@@ -267,13 +274,16 @@ impl Lua<'_> {
                     .query(self.conn)
                     .expect("HMGET");
                 let n = |i: usize| fields[i].unwrap_or(0);
-                (n(0), n(1), n(2))
+                let tally = (n(0), n(1), n(2));
+                // The reply carries the tally (the mirror's copy) while half-open.
+                let replied = tail.iter().map(|&v| v as u32).collect::<Vec<_>>();
+                assert_eq!(replied, [tally.0, tally.1, tally.2], "the reply's tally");
+                tally
             }
-            None => (0, 0, 0),
-        };
-        let [code, _v, s, g, f, _opened, i, k, _probe, _slots, _next, period, from, to, slot] = values[..]
-        else {
-            panic!("unexpected reply {values:?}");
+            None => {
+                assert!(tail.is_empty(), "no tally without the rule: {values:?}");
+                (0, 0, 0)
+            }
         };
         Reply {
             code,

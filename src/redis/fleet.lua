@@ -71,8 +71,10 @@
 -- Reply: { code, v, s, g, f, ms since opened, i, k, ms since last probe
 -- admission, b, n, open period (ms; -1 when not open or no backoff chose
 -- it), transition from (-1 none), transition to (-1 none), the admitted
--- probe's slot (0 otherwise) }. An announcement is the view's eleven fields
--- (v to the open period), space-separated.
+-- probe's slot (0 otherwise) }, then for a caller with the failure-rate
+-- rule the probe tally: r, x, y. An announcement is the view's eleven
+-- fields (v to the open period), space-separated, then r x y if the run's
+-- caller has the rule.
 
 if redis.replicate_commands then
   pcall(redis.replicate_commands)
@@ -540,10 +542,20 @@ if dirty then
     redis.call('HSET', key, 'r', st.r, 'x', st.x, 'y', st.y)
   end
   if channel ~= '' then
-    redis.call('PUBLISH', channel, string.format('%.0f %d %.0f %.0f %.0f %d %d %.0f %.0f %d %.0f',
-      st.v, st.s, st.g, st.f, opened_ms, st.i, st.k, probe_ms, st.b, st.n, period))
+    local announced = string.format('%.0f %d %.0f %.0f %.0f %d %d %.0f %.0f %d %.0f',
+      st.v, st.s, st.g, st.f, opened_ms, st.i, st.k, probe_ms, st.b, st.n, period)
+    if rkind == 1 then
+      announced = announced .. string.format(' %d %d %d', st.r, st.x, st.y)
+    end
+    redis.call('PUBLISH', channel, announced)
   end
 end
 
-return { code, st.v, st.s, st.g, st.f, opened_ms, st.i, st.k, probe_ms, st.b, st.n, period, from, to,
+local reply = { code, st.v, st.s, st.g, st.f, opened_ms, st.i, st.k, probe_ms, st.b, st.n, period, from, to,
   admitted_slot }
+if rkind == 1 then
+  reply[#reply + 1] = st.r
+  reply[#reply + 1] = st.x
+  reply[#reply + 1] = st.y
+end
+return reply
