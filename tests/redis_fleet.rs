@@ -501,6 +501,10 @@ const RATE_PERMITS: u32 = 4;
 /// permit comes back fleet-wide and the other process takes it).
 fn rate_probes(scenario: &str) {
     let ns = unique_namespace(&format!("rate-probes-{scenario}"));
+    // Half-open the fleet before any worker builds: their first sync shows it.
+    let opener = rate_breaker(&ns);
+    assert!(opener.half_open().is_some());
+    drop(opener);
     run_fleet_of(RATE_PROCESSES, "rate-probes", &ns, scenario);
     let mut conn = client(&url());
     assert_eq!(errors(&mut conn, &ns), Vec::<String>::new());
@@ -515,15 +519,7 @@ fn rate_probes(scenario: &str) {
 fn rate_probes_worker(ns: &str, index: usize, scenario: &str) {
     let mut conn = client(&url());
     let fail = |what: String| conn_rpush(ns, "errors", format!("process {index}: {what}"));
-    let breaker = CircuitBreaker::builder()
-        .half_open_rule(HalfOpenRule::FailureRate)
-        .failure_rate_threshold(50.0)
-        .half_open_max_calls(RATE_PERMITS)
-        .reset_timeout(Duration::from_secs(600))
-        .probe_lease(Duration::from_secs(600))
-        .shared(state_for(ns))
-        .build()
-        .unwrap();
+    let breaker = rate_breaker(ns);
     let step = |conn: &mut redis::Connection, name: &str| barrier_of(RATE_PROCESSES, conn, ns, name);
     let admit = |probes: &mut Vec<_>, when: &str| match breaker.try_acquire() {
         Ok(permit) if permit.is_probe() => probes.push(permit),
@@ -549,10 +545,6 @@ fn rate_probes_worker(ns: &str, index: usize, scenario: &str) {
     };
 
     step(&mut conn, "built");
-    if index == 0 {
-        assert!(breaker.half_open().is_some(), "forced half-open");
-    }
-    step(&mut conn, "half-open");
     let mut probes = Vec::new();
     admit(&mut probes, "two of the four permits");
     admit(&mut probes, "two of the four permits");
@@ -571,6 +563,12 @@ fn rate_probes_worker(ns: &str, index: usize, scenario: &str) {
         }
         step(&mut conn, "ignored");
         if index == 1 {
+            // Its mirror rejects alone until the announcement brings the
+            // permit back (the staleness bound); the fleet then admits.
+            let start = Instant::now();
+            while breaker.probes_in_flight() == RATE_PERMITS && start.elapsed() < SCHEDULING_ALLOWANCE * 10 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
             admit(&mut probes, "the permit given back, fleet-wide");
             refused("the permit given back taken");
         }
@@ -619,6 +617,20 @@ fn rate_probes_worker(ns: &str, index: usize, scenario: &str) {
         ));
     }
     step(&mut conn, "seen");
+}
+
+/// A breaker of the failure-rate scenarios: four permits, 50%, leases
+/// and timeouts far beyond a run.
+fn rate_breaker(ns: &str) -> CircuitBreaker {
+    CircuitBreaker::builder()
+        .half_open_rule(HalfOpenRule::FailureRate)
+        .failure_rate_threshold(50.0)
+        .half_open_max_calls(RATE_PERMITS)
+        .reset_timeout(Duration::from_secs(600))
+        .probe_lease(Duration::from_secs(600))
+        .shared(state_for(ns))
+        .build()
+        .unwrap()
 }
 
 fn conn_rpush(ns: &str, what: &str, value: String) {

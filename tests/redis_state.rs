@@ -347,8 +347,10 @@ fn a_slow_probe_counts_toward_the_fleets_slow_call_rate() {
             .build()
             .unwrap()
     };
-    let (a, b) = (build(), build());
+    let a = build();
     assert!(a.half_open().is_some());
+    // Built after: its first sync shows the fleet half-open.
+    let b = build();
     let first = a.acquire_ticket().expect("a probe");
     let second = b
         .acquire_ticket()
