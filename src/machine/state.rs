@@ -74,7 +74,11 @@
 //! The fleet's script holds the probe slots by the same rules as this word,
 //! and its view carries them, so the mirror tells the fleet's probes apart
 //! as it does its own (a probe recorded twice while the store is away
-//! counts once); a probe ticket the fleet issued carries its slot.
+//! counts once); a probe ticket the fleet issued carries its slot. Under
+//! the failure-rate rule the view carries the fleet's probe tally too, and
+//! the mirror keeps the permits the fleet's recorded probes spent in the
+//! slots-taken field (or the count), so it rejects alone exactly when
+//! every permit is spent, as the fleet does.
 //!
 //! # Orderings
 //!
