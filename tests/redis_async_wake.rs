@@ -167,3 +167,96 @@ fn a_transport_that_panics_wakes_the_call_which_decides_by_its_policy() {
         "counted on the mirror (Local)"
     );
 }
+
+/// Answers as a half-open fleet under the failure-rate rule would (every
+/// reply ends with the probe tally), keeping every run's arguments.
+#[derive(Default)]
+struct Probing {
+    runs: Mutex<Vec<Vec<String>>>,
+}
+
+impl Transport for Probing {
+    fn eval(&self, _: &Script, _: &str, args: &[String], _: Duration) -> Result<Vec<i64>, StorageError> {
+        self.runs.lock().unwrap().push(args.to_vec());
+        // code, v, s, g, f, opened, i, k, probe, b, n, period, from, to, slot, r, x, y
+        Ok(match args.first().map(String::as_str) {
+            Some("acquire") => vec![2, 2, 2, 1, 0, 0, 1, 0, 0, 1, 1, -1, -1, -1, 0, 0, 0, 0],
+            // The probe recorded, slow: the episode ends, the tally stays.
+            Some("record") => vec![4, 3, 2, 2, 0, 0, 0, 0, 0, 0, 0, -1, -1, -1, 0, 1, 0, 1],
+            _ => vec![7, 1, 2, 1, 0, 0, 0, 0, 0, 0, 0, -1, -1, -1, 0, 0, 0, 0],
+        })
+    }
+
+    fn subscriber(&self, _: Duration) -> Result<Box<dyn Subscriber>, StorageError> {
+        Err(StorageError::new(StorageErrorKind::Unreachable, &"no pub/sub"))
+    }
+
+    fn endpoint(&self) -> String {
+        "probing".into()
+    }
+}
+
+/// Polls `fut` on this thread until it is ready, parked between polls.
+fn block_on<F: Future + Unpin>(mut fut: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    loop {
+        if let Poll::Ready(out) = poll(&mut fut, &waker) {
+            return out;
+        }
+        std::thread::park_timeout(WAIT);
+    }
+}
+
+/// Under `HalfOpenRule::FailureRate` an async call's slow probe is
+/// recorded at the fleet as slow (`ARGV[36]`, after the rule's thresholds),
+/// through the round trip the task waits on; the reply's tally reaches
+/// the mirror.
+#[test]
+fn an_async_slow_probe_tells_the_fleet_it_was_slow() {
+    let transport = Arc::new(Probing::default());
+    let clock = breakerbox::clock::ManualClock::new();
+    let b = CircuitBreaker::builder()
+        .half_open_rule(breakerbox::HalfOpenRule::FailureRate)
+        .half_open_max_calls(2)
+        .count_window(10)
+        .slow_call_duration(Duration::from_millis(10))
+        .slow_call_rate_threshold(50.0)
+        .clock(clock.clone())
+        .shared(
+            RedisState::with_transport(Arc::clone(&transport) as Arc<dyn Transport>)
+                .namespace("slow-probe")
+                .notifications(false)
+                .command_timeout(Duration::from_secs(10))
+                .require_reachable(),
+        )
+        .build()
+        .unwrap();
+    assert_eq!(b.state(), State::HalfOpen);
+    let call = Box::pin(b.call_async(|| async {
+        clock.advance(Duration::from_millis(20));
+        Ok::<(), &str>(())
+    }));
+    assert!(block_on(call).is_ok());
+    let runs = transport.runs.lock().unwrap().clone();
+    let record = runs
+        .iter()
+        .find(|args| args[0] == "record")
+        .expect("the probe's record reached the fleet");
+    // ARGV[n] is args[n - 1]: the rule, its thresholds, and slow.
+    assert_eq!(record[32..36], ["1", "5000", "5000", "1"], "{record:?}");
+    assert!(
+        runs.iter().all(|args| args.len() == 36 && args[32] == "1"),
+        "every run carries the rule"
+    );
+    assert_eq!(
+        (b.state(), b.success_counter(), b.probes_in_flight()),
+        (State::HalfOpen, 1, 0),
+        "the fleet's tally, mirrored"
+    );
+}

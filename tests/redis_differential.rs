@@ -14,16 +14,23 @@
 //! too: the in-memory breaker's `open_backoff` and the script's backoff
 //! arguments must agree on each open period's length, to the millisecond.
 //!
+//! Sequences under `HalfOpenRule::FailureRate` run on both sides too: the
+//! script's failure-rate arguments and the word's probe tally must agree on
+//! every permit, every decision and the tally itself. Half of them time
+//! their records against a slow-call duration, so slow probes count toward
+//! the slow-call rate on both sides (their breaker has a window that never
+//! reaches its minimum calls, so only the probes' rule decides).
+//!
 //! Deterministic and bounded: a fixed seed (override it with
-//! `BREAKERBOX_DIFF_SEED`), 600 sequences of 80 operations (and 300 with a
-//! backoff), on a private
+//! `BREAKERBOX_DIFF_SEED`), 600 sequences of 80 operations (300 with a
+//! backoff, 400 under the failure-rate rule), on a private
 //! redis-server (`BREAKERBOX_REDIS_SERVER`, see `scripts/test-redis-deploy.sh`).
 #![cfg(feature = "redis")]
 
 mod redis_support;
 
 use breakerbox::clock::ManualClock;
-use breakerbox::{Backoff, CircuitBreaker, Outcome, Recorded, State, Ticket, Transition};
+use breakerbox::{Backoff, CircuitBreaker, HalfOpenRule, Outcome, Recorded, State, Ticket, Transition};
 use redis_support::*;
 use std::time::Duration;
 
@@ -32,6 +39,9 @@ const SCRIPT: &str = include_str!("../src/redis/fleet.lua");
 const MODULUS: u64 = 1 << 20;
 const SEQUENCES: u64 = 600;
 const BACKOFF_SEQUENCES: u64 = 300;
+const RATE_SEQUENCES: u64 = 400;
+/// A rate sequence's slow-call duration: a record that took longer is slow.
+const SLOW_MS: u64 = 10;
 const STEPS: usize = 80;
 const DEFAULT_SEED: u64 = 0x6272_6b62_6f78_0001;
 
@@ -62,6 +72,17 @@ struct Limits {
     probe_lease_ms: u64,
     /// An exponential open backoff: multiplier and cap (ms), no jitter.
     backoff: Option<(f64, u64)>,
+    /// `HalfOpenRule::FailureRate`: its failure-rate threshold and, if slow
+    /// calls are timed (after [`SLOW_MS`]), the slow-call-rate threshold,
+    /// both in whole percent.
+    rate: Option<(u32, Option<u32>)>,
+}
+
+impl Limits {
+    /// Whether the sequence times its records against [`SLOW_MS`].
+    fn timed(&self) -> bool {
+        matches!(self.rate, Some((_, Some(_))))
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -75,6 +96,8 @@ enum Op {
         outcome: Outcome,
         keep: bool,
         again: bool,
+        /// How long the call took, for a sequence that times its records.
+        elapsed_ms: u64,
     },
     Force(State),
     Advance(u64),
@@ -96,6 +119,7 @@ fn random_op(rng: &mut Rng, limits: &Limits) -> Op {
             },
             keep: rng.range(0, 9) < 3,
             again: rng.range(0, 3) == 0,
+            elapsed_ms: rng.range(0, 2 * SLOW_MS),
         },
         70..=86 => {
             let cap = limits.backoff.map_or(0, |(_, cap)| cap);
@@ -110,7 +134,10 @@ fn random_op(rng: &mut Rng, limits: &Limits) -> Op {
             _ => State::HalfOpen,
         }),
         92..=93 => Op::SetFailMax(rng.range(1, 4) as u32),
+        // The failure-rate rule keeps its success threshold at 1.
+        94..=95 if limits.rate.is_some() => Op::SetHalfOpenMaxCalls(rng.range(1, 6) as u32),
         94..=95 => Op::SetSuccessThreshold(rng.range(1, 3) as u32),
+        96..=97 if limits.rate.is_some() => Op::SetHalfOpenMaxCalls(rng.range(1, 6) as u32),
         96..=97 => Op::SetHalfOpenMaxCalls(rng.range(1, 3) as u32),
         _ => Op::SetResetTimeout(rng.range(5, 60)),
     }
@@ -132,6 +159,9 @@ struct Reply {
     slot: u64,
     /// Open: the period the script's backoff chose (-1: none chose it).
     open_for_ms: i64,
+    /// Under the failure-rate rule, the hash's probe tally: probes recorded,
+    /// of them failures, of them slow.
+    tally: (u32, u32, u32),
 }
 
 const ADMIT_CLOSED: i64 = 1;
@@ -180,6 +210,12 @@ impl Lua<'_> {
     /// `fleet.lua`'s header) plus the test-only time; `slot`: a recorded
     /// probe's slot, as the script's acquire gave it.
     fn run(&mut self, op: &str, limits: &Limits, extra: [u64; 3], slot: u64) -> Reply {
+        self.run_timed(op, limits, extra, slot, false)
+    }
+
+    /// [`Lua::run`], telling a probe's record whether the call was slow
+    /// (only the failure-rate rule's arguments carry it).
+    fn run_timed(&mut self, op: &str, limits: &Limits, extra: [u64; 3], slot: u64, slow: bool) -> Reply {
         let mut invocation = self.script.key(&self.key);
         invocation
             .arg(op)
@@ -194,21 +230,60 @@ impl Lua<'_> {
             .arg(&extra[..])
             .arg(self.now_ms)
             .arg(slot);
+        if limits.timed() {
+            // A count window that never reaches its minimum calls (as the
+            // breaker's), with nothing counted: only the probes' rule decides.
+            invocation.arg(&[1u64, 1, 1_000_000, 1_000_000, 5_000, 5_000, 0, 0, 0, 0][..]);
+        } else if limits.backoff.is_some() || limits.rate.is_some() {
+            // No window: kind 0 and nine zeros.
+            invocation.arg(&[0u64; 10][..]);
+        }
         if let Some((multiplier, cap_ms)) = limits.backoff {
-            // No window (kind 0 and nine zeros), then the backoff: kind 1,
-            // multiplier, cap, no jitter, no random draw.
+            // The backoff: kind 1, multiplier, cap, no jitter, no random draw.
             invocation
-                .arg(&[0u64; 10][..])
                 .arg(1)
                 .arg(multiplier.to_string())
                 .arg(cap_ms)
                 .arg(0)
                 .arg(0);
+        } else if limits.rate.is_some() {
+            invocation.arg(&[0u64; 5][..]);
+        }
+        if let Some((failure_pct, slow_pct)) = limits.rate {
+            // The failure-rate rule: kind 1, thresholds in basis points
+            // (slow 0: not counted), whether this record's call was slow.
+            invocation
+                .arg(1)
+                .arg(failure_pct * 100)
+                .arg(slow_pct.map_or(0, |p| p * 100))
+                .arg(u8::from(slow));
         }
         let values: Vec<i64> = invocation.invoke(self.conn).expect("the script runs");
-        let [code, _v, s, g, f, _opened, i, k, _probe, _slots, _next, period, from, to, slot] = values[..]
+        // Under the failure-rate rule the reply ends with the tally (read
+        // from the hash below, so the reply's copy is checked against it).
+        let [code, _v, s, g, f, _opened, i, k, _probe, _slots, _next, period, from, to, slot, ref tail @ ..] =
+            values[..]
         else {
             panic!("unexpected reply {values:?}");
+        };
+        let tally = match limits.rate {
+            Some(_) => {
+                let fields: Vec<Option<u32>> = redis::cmd("HMGET")
+                    .arg(&self.key)
+                    .arg(&["r", "x", "y"][..])
+                    .query(self.conn)
+                    .expect("HMGET");
+                let n = |i: usize| fields[i].unwrap_or(0);
+                let tally = (n(0), n(1), n(2));
+                // The reply carries the tally (the mirror's copy) while half-open.
+                let replied = tail.iter().map(|&v| v as u32).collect::<Vec<_>>();
+                assert_eq!(replied, [tally.0, tally.1, tally.2], "the reply's tally");
+                tally
+            }
+            None => {
+                assert!(tail.is_empty(), "no tally without the rule: {values:?}");
+                (0, 0, 0)
+            }
         };
         Reply {
             code,
@@ -223,6 +298,7 @@ impl Lua<'_> {
             }),
             slot: slot as u64,
             open_for_ms: period,
+            tally,
         }
     }
 }
@@ -242,10 +318,11 @@ fn change(before: State, after: State) -> Option<Transition> {
 }
 
 /// Runs one random sequence (see [`run_ops`]), with a random exponential
-/// backoff if `backoff`.
+/// backoff if `backoff`, under the failure-rate rule if `rate`.
 fn run_sequence(
     rng: &mut Rng,
     backoff: bool,
+    rate: bool,
     lua: &mut Lua<'_>,
     log: &mut Vec<String>,
 ) -> Result<Stats, String> {
@@ -256,7 +333,15 @@ fn run_sequence(
         reset_timeout_ms: rng.range(5, 60),
         probe_lease_ms: rng.range(5, 60),
         backoff: None,
+        rate: None,
     };
+    if rate {
+        limits.success_threshold = 1;
+        limits.half_open_max_calls = rng.range(1, 5) as u32;
+        let failure_pct = [25, 50, 50, 60, 100][rng.range(0, 4) as usize];
+        let slow_pct = (rng.range(0, 1) == 0).then(|| [34, 50, 100][rng.range(0, 2) as usize]);
+        limits.rate = Some((failure_pct, slow_pct));
+    }
     if backoff {
         let multiplier = [1.0, 1.5, 2.0, 3.0, 1.7][rng.range(0, 4) as usize];
         // A cap below the reset timeout too: the period is then the reset timeout.
@@ -279,6 +364,10 @@ struct Stats {
     probes_recorded_again: usize,
     /// Open periods that a backoff grew beyond the reset timeout.
     grown_periods: usize,
+    /// Failure-rate decisions: (re-opened, closed).
+    rate_decisions: (usize, usize),
+    /// Slow probes recorded (a success or a failure) under the rule.
+    slow_probes: usize,
 }
 
 /// Runs the operations `next` gives (it sees the limits in force) against
@@ -301,7 +390,21 @@ fn run_ops(
     if let Some((multiplier, cap_ms)) = limits.backoff {
         builder = builder.open_backoff(Backoff::exponential(multiplier, Duration::from_millis(cap_ms)));
     }
+    if let Some((failure_pct, slow_pct)) = limits.rate {
+        builder = builder
+            .half_open_rule(HalfOpenRule::FailureRate)
+            .failure_rate_threshold(failure_pct as f32);
+        if let Some(slow_pct) = slow_pct {
+            builder = builder
+                .count_window(1_000_000)
+                .minimum_calls(1_000_000)
+                .slow_call_duration(Duration::from_millis(SLOW_MS))
+                .slow_call_rate_threshold(slow_pct as f32);
+        }
+    }
     let b = builder.build().expect("valid limits");
+    let mut rate_decisions = (0, 0);
+    let mut slow_probes = 0;
     let mut grown_periods = 0;
     // Each with the slot the script gave it.
     let mut outstanding: Vec<(Ticket, u64)> = Vec::new();
@@ -361,6 +464,7 @@ fn run_ops(
                 outcome,
                 keep,
                 again,
+                elapsed_ms,
             } => {
                 if outstanding.is_empty() {
                     log.push("  (no ticket outstanding)".into());
@@ -394,13 +498,27 @@ fn run_ops(
                     probes_recorded_again += 1;
                 }
                 let kind = if ticket.is_probe() { 2 } else { 1 };
-                let reply = lua.run(
+                let slow = limits.timed() && elapsed_ms > SLOW_MS;
+                let reply = lua.run_timed(
                     "record",
                     &limits,
                     [kind, u64::from(ticket.episode()), u64::from(outcome_arg(outcome))],
                     slot,
+                    slow,
                 );
-                let recorded = b.record(ticket, outcome).expect("the breaker's own ticket");
+                let recorded = match limits.timed() {
+                    true => b.record_timed(ticket, outcome, Duration::from_millis(elapsed_ms)),
+                    false => b.record(ticket, outcome),
+                }
+                .expect("the breaker's own ticket");
+                if limits.rate.is_some() && ticket.is_probe() && before == State::HalfOpen {
+                    match recorded {
+                        Recorded::Transitioned(t) if t.to == State::Open => rate_decisions.0 += 1,
+                        Recorded::Transitioned(t) if t.to == State::Closed => rate_decisions.1 += 1,
+                        Recorded::Counted if slow && outcome != Outcome::Ignored => slow_probes += 1,
+                        _ => {}
+                    }
+                }
                 let agree = match recorded {
                     Recorded::Counted => reply.code == COUNTED,
                     Recorded::Stale => reply.code == STALE,
@@ -453,7 +571,13 @@ fn run_ops(
             Op::SetHalfOpenMaxCalls(n) => {
                 limits.half_open_max_calls = n;
                 b.set_half_open_max_calls(n).expect("a valid limit");
-                (lua.run("sync", &limits, [0; 3], 0), Ok(()))
+                // Under the failure-rate rule the limit decides: the
+                // breaker reconciles it (the transition is checked below).
+                let op = match limits.rate {
+                    Some(_) => "reconcile",
+                    None => "sync",
+                };
+                (lua.run(op, &limits, [0; 3], 0), Ok(()))
             }
             Op::SetResetTimeout(ms) => {
                 limits.reset_timeout_ms = ms;
@@ -481,10 +605,26 @@ fn run_ops(
         }
         generation = reply.generation;
         let ours = (after, b.fail_counter(), b.success_counter(), b.probes_in_flight());
-        let theirs = (reply.state, reply.failures, reply.successes, reply.in_flight);
+        let theirs = match limits.rate {
+            // The tally's successes: recorded less failed.
+            Some(_) => (
+                reply.state,
+                reply.failures,
+                reply.tally.0 - reply.tally.1,
+                reply.in_flight,
+            ),
+            None => (reply.state, reply.failures, reply.successes, reply.in_flight),
+        };
         if ours != theirs {
             return Err(format!(
                 "(state, failures, successes, in flight): breaker {ours:?}, script {theirs:?}"
+            ));
+        }
+        if limits.rate.is_some() && b.probe_failure_counter() != reply.tally.1 {
+            return Err(format!(
+                "probe failures: breaker {}, script tally {:?}",
+                b.probe_failure_counter(),
+                reply.tally
             ));
         }
         // The open period: the backoff's on both sides, or none chosen by
@@ -511,6 +651,8 @@ fn run_ops(
     Ok(Stats {
         probes_recorded_again,
         grown_periods,
+        rate_decisions,
+        slow_probes,
     })
 }
 
@@ -532,7 +674,7 @@ fn the_lua_script_and_the_in_memory_breaker_decide_alike() {
             now_ms: 0,
         };
         let mut log = Vec::new();
-        let result = run_sequence(&mut rng, false, &mut lua, &mut log);
+        let result = run_sequence(&mut rng, false, false, &mut lua, &mut log);
         let key = lua.key.clone();
         let _: i64 = redis::cmd("DEL").arg(&key).query(&mut conn).expect("DEL");
         match result {
@@ -589,7 +731,7 @@ fn the_lua_script_and_the_in_memory_breaker_back_off_alike() {
             now_ms: 0,
         };
         let mut log = Vec::new();
-        let result = run_sequence(&mut rng, true, &mut lua, &mut log);
+        let result = run_sequence(&mut rng, true, false, &mut lua, &mut log);
         let key = lua.key.clone();
         let _: i64 = redis::cmd("DEL").arg(&key).query(&mut conn).expect("DEL");
         match result {
@@ -635,6 +777,7 @@ fn probe_slots_and_the_count_after_sixteen_agree() {
         reset_timeout_ms: 50,
         probe_lease_ms: 1_000,
         backoff: None,
+        rate: None,
     };
     // Every record keeps its ticket, so `pick` is the admission order.
     let record = |pick: usize, outcome: Outcome| Op::Record {
@@ -642,6 +785,7 @@ fn probe_slots_and_the_count_after_sixteen_agree() {
         outcome,
         keep: true,
         again: false,
+        elapsed_ms: 0,
     };
     let mut ops = vec![Op::Force(State::HalfOpen)];
     ops.extend([Op::Acquire; 16]);
@@ -705,6 +849,7 @@ fn a_hash_without_slots_counts_its_probes_until_the_episode_ends() {
         reset_timeout_ms: 50,
         probe_lease_ms: 1_000,
         backoff: None,
+        rate: None,
     };
     let ignored = [2, 5, u64::from(outcome_arg(Outcome::Ignored))];
     // The two probes' tickets name slot 0 (an older breaker sent none).
@@ -775,6 +920,7 @@ fn a_hash_without_backoff_fields_opens_for_the_reset_timeout_then_grows() {
         reset_timeout_ms: 50,
         probe_lease_ms: 1_000,
         backoff: Some((2.0, 1_000)),
+        rate: None,
     };
     let sync = lua.run("sync", &limits, [0; 3], 0);
     assert_eq!(
@@ -806,4 +952,54 @@ fn a_hash_without_backoff_fields_opens_for_the_reset_timeout_then_grows() {
     assert_eq!((sync.state, sync.open_for_ms), (State::Open, -1), "{sync:?}");
     lua.now_ms = 150;
     assert_eq!(lua.run("acquire", &limits, [0; 3], 0).code, ADMIT_PROBE);
+}
+
+/// The same under `HalfOpenRule::FailureRate`, slow probes timed in half
+/// of them: the script's permits, tally and decisions must be the word's.
+#[test]
+fn the_lua_script_and_the_in_memory_breaker_decide_by_failure_rate_alike() {
+    let seed = diff_seed() ^ 0x7261_7465_7275_6c65;
+    let server = PrivateServer::start();
+    let mut conn = client(&server.url());
+    let script = redis::Script::new(SCRIPT);
+    let mut ops = 0;
+    let (mut reopened, mut closed, mut slow_probes) = (0, 0, 0);
+    for sequence in 0..RATE_SEQUENCES {
+        let mut rng = Rng(seed ^ sequence.wrapping_mul(0x2545_f491_4f6c_dd1d));
+        let ns = unique_namespace("differential-rate");
+        let mut lua = Lua {
+            conn: &mut conn,
+            script: &script,
+            key: format!("breakerbox:{{{ns}}}:state"),
+            now_ms: 0,
+        };
+        let mut log = Vec::new();
+        let backoff = sequence % 4 == 3;
+        let result = run_sequence(&mut rng, backoff, true, &mut lua, &mut log);
+        let key = lua.key.clone();
+        let _: i64 = redis::cmd("DEL").arg(&key).query(&mut conn).expect("DEL");
+        match result {
+            Ok(stats) => {
+                reopened += stats.rate_decisions.0;
+                closed += stats.rate_decisions.1;
+                slow_probes += stats.slow_probes;
+            }
+            Err(difference) => panic!(
+                "seed {seed}, sequence {sequence}: {difference}\noperations:\n  {}",
+                log.join("\n  ")
+            ),
+        }
+        ops += log.len();
+    }
+    assert!(
+        ops > (RATE_SEQUENCES as usize) * STEPS / 2,
+        "the sequences ran ({ops} operations)"
+    );
+    assert!(
+        reopened >= 50 && closed >= 50 && slow_probes >= 50,
+        "decided by rate: {reopened} re-opened, {closed} closed; {slow_probes} slow probes counted"
+    );
+    println!(
+        "{RATE_SEQUENCES} failure-rate sequences ran whole; {reopened} re-opened and {closed} closed by rate, {slow_probes} slow probes counted"
+    );
 }

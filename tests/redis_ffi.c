@@ -160,6 +160,11 @@ static void test_builder_options_and_storage_errors(const cb_config *config, con
     cb_free(fleet_windowed);
     CHECK(cb_builder_set_mode(windowed, CB_MODE_DISABLED) == CB_STATUS_OK);
     CHECK(cb_builder_build(windowed, &out) == CB_STATUS_INVALID_ARGUMENT && out == untouched);
+    /* The failure-rate half-open rule is the fleet's too. */
+    CHECK(cb_builder_set_mode(windowed, CB_MODE_ENFORCING) == CB_STATUS_OK);
+    CHECK(cb_builder_set_half_open_rule(windowed, CB_HALF_OPEN_RULE_FAILURE_RATE) == CB_STATUS_OK);
+    CHECK(cb_builder_build(windowed, &fleet_windowed) == CB_STATUS_OK && fleet_windowed != NULL);
+    cb_free(fleet_windowed);
     cb_builder_free(windowed);
 
     /* The same options against the live Redis: admitted, no error. */

@@ -1,7 +1,8 @@
 //! Eight OS processes share one namespace: the fleet guarantees, checked
 //! across process boundaries against a real Redis (BREAKERBOX_REDIS_URL).
 //!
-//! Each scenario's test spawns this very test binary eight times, running
+//! Each scenario's test spawns this very test binary eight times (two for
+//! the failure-rate half-open rule's permits), running
 //! only [`fleet_worker`] with a role in the environment; the workers meet at
 //! barriers kept in Redis and leave their counts there for the parent.
 #![cfg(feature = "redis")]
@@ -9,7 +10,7 @@
 mod redis_support;
 
 use breakerbox::redis::RedisState;
-use breakerbox::{CircuitBreaker, Outcome, Recorded, Ticket};
+use breakerbox::{CircuitBreaker, HalfOpenRule, Outcome, Recorded, State, Ticket, Transition};
 use redis::Commands;
 use redis_support::*;
 use std::process::{Child, Command, Stdio};
@@ -49,12 +50,17 @@ fn key(ns: &str, what: &str) -> String {
 
 /// Waits until all `PROCESSES` workers reached barrier `name`.
 fn barrier(conn: &mut redis::Connection, ns: &str, name: &str) {
+    barrier_of(PROCESSES, conn, ns, name);
+}
+
+/// Waits until `processes` workers reached barrier `name`.
+fn barrier_of(processes: usize, conn: &mut redis::Connection, ns: &str, name: &str) {
     let k = key(ns, &format!("barrier:{name}"));
     let _: u64 = conn.incr(&k, 1).unwrap();
     let start = Instant::now();
     loop {
         let n: u64 = conn.get(&k).unwrap();
-        if n >= PROCESSES as u64 {
+        if n >= processes as u64 {
             return;
         }
         assert!(
@@ -74,9 +80,14 @@ static ONE_FLEET: Mutex<()> = Mutex::new(());
 
 /// Starts the fleet and waits for every worker to exit successfully.
 fn run_fleet(role: &str, ns: &str, param: &str) {
+    run_fleet_of(PROCESSES, role, ns, param);
+}
+
+/// [`run_fleet`] with `processes` workers.
+fn run_fleet_of(processes: usize, role: &str, ns: &str, param: &str) {
     let _one = ONE_FLEET.lock().unwrap_or_else(PoisonError::into_inner);
     let exe = std::env::current_exe().unwrap();
-    let mut children: Vec<Child> = (0..PROCESSES)
+    let mut children: Vec<Child> = (0..processes)
         .map(|i| {
             Command::new(&exe)
                 .args(["--exact", "fleet_worker", "--nocapture", "--test-threads", "1"])
@@ -478,6 +489,169 @@ fn per_process_windows_never_trip_on_the_same_traffic() {
     combined_rate("time", false);
 }
 
+/// Processes that share the failure-rate rule's permits.
+const RATE_PROCESSES: usize = 2;
+/// The permits they share: four probes decide, at a 50% threshold.
+const RATE_PERMITS: u32 = 4;
+
+/// (e) `HalfOpenRule::FailureRate` on a fleet: two processes share the
+/// `half_open_max_calls` permits, two probes each; no fifth probe is
+/// admitted anywhere before the fourth record decides. `scenario`: "closes"
+/// (1 failure in 4), "reopens" (2 in 4), or "ignored" (an ignored probe's
+/// permit comes back fleet-wide and the other process takes it).
+fn rate_probes(scenario: &str) {
+    let ns = unique_namespace(&format!("rate-probes-{scenario}"));
+    // Half-open the fleet before any worker builds: their first sync shows it.
+    let opener = rate_breaker(&ns);
+    assert!(opener.half_open().is_some());
+    drop(opener);
+    run_fleet_of(RATE_PROCESSES, "rate-probes", &ns, scenario);
+    let mut conn = client(&url());
+    assert_eq!(errors(&mut conn, &ns), Vec::<String>::new());
+    let decided: Vec<String> = conn.lrange(key(&ns, "decided"), 0, -1).unwrap();
+    let want = match scenario {
+        "reopens" => "half-open -> open",
+        _ => "half-open -> closed",
+    };
+    assert_eq!(decided, [want], "exactly one process decided, once");
+}
+
+fn rate_probes_worker(ns: &str, index: usize, scenario: &str) {
+    let mut conn = client(&url());
+    let fail = |what: String| conn_rpush(ns, "errors", format!("process {index}: {what}"));
+    let breaker = rate_breaker(ns);
+    let step = |conn: &mut redis::Connection, name: &str| barrier_of(RATE_PROCESSES, conn, ns, name);
+    let admit = |probes: &mut Vec<_>, when: &str| match breaker.try_acquire() {
+        Ok(permit) if permit.is_probe() => probes.push(permit),
+        Ok(_) => fail(format!("{when}: a closed-state admission in half-open")),
+        Err(e) => fail(format!("{when}: a probe rejected in {:?}", e.state)),
+    };
+    // Every permit is out: rejected here, by the mirror or by the fleet.
+    let refused = |when: &str| match breaker.try_acquire() {
+        Err(e) if e.state == State::HalfOpen => {}
+        Err(e) => fail(format!("{when}: rejected in {:?}", e.state)),
+        Ok(_) => fail(format!("{when}: a fifth probe admitted")),
+    };
+    let decide = |recorded: Recorded| match recorded {
+        Recorded::Counted => {}
+        Recorded::Transitioned(Transition {
+            from: State::HalfOpen,
+            to,
+        }) => {
+            let to = if to == State::Open { "open" } else { "closed" };
+            conn_rpush(ns, "decided", format!("half-open -> {to}"));
+        }
+        other => fail(format!("a probe recorded {other:?}")),
+    };
+
+    step(&mut conn, "built");
+    let mut probes = Vec::new();
+    admit(&mut probes, "two of the four permits");
+    admit(&mut probes, "two of the four permits");
+    step(&mut conn, "admitted");
+    refused("four admitted");
+    if breaker.probes_in_flight() != RATE_PERMITS {
+        fail(format!(
+            "{} probes in flight, the fleet has {RATE_PERMITS}",
+            breaker.probes_in_flight()
+        ));
+    }
+    step(&mut conn, "full");
+    if scenario == "ignored" {
+        if index == 0 {
+            decide(probes.pop().unwrap().ignore());
+        }
+        step(&mut conn, "ignored");
+        if index == 1 {
+            // Its mirror rejects alone until the announcement brings the
+            // permit back (the staleness bound); the fleet then admits.
+            let start = Instant::now();
+            while breaker.probes_in_flight() == RATE_PERMITS && start.elapsed() < SCHEDULING_ALLOWANCE * 10 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            admit(&mut probes, "the permit given back, fleet-wide");
+            refused("the permit given back taken");
+        }
+        step(&mut conn, "retaken");
+        if index == 0 {
+            refused("the permit given back taken by the other process");
+        }
+    }
+    // Process 1's first probe fails: 1 in 4 (closes); process 0's too in
+    // "reopens": 2 in 4. Every recorded probe's permit stays spent.
+    let outcome = |i: usize| match (scenario, index, i) {
+        ("reopens", _, 0) | ("closes", 1, 0) => Outcome::Failure,
+        _ => Outcome::Success,
+    };
+    if index == 0 {
+        for (i, permit) in probes.drain(..).enumerate() {
+            decide(permit.record(outcome(i)));
+        }
+        refused("permits spent by recorded probes");
+    }
+    step(&mut conn, "first recorded");
+    if index == 1 {
+        refused("permits spent by the other process's records");
+        let last = probes.len() - 1;
+        for (i, permit) in probes.drain(..).enumerate() {
+            decide(permit.record(outcome(i)));
+            if i < last {
+                refused("before the last record");
+            }
+        }
+    }
+    step(&mut conn, "decided");
+    let want = match scenario {
+        "reopens" => State::Open,
+        _ => State::Closed,
+    };
+    // The other process learns of the decision by announcement.
+    let start = Instant::now();
+    while breaker.state() != want && start.elapsed() < SCHEDULING_ALLOWANCE * 10 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if breaker.state() != want {
+        fail(format!(
+            "the fleet decided {want:?}, this process shows {:?}",
+            breaker.state()
+        ));
+    }
+    step(&mut conn, "seen");
+}
+
+/// A breaker of the failure-rate scenarios: four permits, 50%, leases
+/// and timeouts far beyond a run.
+fn rate_breaker(ns: &str) -> CircuitBreaker {
+    CircuitBreaker::builder()
+        .half_open_rule(HalfOpenRule::FailureRate)
+        .failure_rate_threshold(50.0)
+        .half_open_max_calls(RATE_PERMITS)
+        .reset_timeout(Duration::from_secs(600))
+        .probe_lease(Duration::from_secs(600))
+        .shared(state_for(ns))
+        .build()
+        .unwrap()
+}
+
+fn conn_rpush(ns: &str, what: &str, value: String) {
+    let _: () = client(&url()).rpush(key(ns, what), value).unwrap();
+}
+
+#[test]
+fn two_processes_share_the_failure_rate_permits_and_one_failure_in_four_closes() {
+    rate_probes("closes");
+}
+
+#[test]
+fn two_processes_share_the_failure_rate_permits_and_two_failures_in_four_reopen() {
+    rate_probes("reopens");
+}
+
+#[test]
+fn an_ignored_probes_permit_comes_back_fleet_wide() {
+    rate_probes("ignored");
+}
+
 /// The entry point of a spawned fleet worker; in an ordinary run (no role
 /// in the environment) it has nothing to do.
 #[test]
@@ -493,6 +667,7 @@ fn fleet_worker() {
         "spread-failures" => spread_failures_worker(&ns),
         "staleness" => staleness_worker(&ns, index, &param),
         "combined-rate" => combined_rate_worker(&ns, &param),
+        "rate-probes" => rate_probes_worker(&ns, index, &param),
         other => panic!("unknown fleet role {other}"),
     }
 }

@@ -326,3 +326,48 @@ fn a_bad_url_is_echoed_with_its_password_masked() {
         "the client's own text leaked: {text}"
     );
 }
+
+/// `HalfOpenRule::FailureRate` on a fleet: a slow probe's record tells the
+/// fleet it was slow, so the slow-call rate among the fleet's probes
+/// decides: two successes, one of them slow, re-open at a 50% slow-call
+/// rate (they would close if the slowness stayed in the process).
+#[test]
+fn a_slow_probe_counts_toward_the_fleets_slow_call_rate() {
+    let ns = unique_namespace("rate-slow");
+    let build = || {
+        CircuitBreaker::builder()
+            .half_open_rule(breakerbox::HalfOpenRule::FailureRate)
+            .half_open_max_calls(2)
+            .count_window(100)
+            .slow_call_duration(Duration::from_millis(10))
+            .slow_call_rate_threshold(50.0)
+            .reset_timeout(Duration::from_secs(600))
+            .probe_lease(Duration::from_secs(600))
+            .shared(shared(&ns))
+            .build()
+            .unwrap()
+    };
+    let a = build();
+    assert!(a.half_open().is_some());
+    // Built after: its first sync shows the fleet half-open.
+    let b = build();
+    let first = a.acquire_ticket().expect("a probe");
+    let second = b
+        .acquire_ticket()
+        .expect("the other permit, from the other breaker");
+    assert!(first.is_probe() && second.is_probe());
+    assert!(a.acquire_ticket().is_err(), "both permits are out");
+    assert_eq!(
+        a.record_timed(first, Outcome::Success, Duration::from_millis(20)),
+        Ok(Recorded::Counted)
+    );
+    assert_eq!(b.probe_failure_counter(), 0);
+    assert_eq!(
+        b.record_timed(second, Outcome::Success, Duration::from_millis(1)),
+        Ok(Recorded::Transitioned(Transition {
+            from: State::HalfOpen,
+            to: State::Open
+        })),
+        "one slow probe in two: the slow-call rate re-opens the fleet"
+    );
+}

@@ -66,6 +66,7 @@ impl Plan {
             Plan::Shared(state) => {
                 let required = state.require_reachable;
                 let fleet = crate::redis::Fleet::start(*state, name, core.clock);
+                fleet.attach_probe_rule(core.settings.limits().probe_rule);
                 match fleet.first_sync(core.mirror(), events) {
                     Err(kind) if required => Err(ConfigError::Unreachable { kind }),
                     _ => Ok(Backend::Shared(Box::new(fleet))),
@@ -171,9 +172,14 @@ impl Backend {
                 recorded
             }
             #[cfg(feature = "redis")]
-            Backend::Shared(fleet) => {
-                fleet.record(core.mirror(), ticket, outcome, &core.settings.limits(), events)
-            }
+            Backend::Shared(fleet) => fleet.record(
+                core.mirror(),
+                ticket,
+                outcome,
+                false,
+                &core.settings.limits(),
+                events,
+            ),
         };
         self.settled(core, recorded, events)
     }
@@ -190,8 +196,8 @@ impl Backend {
         }
     }
 
-    /// A slow probe under the failure-rate rule, which only a local breaker
-    /// has (the builder refuses it for a shared one).
+    /// A slow probe under the failure-rate rule: counted toward the
+    /// slow-call rate (a shared breaker's fleet is told it was slow).
     pub(crate) fn record_slow(
         &self,
         core: Core<'_>,
@@ -199,11 +205,47 @@ impl Backend {
         outcome: Outcome,
         events: &mut Events,
     ) -> Recorded {
-        let recorded = core
-            .cell
-            .record_slow(ticket, outcome, core.settings, &mut core.clock.lazy());
-        events.transition(recorded.transition());
+        let recorded = match self {
+            Backend::Local => {
+                let recorded = core
+                    .cell
+                    .record_slow(ticket, outcome, core.settings, &mut core.clock.lazy());
+                events.transition(recorded.transition());
+                recorded
+            }
+            #[cfg(feature = "redis")]
+            Backend::Shared(fleet) => fleet.record(
+                core.mirror(),
+                ticket,
+                outcome,
+                true,
+                &core.settings.limits(),
+                events,
+            ),
+        };
         self.settled(core, recorded, events)
+    }
+
+    /// [`Backend::record_slow`] without waiting on the network: decided at
+    /// once by a local breaker; `None` for a shared one, whose record is
+    /// then polled with [`Backend::poll_record`] as a slow probe's.
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+    pub(crate) fn send_slow(
+        &self,
+        core: Core<'_>,
+        ticket: Ticket,
+        outcome: Outcome,
+        io: &mut RoundTrip,
+        events: &mut Events,
+    ) -> Option<Recorded> {
+        match self {
+            Backend::Local => Some(self.record_slow(core, ticket, outcome, events)),
+            #[cfg(feature = "redis")]
+            Backend::Shared(_) => {
+                io.slow_probe = true;
+                None
+            }
+        }
     }
 
     /// Moves to `target` whatever the state.
@@ -329,6 +371,9 @@ pub(crate) struct WindowedCall {
 pub(crate) struct RoundTrip {
     #[cfg(feature = "redis")]
     pending: Option<crate::redis::Pending>,
+    /// The record polled is a slow probe's (see [`Backend::send_slow`]).
+    #[cfg(feature = "redis")]
+    slow_probe: bool,
 }
 
 impl RoundTrip {
@@ -405,9 +450,10 @@ impl Backend {
                     .as_ref()
                     .is_some_and(crate::redis::Pending::is_reconcile);
                 if !reconciling {
-                    let pending = &mut io.pending;
+                    let (pending, slow) = (&mut io.pending, io.slow_probe);
                     let recorded =
-                        ready!(fleet.poll_record(m, ticket, outcome, &limits, pending, cx, events));
+                        ready!(fleet.poll_record(m, ticket, outcome, slow, &limits, pending, cx, events));
+                    io.slow_probe = false;
                     if recorded != Recorded::Counted || !core.cell.needs_reconcile(core.settings) {
                         return Poll::Ready(recorded);
                     }

@@ -341,7 +341,6 @@ impl Builder {
             false => settings,
         };
         let settings = settings.with_probe_rule(self.policy.probe_rule()?)?;
-        let decides_probes_by_rate = settings.decides_probes_by_rate();
         // A fleet sums rate windows, its script grows an exponential
         // backoff, and a MetricsOnly process watches the fleet's decisions;
         // a custom backoff cannot run in the script, and a Disabled breaker
@@ -356,12 +355,6 @@ impl Builder {
             });
         }
         let policy = self.policy.build(shared)?;
-        if decides_probes_by_rate && !matches!(self.plan, Plan::Local) {
-            return Err(ConfigError::Invalid {
-                field: "shared",
-                expected: "used with HalfOpenRule::Successes (the fleet decides probes by successes)",
-            });
-        }
         let clock = match self.clock {
             Some(clock) => ClockSource::Custom(clock),
             None => ClockSource::Monotonic(MonotonicClock::new()),

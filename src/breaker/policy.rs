@@ -687,23 +687,46 @@ mod tests {
         }
     }
 
-    /// The fleet's script decides probes by successes only: the failure-rate
-    /// rule is refused at build, with or without a window.
+    /// The fleet's script decides probes by the failure-rate rule too: a
+    /// shared breaker takes it, with or without slow calls (it builds
+    /// before any round trip; nothing listens on port 1).
     #[test]
-    fn a_shared_breaker_refuses_the_failure_rate_half_open_rule() {
-        let shared = RedisState::connect("redis://127.0.0.1:1/").unwrap();
-        let err = CircuitBreaker::builder()
-            .shared(shared)
+    fn a_shared_breaker_takes_the_failure_rate_half_open_rule() {
+        let shared = || {
+            RedisState::connect("redis://127.0.0.1:1/")
+                .unwrap()
+                .command_timeout(Duration::from_millis(20))
+        };
+        let plain = CircuitBreaker::builder()
+            .shared(shared())
             .half_open_rule(crate::HalfOpenRule::FailureRate)
+            .half_open_max_calls(4)
+            .build()
+            .expect("the fleet decides probes by their failure rate");
+        assert_eq!(plain.half_open_rule(), crate::HalfOpenRule::FailureRate);
+        let slow = CircuitBreaker::builder()
+            .shared(shared())
+            .half_open_rule(crate::HalfOpenRule::FailureRate)
+            .count_window(10)
+            .slow_call_duration(Duration::from_millis(50))
+            .build()
+            .expect("slow probes too");
+        assert_eq!(slow.half_open_rule(), crate::HalfOpenRule::FailureRate);
+        let err = CircuitBreaker::builder()
+            .shared(shared())
+            .half_open_rule(crate::HalfOpenRule::FailureRate)
+            .half_open_max_calls(32)
             .build()
             .unwrap_err();
         assert!(
-            matches!(err, ConfigError::Invalid { field: "shared", .. }),
+            matches!(
+                err,
+                ConfigError::TooLarge {
+                    field: "half_open_max_calls",
+                    ..
+                }
+            ),
             "{err:?}"
-        );
-        assert_eq!(
-            err.to_string(),
-            "shared must be used with HalfOpenRule::Successes (the fleet decides probes by successes)"
         );
     }
 }

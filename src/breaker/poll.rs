@@ -111,10 +111,9 @@ impl CircuitBreaker {
                 Route::Done(recorded) => Some(recorded),
                 Route::Swallowed => return Poll::Ready(Recorded::Counted),
                 Route::Window(w, call) => self.backend.send_windowed(self.core(), w, call, io, &mut events),
-                Route::SlowProbe => Some(
-                    self.backend
-                        .record_slow(self.core(), ticket, outcome, &mut events),
-                ),
+                Route::SlowProbe => self
+                    .backend
+                    .send_slow(self.core(), ticket, outcome, io, &mut events),
                 Route::Backend => None,
             };
             if let Some(recorded) = decided {

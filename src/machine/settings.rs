@@ -231,6 +231,7 @@ impl Settings {
             half_open_max_calls: self.half_open_max_calls(),
             reset_timeout_ms: self.reset_timeout_ms(),
             probe_lease_ms: self.probe_lease_ms(),
+            probe_rule: self.probe_rule,
         }
     }
 

@@ -74,7 +74,11 @@
 //! The fleet's script holds the probe slots by the same rules as this word,
 //! and its view carries them, so the mirror tells the fleet's probes apart
 //! as it does its own (a probe recorded twice while the store is away
-//! counts once); a probe ticket the fleet issued carries its slot.
+//! counts once); a probe ticket the fleet issued carries its slot. Under
+//! the failure-rate rule the view carries the fleet's probe tally too, and
+//! the mirror keeps the permits the fleet's recorded probes spent in the
+//! slots-taken field (or the count), so it rejects alone exactly when
+//! every permit is spent, as the fleet does.
 //!
 //! # Orderings
 //!
@@ -512,27 +516,39 @@ impl Snapshot {
 
     /// Half-open with `in_flight` probes that are not told apart by slot
     /// (a fleet's counts), in this snapshot's generation.
-    #[cfg(any(test, feature = "redis"))]
+    #[cfg(test)]
     fn with_counted_probes(self, in_flight: u32, successes: u32) -> Snapshot {
-        let in_flight = u64::from(in_flight.min(MAX_HALF_OPEN_COUNT));
         let successes = u64::from(successes.min(MAX_HALF_OPEN_COUNT));
+        self.with_counted_fleet_probes(in_flight, successes, 0)
+    }
+
+    /// [`Snapshot::with_counted_probes`] with the tally field as stored and,
+    /// under the failure-rate rule, the permits recorded probes spent.
+    #[cfg(any(test, feature = "redis"))]
+    fn with_counted_fleet_probes(self, in_flight: u32, tally: u64, spent: u32) -> Snapshot {
+        let count = u64::from(in_flight.saturating_add(spent).min(MAX_HALF_OPEN_COUNT));
         Snapshot(
             (self.0 & (STATE_MASK | GENERATION_MASK))
-                | (in_flight << IN_FLIGHT_SHIFT)
-                | (successes << SUCCESSES_SHIFT)
-                | u64::from(COUNTED) << NEXT_SLOT_SHIFT,
+                | (count << IN_FLIGHT_SHIFT)
+                | (tally << SUCCESSES_SHIFT)
+                | u64::from(COUNTED) << NEXT_SLOT_SHIFT
+                | u64::from(spent) << TAKEN_SHIFT,
         )
     }
 
     /// Half-open with the probes in flight holding `slots` (a bitmap below
     /// [`PROBE_SLOTS`]), `next` the next slot (a fleet's), in this
-    /// snapshot's generation, under the successes rule.
+    /// snapshot's generation, with the tally field as stored and, under the
+    /// failure-rate rule, the permits recorded probes spent.
     #[cfg(feature = "redis")]
-    fn with_slotted_probes(self, slots: u32, next: u32, successes: u32) -> Snapshot {
+    fn with_slotted_probes(self, slots: u32, next: u32, tally: u64, spent: u32) -> Snapshot {
         let slots = slots & ((1 << PROBE_SLOTS) - 1);
-        let successes = u64::from(successes.min(MAX_HALF_OPEN_COUNT));
-        Snapshot((self.0 & (STATE_MASK | GENERATION_MASK)) | (successes << SUCCESSES_SHIFT))
-            .with_probe_fields(slots, next.min(PROBE_SLOTS), slots.count_ones())
+        let taken = (slots.count_ones() + spent).min(MAX_RATE_PROBES);
+        Snapshot((self.0 & (STATE_MASK | GENERATION_MASK)) | (tally << SUCCESSES_SHIFT)).with_probe_fields(
+            slots,
+            next.min(PROBE_SLOTS),
+            taken,
+        )
     }
 
     fn ticket(self, kind: u64) -> Ticket {
@@ -715,6 +731,8 @@ pub(crate) struct Limits {
     pub(crate) half_open_max_calls: u32,
     pub(crate) reset_timeout_ms: u64,
     pub(crate) probe_lease_ms: u64,
+    /// How half-open decides (fixed at build).
+    pub(crate) probe_rule: ProbeRule,
 }
 
 /// The limits a decision reads, each loaded only if the decision needs it
@@ -729,8 +747,7 @@ pub(crate) trait LimitSource {
     }
     fn reset_timeout_ms(&self) -> u64;
     fn probe_lease_ms(&self) -> u64;
-    /// How half-open decides (fixed at build; a fleet's limits always use
-    /// the successes rule).
+    /// How half-open decides (fixed at build).
     #[inline]
     fn probe_rule(&self) -> ProbeRule {
         ProbeRule::Successes
@@ -758,6 +775,9 @@ impl LimitSource for Limits {
     }
     fn probe_lease_ms(&self) -> u64 {
         self.probe_lease_ms
+    }
+    fn probe_rule(&self) -> ProbeRule {
+        self.probe_rule
     }
 }
 
@@ -1167,6 +1187,9 @@ mod fleet {
         /// Open: the period the fleet's backoff chose, in ms; `None`: the
         /// reset timeout.
         pub(crate) open_for_ms: Option<u64>,
+        /// Half-open under the failure-rate rule: the fleet's probe tally
+        /// (its recorded probes spent their permits); `None`: the successes rule.
+        pub(crate) probe_tally: Option<ProbeTally>,
     }
 
     impl FleetView {
@@ -1180,9 +1203,13 @@ mod fleet {
                 }
                 State::HalfOpen => {
                     let episode = Snapshot::new(HALF_OPEN, self.generation % GENERATION_MODULUS, 0);
+                    let (tally, spent) = match self.probe_tally {
+                        Some(t) => (t.to_field(), t.recorded.min(MAX_RATE_PROBES)),
+                        None => (u64::from(self.successes.min(MAX_HALF_OPEN_COUNT)), 0),
+                    };
                     match self.probe_slots {
-                        Some((slots, next)) => episode.with_slotted_probes(slots, next, self.successes),
-                        None => episode.with_counted_probes(self.in_flight, self.successes),
+                        Some((slots, next)) => episode.with_slotted_probes(slots, next, tally, spent),
+                        None => episode.with_counted_fleet_probes(self.in_flight, tally, spent),
                     }
                 }
             }
@@ -1328,6 +1355,7 @@ mod tests {
             half_open_max_calls: 2,
             reset_timeout_ms: 100,
             probe_lease_ms: 100,
+            probe_rule: ProbeRule::Successes,
         }
     }
 
@@ -1409,6 +1437,7 @@ mod tests {
             probe_admitted_at_ms: 0,
             probe_slots: None,
             open_for_ms: None,
+            probe_tally: None,
         };
         let old = cell.acquire_closed().expect("closed");
         assert_eq!(
@@ -1460,6 +1489,7 @@ mod tests {
             probe_admitted_at_ms: 0,
             probe_slots: Some((0b101, 3)),
             open_for_ms: None,
+            probe_tally: None,
         };
         assert!(cell.sync_from(&half).is_some());
         assert_eq!((cell.load().in_flight(), cell.load().successes()), (2, 0));
@@ -1500,6 +1530,100 @@ mod tests {
             .record(any, Outcome::Success, &l, &mut FixedNow(0))
             .transition()
             .is_some());
+    }
+
+    /// Under the failure-rate rule a fleet's view carries its tally: the
+    /// mirror counts the permits its recorded probes spent, so it rejects
+    /// alone exactly when the fleet would (every permit spent, no lease run
+    /// out), with slots or counted.
+    #[cfg(feature = "redis")]
+    #[test]
+    fn a_fleet_views_tally_spends_the_mirrors_permits() {
+        let l = Limits {
+            half_open_max_calls: 4,
+            success_threshold: 1,
+            probe_rule: ProbeRule::Rate {
+                failure_bp: 5_000,
+                slow_bp: None,
+            },
+            ..limits()
+        };
+        let tally = |recorded, failures| {
+            Some(ProbeTally {
+                recorded,
+                failures,
+                slow: 0,
+            })
+        };
+        let half = FleetView {
+            state: State::HalfOpen,
+            generation: 8,
+            failures: 0,
+            opened_at_ms: 0,
+            in_flight: 2,
+            successes: 0,
+            probe_admitted_at_ms: 0,
+            probe_slots: Some((0b1010, 4)),
+            open_for_ms: None,
+            probe_tally: tally(1, 1),
+        };
+        for view in [
+            half,
+            FleetView {
+                probe_slots: None,
+                ..half
+            },
+        ] {
+            let cell = StateCell::new();
+            cell.sync_from(&view);
+            let s = cell.load();
+            assert_eq!(
+                (s.in_flight(), s.tally(), s.probes()),
+                (2, view.probe_tally.unwrap(), 3)
+            );
+            assert_eq!(
+                cell.gate(&l, &mut FixedNow(0)),
+                Gate::AskFleet,
+                "a permit is left"
+            );
+            cell.sync_from(&FleetView {
+                probe_tally: tally(2, 1),
+                ..view
+            });
+            assert_eq!(
+                cell.gate(&l, &mut FixedNow(0)),
+                Gate::Reject(State::HalfOpen),
+                "every permit spent"
+            );
+            cell.sync_from(&FleetView {
+                probe_tally: None,
+                ..view
+            });
+            assert_eq!(
+                cell.gate(&l, &mut FixedNow(0)),
+                Gate::AskFleet,
+                "the successes rule's view"
+            );
+        }
+        // The mirror records as the fleet does: the fourth record decides.
+        let cell = StateCell::new();
+        let view = FleetView {
+            probe_tally: tally(2, 1),
+            ..half
+        };
+        cell.sync_from(&view);
+        assert_eq!(
+            cell.record(view.probe_ticket(1), Outcome::Success, &l, &mut FixedNow(0)),
+            Recorded::Counted
+        );
+        assert_eq!(
+            cell.record(view.probe_ticket(3), Outcome::Success, &l, &mut FixedNow(0)),
+            Recorded::Transitioned(Transition {
+                from: State::HalfOpen,
+                to: State::Closed
+            }),
+            "1 failure in 4, below 50%"
+        );
     }
 
     #[test]

@@ -30,6 +30,12 @@
 --              cap in ms, jitter (0 none, 1 full, 2 equal), and a random
 --              integer below 2^32 for the jitter (the caller draws it, so the
 --              script stays deterministic given its arguments)
+-- ARGV[33..36] the failure-rate half-open rule (absent: probes decide by
+--              successes): kind (1 failure rate), failure-rate threshold and
+--              slow-call-rate threshold (basis points; slow 0 = not counted),
+--              and, for a probe's record, whether it was slow (1) or not (0)
+--              (a caller with the rule pads the window's and the backoff's
+--              arguments with kind 0 and zeros when it has neither)
 --
 -- Fields: v version, s state (0 closed, 1 open, 2 half-open), g generation,
 -- f failures, o opened-at (server ms), i probes in flight, k probe successes,
@@ -39,6 +45,16 @@
 -- chosen for (d holds only while the fleet is open in that generation: an
 -- older script's open, which writes neither, lasts the reset timeout). Times
 -- come from the server's TIME, so the hosts' clocks never matter.
+--
+-- Under the failure-rate rule (ARGV[33] = 1) the probe tally rides beside
+-- them, as in the in-memory word: r probes recorded (success or failure),
+-- x of them failures, y of them slow. A recorded probe's permit stays spent,
+-- so the permits spent are i + r, at most half_open_max_calls; an ignored
+-- probe leaves r alone, giving its permit back. The record that brings r to
+-- half_open_max_calls decides: re-open if x / r (or y / r, slow calls
+-- counted) is at or above its threshold, else close. A reclaim of expired
+-- leases, and the last probe in flight recorded, keep the tally. Every
+-- transition clears it. A caller without the rule never writes r, x or y.
 --
 -- Open period a lasts min(cap, reset_timeout * multiplier^(a-1)), grown step
 -- by step as src/machine/backoff.rs grows it, then jittered: the process
@@ -55,8 +71,10 @@
 -- Reply: { code, v, s, g, f, ms since opened, i, k, ms since last probe
 -- admission, b, n, open period (ms; -1 when not open or no backoff chose
 -- it), transition from (-1 none), transition to (-1 none), the admitted
--- probe's slot (0 otherwise) }. An announcement is the view's eleven fields
--- (v to the open period), space-separated.
+-- probe's slot (0 otherwise) }, then for a caller with the failure-rate
+-- rule the probe tally: r, x, y. An announcement is the view's eleven
+-- fields (v to the open period), space-separated, then r x y if the run's
+-- caller has the rule.
 
 if redis.replicate_commands then
   pcall(redis.replicate_commands)
@@ -94,7 +112,7 @@ local function num(x)
   return tonumber(x) or 0
 end
 
-local h = redis.call('HMGET', key, 'v', 's', 'g', 'f', 'o', 'i', 'k', 'p', 'b', 'n', 'a', 'd', 'e')
+local h = redis.call('HMGET', key, 'v', 's', 'g', 'f', 'o', 'i', 'k', 'p', 'b', 'n', 'a', 'd', 'e', 'r', 'x', 'y')
 local st
 local dirty = false
 local s0 = tonumber(h[2])
@@ -102,7 +120,8 @@ if not tonumber(h[1]) or (s0 ~= CLOSED and s0 ~= OPEN and s0 ~= HALF_OPEN) then
   -- Missing (or unreadable): seed from the caller's mirror, so a Redis that
   -- lost its data does not close an open fleet.
   local seed_state = tonumber(ARGV[4])
-  st = { v = 0, s = CLOSED, g = num(ARGV[5]), f = 0, o = 0, i = 0, k = 0, p = 0, b = 0, n = 0, a = 0, d = 0, e = 0 }
+  st = { v = 0, s = CLOSED, g = num(ARGV[5]), f = 0, o = 0, i = 0, k = 0, p = 0, b = 0, n = 0, a = 0, d = 0, e = 0,
+         r = 0, x = 0, y = 0 }
   if seed_state == OPEN then
     st.s = OPEN
     st.o = math.max(now - num(ARGV[7]), 0)
@@ -118,10 +137,19 @@ if not tonumber(h[1]) or (s0 ~= CLOSED and s0 ~= OPEN and s0 ~= HALF_OPEN) then
 else
   st = { v = num(h[1]), s = s0, g = num(h[3]), f = num(h[4]), o = num(h[5]),
          i = num(h[6]), k = num(h[7]), p = num(h[8]), b = num(h[9]), n = num(h[10]),
-         a = num(h[11]), d = num(h[12]), e = num(h[13]) }
+         a = num(h[11]), d = num(h[12]), e = num(h[13]), r = num(h[14]), x = num(h[15]), y = num(h[16]) }
+end
+if st.s ~= HALF_OPEN then
+  st.r, st.x, st.y = 0, 0, 0
 end
 -- Whether the hash keeps a backoff's fields (written back if so).
 local had_backoff = h[11] and true or false
+-- Whether the hash keeps a probe tally's fields (written back if so).
+local had_tally = h[14] and true or false
+
+-- The half-open rule: the failure-rate rule's thresholds, if the caller has it.
+local rkind = tonumber(ARGV[33]) or 0
+local rfail, rslow, rslow_call = num(ARGV[34]), num(ARGV[35]), num(ARGV[36])
 
 -- How many slots a bitmap holds.
 local function taken(bitmap)
@@ -288,6 +316,7 @@ local function go(target)
   st.g = st.g + 1
   st.f, st.i, st.k = 0, 0, 0
   st.b, st.n = 0, 0
+  st.r, st.x, st.y = 0, 0, 0
   if target == OPEN then
     st.o = now
     if bkind == 1 then
@@ -330,9 +359,30 @@ local function release_probe(slot, successes)
   dirty = true
 end
 
+-- Whether the recorded probes decide (failure-rate rule): true re-opens,
+-- false closes, nil waits for more.
+local function probes_decide()
+  if st.r < max_probes then
+    return nil
+  end
+  return st.x * 10000 >= rfail * st.r or (rslow > 0 and st.y * 10000 >= rslow * st.r)
+end
+
+-- Moves to the state the recorded probes decide, if they do.
+local function go_as_probes_decide()
+  local reopen = probes_decide()
+  if reopen == true then
+    go(OPEN)
+  elseif reopen == false then
+    go(CLOSED)
+  end
+  return reopen ~= nil
+end
+
 local function admit_probe()
-  if st.i >= max_probes then
-    -- Every probe in flight outlived its lease: reclaim them all.
+  if st.i + st.r >= max_probes then
+    -- Every probe in flight outlived its lease: reclaim them all (under the
+    -- failure-rate rule the permits recorded probes spent stay spent).
     st.g = st.g + 1
     st.i, st.b, st.n = 0, 0, 0
   end
@@ -361,7 +411,7 @@ if op == 'acquire' then
     else
       code = REJECT
     end
-  elseif st.i < max_probes or now >= st.p + lease then
+  elseif st.i + st.r < max_probes or now >= st.p + lease then
     admit_probe()
   else
     code = REJECT
@@ -400,6 +450,18 @@ elseif op == 'record' then
           dirty = true
         end
       end
+    elseif rkind == 1 and (outcome == SUCCESS or outcome == FAILURE) then
+      -- The probe's permit stays spent; the last permitted one decides.
+      st.r = st.r + 1
+      if outcome == FAILURE then
+        st.x = st.x + 1
+      end
+      if rslow_call == 1 then
+        st.y = st.y + 1
+      end
+      if not go_as_probes_decide() then
+        release_probe(slot, st.k)
+      end
     elseif outcome == FAILURE then
       go(OPEN)
     elseif outcome == SUCCESS then
@@ -426,6 +488,8 @@ elseif op == 'force' then
 elseif op == 'reconcile' then
   if st.s == CLOSED and st.f >= fail_max then
     go(OPEN)
+  elseif st.s == HALF_OPEN and rkind == 1 then
+    go_as_probes_decide()
   elseif st.s == HALF_OPEN and st.k >= success_threshold then
     go(CLOSED)
   end
@@ -474,11 +538,24 @@ if dirty then
     redis.call('HSET', key, 'a', string.format('%.0f', st.a), 'd', string.format('%.0f', st.d),
       'e', string.format('%.0f', st.e))
   end
+  if rkind > 0 or had_tally then
+    redis.call('HSET', key, 'r', st.r, 'x', st.x, 'y', st.y)
+  end
   if channel ~= '' then
-    redis.call('PUBLISH', channel, string.format('%.0f %d %.0f %.0f %.0f %d %d %.0f %.0f %d %.0f',
-      st.v, st.s, st.g, st.f, opened_ms, st.i, st.k, probe_ms, st.b, st.n, period))
+    local announced = string.format('%.0f %d %.0f %.0f %.0f %d %d %.0f %.0f %d %.0f',
+      st.v, st.s, st.g, st.f, opened_ms, st.i, st.k, probe_ms, st.b, st.n, period)
+    if rkind == 1 then
+      announced = announced .. string.format(' %d %d %d', st.r, st.x, st.y)
+    end
+    redis.call('PUBLISH', channel, announced)
   end
 end
 
-return { code, st.v, st.s, st.g, st.f, opened_ms, st.i, st.k, probe_ms, st.b, st.n, period, from, to,
+local reply = { code, st.v, st.s, st.g, st.f, opened_ms, st.i, st.k, probe_ms, st.b, st.n, period, from, to,
   admitted_slot }
+if rkind == 1 then
+  reply[#reply + 1] = st.r
+  reply[#reply + 1] = st.x
+  reply[#reply + 1] = st.y
+end
+return reply

@@ -1,7 +1,7 @@
 //! The fleet seam: what a breaker whose state is shared does on its cold
 //! paths, and how its mirror follows the fleet.
 
-use super::protocol::{BackoffArgs, Code, Op, RawView, ReadAt, Reply, Seed, WindowArgs};
+use super::protocol::{BackoffArgs, Code, Op, RateArgs, RawView, ReadAt, Reply, Seed, WindowArgs};
 use super::store::Store;
 use super::watcher::Hub;
 use super::{FaultPolicy, RedisState, StorageError, StorageErrorKind};
@@ -345,17 +345,23 @@ impl Fleet {
         }
     }
 
+    /// Records how the call admitted by `ticket` ended; `slow`: a probe
+    /// whose call was slow (the failure-rate rule counts it so).
     pub(crate) fn record(
         &self,
         m: Mirror<'_>,
         ticket: Ticket,
         outcome: Outcome,
+        slow: bool,
         limits: &Limits,
         ev: &mut Events,
     ) -> Recorded {
-        match self.begin_record(m, ticket, outcome, limits, ev) {
+        match self.begin_record(m, ticket, outcome, slow, limits, ev) {
             Step::Done(recorded) => recorded,
-            Step::Ask(run) => self.answer_record(m, ticket, outcome, limits, self.run(m, run, limits), ev),
+            Step::Ask(run) => {
+                let answer = self.run(m, run, limits);
+                self.answer_record(m, ticket, outcome, slow, limits, answer, ev)
+            }
         }
     }
 
@@ -365,6 +371,7 @@ impl Fleet {
         m: Mirror<'_>,
         ticket: Ticket,
         outcome: Outcome,
+        slow: bool,
         limits: &Limits,
         ev: &mut Events,
     ) -> Step<Recorded> {
@@ -380,7 +387,7 @@ impl Fleet {
             if !self.is_down() || self.inner.policy != FaultPolicy::Local {
                 return Step::Done(Recorded::Stale);
             }
-            let recorded = m.cell.record(ticket, outcome, limits, &mut m.clock.lazy());
+            let recorded = record_on_mirror(m, ticket, outcome, slow, limits);
             self.after_local_change(m, recorded.transition(), ev);
             return Step::Done(recorded);
         }
@@ -390,18 +397,20 @@ impl Fleet {
             return Step::Done(m.cell.record(ticket, outcome, limits, &mut m.clock.lazy()));
         }
         if !self.is_down() {
-            return Step::Ask(Op::Record(ticket, outcome).into());
+            return Step::Ask(Op::Record(ticket, outcome, slow).into());
         }
-        Step::Done(self.record_degraded(m, ticket, outcome, limits, ev))
+        Step::Done(self.record_degraded(m, ticket, outcome, slow, limits, ev))
     }
 
     /// What the record did, from the fleet's answer to
     /// [`Fleet::begin_record`]'s ask.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn answer_record(
         &self,
         m: Mirror<'_>,
         ticket: Ticket,
         outcome: Outcome,
+        slow: bool,
         limits: &Limits,
         answer: Result<Reply, StorageError>,
         ev: &mut Events,
@@ -410,7 +419,7 @@ impl Fleet {
             Ok(reply) => self.apply_record_reply(m, &reply, ev),
             Err(e) => {
                 self.went_down(m, e, ev);
-                self.record_degraded(m, ticket, outcome, limits, ev)
+                self.record_degraded(m, ticket, outcome, slow, limits, ev)
             }
         }
     }
@@ -430,12 +439,13 @@ impl Fleet {
         m: Mirror<'_>,
         ticket: Ticket,
         outcome: Outcome,
+        slow: bool,
         limits: &Limits,
         ev: &mut Events,
     ) -> Recorded {
         match self.inner.policy {
             FaultPolicy::Local => {
-                let recorded = m.cell.record(ticket, outcome, limits, &mut m.clock.lazy());
+                let recorded = record_on_mirror(m, ticket, outcome, slow, limits);
                 self.after_local_change(m, recorded.transition(), ev);
                 recorded
             }
@@ -615,6 +625,14 @@ impl Fleet {
 }
 
 impl Fleet {
+    /// Has the fleet's script decide half-open by `rule` (nothing to send
+    /// under the successes rule).
+    pub(crate) fn attach_probe_rule(&self, rule: ProbeRule) {
+        if let Some(args) = RateArgs::of(rule) {
+            self.inner.store.attach_rate(args);
+        }
+    }
+
     /// Has the fleet's script apply `backoff` when this breaker's runs open
     /// the fleet (the builder refuses a custom one).
     pub(crate) fn attach_backoff(&self, backoff: &crate::machine::backoff::Backoff) {
@@ -664,6 +682,20 @@ impl From<Op> for Run {
     }
 }
 
+/// Records on the mirror alone (the store is away), a slow probe as slow.
+fn record_on_mirror(
+    m: Mirror<'_>,
+    ticket: Ticket,
+    outcome: Outcome,
+    slow: bool,
+    limits: &Limits,
+) -> Recorded {
+    match slow {
+        true => m.cell.record_slow(ticket, outcome, limits, &mut m.clock.lazy()),
+        false => m.cell.record(ticket, outcome, limits, &mut m.clock.lazy()),
+    }
+}
+
 /// Tags an admission's ticket (see [`Fleet::acquire`]).
 fn tagged(m: Mirror<'_>, decision: Acquire, degraded: bool) -> Acquire {
     match decision {
@@ -682,6 +714,7 @@ fn zero_limits() -> Limits {
         half_open_max_calls: 1,
         reset_timeout_ms: 0,
         probe_lease_ms: 0,
+        probe_rule: ProbeRule::Successes,
     }
 }
 
@@ -750,6 +783,7 @@ impl Inner {
             probe_admitted_at_ms: now.saturating_sub(raw.probe_ago_ms),
             probe_slots: raw.probe_slots,
             open_for_ms: raw.open_for_ms,
+            probe_tally: raw.probe_tally,
         }
     }
 

@@ -135,7 +135,7 @@ impl Task {
                     // A probe admitted for a call that left: free its slot.
                     let ticket = self.inner.localize(&reply.view).probe_ticket(reply.slot);
                     let release = Task {
-                        run: Op::Record(ticket, Outcome::Ignored).into(),
+                        run: Op::Record(ticket, Outcome::Ignored, false).into(),
                         deadline: Instant::now().checked_add(self.inner.store.command_timeout()),
                         slot: Mutex::default(),
                         inner: Arc::clone(&self.inner),
@@ -344,6 +344,7 @@ impl Fleet {
         m: Mirror<'_>,
         ticket: Ticket,
         outcome: Outcome,
+        slow: bool,
         limits: &Limits,
         io: &mut Option<Pending>,
         cx: &mut Context<'_>,
@@ -355,8 +356,8 @@ impl Fleet {
             io,
             cx,
             ev,
-            |ev| self.begin_record(m, ticket, outcome, limits, ev),
-            |reply, ev| self.answer_record(m, ticket, outcome, limits, reply, ev),
+            |ev| self.begin_record(m, ticket, outcome, slow, limits, ev),
+            |reply, ev| self.answer_record(m, ticket, outcome, slow, limits, reply, ev),
         )
     }
 
@@ -391,7 +392,7 @@ impl Fleet {
         limits: &Limits,
         ev: &mut Events,
     ) -> Option<Recorded> {
-        match self.begin_record(m, ticket, outcome, limits, ev) {
+        match self.begin_record(m, ticket, outcome, false, limits, ev) {
             Step::Done(recorded) => Some(recorded),
             Step::Ask(run) => {
                 drop(self.submit(m, run, limits));

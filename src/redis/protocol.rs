@@ -6,10 +6,19 @@
 //! probe's slot is the reply's last field, its ticket carries it, and its
 //! record sends it back (`ARGV[17]`), so a second record finds the slot free
 //! and is stale.
+//!
+//! Under the failure-rate half-open rule the breaker sends the rule with
+//! every run (`ARGV[33..36]`), a probe's record says whether its call was
+//! slow, and the reply and the announcements end with the fleet's probe
+//! tally, so the mirror counts the permits recorded probes spent as the
+//! fleet does.
 
 use super::transport::Script;
 use crate::machine::backoff::Jitter;
-use crate::machine::state::{Limits, Outcome, State, Ticket, Transition, GENERATION_MODULUS, PROBE_SLOTS};
+use crate::machine::state::{
+    Limits, Outcome, ProbeRule, ProbeTally, State, Ticket, Transition, GENERATION_MODULUS, MAX_RATE_PROBES,
+    PROBE_SLOTS,
+};
 use crate::machine::window::{Counts, FleetRule};
 use std::sync::OnceLock;
 
@@ -43,8 +52,9 @@ pub(crate) enum Op {
     Sync,
     /// Ask for a permit the mirror could not decide on.
     Acquire,
-    /// Record how a call ended.
-    Record(Ticket, Outcome),
+    /// Record how a call ended; `true`: a probe whose call was slow (the
+    /// failure-rate rule counts it toward the slow-call rate).
+    Record(Ticket, Outcome, bool),
     /// Move to a state whatever the current one.
     Force(State),
     /// Apply limits that a setter changed.
@@ -70,6 +80,28 @@ pub(crate) struct BackoffArgs {
     pub(crate) multiplier: f64,
     pub(crate) cap_ms: u64,
     pub(crate) jitter: Jitter,
+}
+
+/// The failure-rate half-open rule, as the script decides it: thresholds
+/// in basis points, the slow-call one 0 when slow calls are not counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RateArgs {
+    pub(crate) failure_bp: u32,
+    pub(crate) slow_bp: u32,
+}
+
+impl RateArgs {
+    /// The script's arguments for `rule`; `None` under the successes rule,
+    /// which sends none.
+    pub(crate) fn of(rule: ProbeRule) -> Option<RateArgs> {
+        match rule {
+            ProbeRule::Successes => None,
+            ProbeRule::Rate { failure_bp, slow_bp } => Some(RateArgs {
+                failure_bp,
+                slow_bp: slow_bp.unwrap_or(0),
+            }),
+        }
+    }
 }
 
 /// The state a missing hash is created from: the caller's mirror.
@@ -100,6 +132,9 @@ pub(crate) struct RawView {
     /// Open: the period a backoff chose for this open episode, in ms;
     /// `None`: the reset timeout (no backoff chose it, or an older script).
     pub(crate) open_for_ms: Option<u64>,
+    /// Half-open under the failure-rate rule: the fleet's probe tally;
+    /// `None` for a caller without the rule (the script sends none).
+    pub(crate) probe_tally: Option<ProbeTally>,
 }
 
 /// The script's verdict.
@@ -214,12 +249,36 @@ impl RawView {
             probe_ago_ms: non_negative(probe),
             probe_slots,
             open_for_ms,
+            probe_tally: None,
+        })
+    }
+
+    /// The view's eleven fields followed by a probe tally (recorded, failed,
+    /// slow): each at most [`MAX_RATE_PROBES`], the failed and the slow
+    /// among the recorded; anything else is not the script's.
+    fn with_tally(f: &[i64], tally: &[i64]) -> Option<RawView> {
+        let [recorded, failures, slow] = *tally else {
+            return None;
+        };
+        let n = |x: i64| u32::try_from(x).ok().filter(|x| *x <= MAX_RATE_PROBES);
+        let (recorded, failures, slow) = (n(recorded)?, n(failures)?, n(slow)?);
+        if failures > recorded || slow > recorded || f.len() != 11 {
+            return None;
+        }
+        let view = RawView::from_fields(f)?;
+        Some(RawView {
+            probe_tally: (view.state == State::HalfOpen).then_some(ProbeTally {
+                recorded,
+                failures,
+                slow,
+            }),
+            ..view
         })
     }
 
     /// Parses a change announced on the namespace's channel.
     pub(crate) fn parse_announcement(payload: &str) -> Option<RawView> {
-        let mut fields = [0i64; 11];
+        let mut fields = [0i64; 14];
         let mut parts = payload.split(' ');
         let mut n = 0;
         for field in fields.iter_mut() {
@@ -229,15 +288,21 @@ impl RawView {
             }
             n += 1;
         }
-        if n < 10 || parts.next().is_some() {
-            return None;
+        match n {
+            10 | 11 if parts.next().is_none() => RawView::from_fields(&fields[..n]),
+            14 if parts.next().is_none() => RawView::with_tally(&fields[..11], &fields[11..]),
+            _ => None,
         }
-        RawView::from_fields(&fields[..n])
     }
 }
 
 impl Reply {
     pub(crate) fn parse(values: &[i64]) -> Option<Reply> {
+        // A caller with the failure-rate rule gets the probe tally last.
+        let (values, tally) = match values.len() {
+            18 => (&values[..15], Some(&values[15..])),
+            _ => (values, None),
+        };
         let [code, ref fields @ .., from, to, slot] = *values else {
             return None;
         };
@@ -268,9 +333,13 @@ impl Reply {
         if !consistent {
             return None;
         }
+        let view = match tally {
+            Some(tally) => RawView::with_tally(fields, tally)?,
+            None => RawView::from_fields(fields)?,
+        };
         Some(Reply {
             code,
-            view: RawView::from_fields(fields)?,
+            view,
             transition,
             slot,
             read: ReadAt::Unknown,
@@ -288,7 +357,7 @@ pub(crate) fn arguments(op: Op, channel: &str, seed: &Seed, limits: &Limits) -> 
     let (name, extra): (&str, [u64; 3]) = match op {
         Op::Sync => ("sync", [0; 3]),
         Op::Acquire => ("acquire", [0; 3]),
-        Op::Record(ticket, outcome) => (
+        Op::Record(ticket, outcome, _) => (
             "record",
             [
                 if ticket.is_probe() { 2 } else { 1 },
@@ -313,7 +382,7 @@ pub(crate) fn arguments(op: Op, channel: &str, seed: &Seed, limits: &Limits) -> 
         limits.probe_lease_ms,
     ];
     let slot = match op {
-        Op::Record(ticket, _) if ticket.is_probe() => ticket.slot(),
+        Op::Record(ticket, _, _) if ticket.is_probe() => ticket.slot(),
         _ => 0,
     };
     let mut args = Vec::with_capacity(4 + numbers.len() + extra.len());
@@ -344,6 +413,23 @@ pub(crate) fn push_backoff_arguments(args: &mut Vec<String>, b: &BackoffArgs, ra
         b.cap_ms.to_string(),
         jitter.to_string(),
         random.to_string(),
+    ]);
+}
+
+/// Appends the failure-rate rule's arguments (see fleet.lua), at ARGV[33]
+/// on: after the window's and the backoff's, padded with kind 0 and zeros
+/// where `args` has neither. `op`'s record says whether its call was slow.
+pub(crate) fn push_rate_arguments(args: &mut Vec<String>, rule: &RateArgs, op: Op) {
+    const BACKOFF_END: usize = 32;
+    while args.len() < BACKOFF_END {
+        args.push("0".to_owned());
+    }
+    let slow = matches!(op, Op::Record(_, _, true));
+    args.extend([
+        "1".to_owned(),
+        rule.failure_bp.to_string(),
+        rule.slow_bp.to_string(),
+        u8::from(slow).to_string(),
     ]);
 }
 
@@ -441,6 +527,7 @@ mod tests {
             half_open_max_calls: 2,
             reset_timeout_ms: 1,
             probe_lease_ms: 1,
+            probe_rule: ProbeRule::Successes,
         };
         let view = RawView::parse_announcement("1 2 9 0 0 1 0 12 1 1").expect("valid");
         let probe = crate::machine::state::FleetView {
@@ -453,9 +540,10 @@ mod tests {
             probe_admitted_at_ms: 0,
             probe_slots: view.probe_slots,
             open_for_ms: None,
+            probe_tally: None,
         }
         .probe_ticket(7);
-        let args = arguments(Op::Record(probe, Outcome::Success), "", &seed, &limits);
+        let args = arguments(Op::Record(probe, Outcome::Success, false), "", &seed, &limits);
         // ARGV[n] is args[n - 1].
         assert_eq!(args.len(), 17);
         assert_eq!(args[12..15], ["2", "9", "0"], "kind, generation, outcome");
@@ -497,6 +585,7 @@ mod tests {
             half_open_max_calls: 1,
             reset_timeout_ms: 100,
             probe_lease_ms: 100,
+            probe_rule: ProbeRule::Successes,
         };
         let backoff = BackoffArgs {
             multiplier: 1.5,
@@ -514,6 +603,96 @@ mod tests {
             17,
             "no backoff: as before"
         );
+    }
+
+    #[test]
+    fn a_failure_rate_callers_reply_and_announcements_end_with_the_tally() {
+        let reply =
+            Reply::parse(&[4, 10, 2, 8, 0, 0, 1, 0, 0, 0b10, 2, -1, -1, -1, 0, 2, 1, 1]).expect("valid");
+        let tally = ProbeTally {
+            recorded: 2,
+            failures: 1,
+            slow: 1,
+        };
+        assert_eq!(reply.view.probe_tally, Some(tally));
+        assert_eq!(reply.view.probe_slots, Some((0b10, 2)));
+        let plain = Reply::parse(&[4, 10, 2, 8, 0, 0, 1, 0, 0, 0b10, 2, -1, -1, -1, 0]).expect("valid");
+        assert_eq!(plain.view.probe_tally, None, "the successes rule's reply");
+        for bad in [[1, 2, 0], [2, 3, 0], [2, 0, 3], [32, 0, 0], [-1, 0, 0]] {
+            let mut values = vec![4, 10, 2, 8, 0, 0, 1, 0, 0, 0b10, 2, -1, -1, -1, 0];
+            values.extend(bad);
+            assert!(Reply::parse(&values).is_none(), "tally {bad:?}");
+        }
+        let announced = RawView::parse_announcement("1 2 8 0 0 1 0 0 2 2 -1 2 1 1").expect("valid");
+        assert_eq!(announced.probe_tally, Some(tally));
+        let closed = RawView::parse_announcement("1 0 9 0 0 0 0 0 0 0 -1 0 0 0").expect("valid");
+        assert_eq!(closed.probe_tally, None, "only a half-open fleet has a tally");
+        for bad in [
+            "1 2 8 0 0 1 0 0 2 2 -1 2 1",
+            "1 2 8 0 0 1 0 0 2 2 -1 2 1 1 0",
+            "1 2 8 0 0 1 0 0 2 2 2 1 1",
+        ] {
+            assert!(RawView::parse_announcement(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_failure_rate_rule_follows_the_backoff_arguments_or_their_padding() {
+        let seed = Seed {
+            state: State::HalfOpen,
+            generation: 0,
+            failures: 0,
+            opened_ago_ms: 0,
+        };
+        let limits = Limits {
+            fail_max: 1,
+            success_threshold: 1,
+            half_open_max_calls: 4,
+            reset_timeout_ms: 100,
+            probe_lease_ms: 100,
+            probe_rule: ProbeRule::Rate {
+                failure_bp: 5_000,
+                slow_bp: Some(2_500),
+            },
+        };
+        let rule = RateArgs::of(limits.probe_rule).expect("the rate rule sends arguments");
+        assert_eq!(RateArgs::of(ProbeRule::Successes), None);
+        let probe = crate::machine::state::FleetView {
+            state: State::HalfOpen,
+            generation: 9,
+            failures: 0,
+            opened_at_ms: 0,
+            in_flight: 1,
+            successes: 0,
+            probe_admitted_at_ms: 0,
+            probe_slots: Some((0b1000, 4)),
+            open_for_ms: None,
+            probe_tally: None,
+        }
+        .probe_ticket(3);
+        let op = Op::Record(probe, Outcome::Success, true);
+        let mut args = arguments(op, "", &seed, &limits);
+        push_rate_arguments(&mut args, &rule, op);
+        // ARGV[n] is args[n - 1].
+        assert_eq!(args.len(), 36);
+        assert!(
+            args[17..32].iter().all(|a| a == "0"),
+            "no window, no backoff: {args:?}"
+        );
+        assert_eq!(args[32..36], ["1", "5000", "2500", "1"], "kind, thresholds, slow");
+        let mut args = arguments(Op::Sync, "", &seed, &limits);
+        push_backoff_arguments(
+            &mut args,
+            &BackoffArgs {
+                multiplier: 2.0,
+                cap_ms: 1_000,
+                jitter: Jitter::None,
+            },
+            0,
+        );
+        push_rate_arguments(&mut args, &rule, Op::Sync);
+        assert_eq!(args[27], "1", "the backoff's kind");
+        assert_eq!(args[32..36], ["1", "5000", "2500", "0"], "not a slow record");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! One namespace's keys on a transport: runs the protocol's script for the
 //! fleet seam and the watcher.
 
-use super::protocol::{self, BackoffArgs, Op, Reply, Seed, WindowArgs};
+use super::protocol::{self, BackoffArgs, Op, RateArgs, Reply, Seed, WindowArgs};
 use super::transport::Transport;
 use super::StorageError;
 use crate::machine::backoff::Jitter;
@@ -20,6 +20,9 @@ pub(crate) struct Store {
     /// The exponential backoff the script applies when a run opens the
     /// fleet; unset: the reset timeout, and the arguments of old.
     backoff: OnceLock<BackoffArgs>,
+    /// The failure-rate half-open rule the script decides probes by;
+    /// unset: the successes rule, and the arguments of old.
+    rate: OnceLock<RateArgs>,
     /// The jitter's random state (xorshift; spread, not secrecy).
     rng: AtomicU64,
 }
@@ -38,6 +41,7 @@ impl Store {
             announce,
             command_timeout,
             backoff: OnceLock::new(),
+            rate: OnceLock::new(),
             rng: AtomicU64::new(seed()),
         }
     }
@@ -45,6 +49,11 @@ impl Store {
     /// Sends `backoff` with every run from now on.
     pub(crate) fn attach_backoff(&self, backoff: BackoffArgs) {
         let _ = self.backoff.set(backoff);
+    }
+
+    /// Sends the failure-rate rule with every run from now on.
+    pub(crate) fn attach_rate(&self, rule: RateArgs) {
+        let _ = self.rate.set(rule);
     }
 
     /// A fresh draw for the script's jitter (0 without jitter: nothing to draw).
@@ -115,6 +124,9 @@ impl Store {
         }
         if let Some(b) = self.backoff.get() {
             protocol::push_backoff_arguments(&mut args, b, self.draw(b.jitter));
+        }
+        if let Some(rule) = self.rate.get() {
+            protocol::push_rate_arguments(&mut args, rule, op);
         }
         let values = self
             .transport

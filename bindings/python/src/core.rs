@@ -177,9 +177,9 @@ pub(crate) fn build_error(e: ConfigError, given: &[&str]) -> PyErr {
         ConfigError::Invalid { field: "shared", .. } => PyValueError::new_err(format!(
             "state_storage: a breaker on CircuitRedisStorage takes count_window or time_window \
              (decided on the fleet's summed window), an ExponentialBackoff as open_backoff \
-             (the fleet's open periods) and mode='metrics_only' (the fleet's decisions, \
-             watched) but not a callable open_backoff, mode='disabled' or \
-             half_open_rule='failure_rate', which are per-process rules; given: {}",
+             (the fleet's open periods), half_open_rule='failure_rate' (the fleet's probes) \
+             and mode='metrics_only' (the fleet's decisions, watched) but not a callable \
+             open_backoff or mode='disabled', which are per-process rules; given: {}",
             given.join(", ")
         )),
         e => config_error(e),

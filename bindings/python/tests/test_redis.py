@@ -273,3 +273,19 @@ def test_the_gil_is_released_during_a_round_trip(redis_url):
     # Python ran on the other thread for most of the wait; with the GIL held
     # it could have run for one switch interval (5 ms) at most.
     assert counted > per_second * 0.05, (counted, per_second)
+
+
+def test_the_fleet_decides_half_open_by_the_probes_failure_rate(redis_url):
+    ns = namespace()
+    a = shared(redis_url, ns, half_open_rule="failure_rate", half_open_max_calls=2, reset_timeout=600)
+    a.half_open()
+    # Built after: its first sync shows the fleet half-open.
+    b = shared(redis_url, ns, half_open_rule="failure_rate", half_open_max_calls=2, reset_timeout=600)
+    assert b.current_state == "half-open"
+    assert a.call(lambda: 1) == 1
+    # One success of two permitted probes decides nothing (the successes
+    # rule would have closed): the other process's probe is the last.
+    assert a.current_state == "half-open"
+    assert b.call(lambda: 2) == 2
+    assert b.current_state == "closed"
+    assert seen_within(lambda: a.current_state == "closed", STALENESS) is not None

@@ -612,12 +612,15 @@ def test_a_shared_breaker_takes_windows_and_refuses_per_process_rules_before_con
                    {"count_window": 10, "mode": "metrics_only"},
                    {"count_window": 10, "open_backoff": ExponentialBackoff(2, 60, jitter=Jitter.FULL)}):
         assert CircuitBreaker(state_storage=storage, **kwargs).window_calls == 0
+    # The fleet decides half-open by the probes' failure rate too.
+    for kwargs in ({"half_open_rule": "failure_rate"},
+                   {"half_open_rule": "failure_rate", "count_window": 10, "slow_call_duration": 1.0}):
+        assert CircuitBreaker(state_storage=storage, half_open_max_calls=4, **kwargs).half_open_rule == "failure_rate"
     # An exponential backoff is the fleet's: it builds, closed, not open for anything yet.
     for jitter in (Jitter.NONE, Jitter.EQUAL):
         shared = CircuitBreaker(state_storage=storage, open_backoff=ExponentialBackoff(2, 60, jitter=jitter))
         assert shared.open_for is None
-    for kwargs in ({"mode": "disabled"}, {"open_backoff": lambda attempt, rate: 1.0},
-                   {"half_open_rule": "failure_rate"}):
+    for kwargs in ({"mode": "disabled"}, {"open_backoff": lambda attempt, rate: 1.0}):
         with pytest.raises(ValueError, match="state_storage") as info:
             CircuitBreaker(state_storage=storage, **kwargs)
         assert next(iter(kwargs)) in str(info.value)

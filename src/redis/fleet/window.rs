@@ -149,7 +149,7 @@ impl Fleet {
             delta,
         };
         Step::Ask(Run {
-            op: Op::Record(ticket, outcome),
+            op: Op::Record(ticket, outcome, false),
             windowed: Some((args, epoch)),
         })
     }
