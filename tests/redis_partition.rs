@@ -20,13 +20,16 @@ fn addr(server: &PrivateServer) -> SocketAddr {
 }
 
 /// Two probes, two successes close: so that a mirror that took the fleet's
-/// state shows it (two probes in flight) apart from a local one (one).
+/// state shows it (two probes in flight) apart from a local one (one). The
+/// probe lease is long, so no probe is reclaimed however slow the machine
+/// (the default, one second, could pass on a loaded one).
 fn breaker(url: &str, ns: &str, policy: FaultPolicy, timeout: Duration, seen: &Arc<Seen>) -> CircuitBreaker {
     CircuitBreaker::builder()
         .fail_max(FAIL_MAX)
         .reset_timeout(RESET_TIMEOUT)
         .half_open_max_calls(2)
         .success_threshold(2)
+        .probe_lease(Duration::from_secs(60))
         .listener(Recorder(Arc::clone(seen)))
         .shared(
             RedisState::connect(url)
