@@ -163,11 +163,38 @@ impl Backend {
         outcome: Outcome,
         events: &mut Events,
     ) -> Recorded {
+        self.record_as(core, ticket, outcome, false, events)
+    }
+
+    /// A slow probe under the failure-rate rule: counted toward the
+    /// slow-call rate (a shared breaker's fleet is told it was slow).
+    pub(crate) fn record_slow(
+        &self,
+        core: Core<'_>,
+        ticket: Ticket,
+        outcome: Outcome,
+        events: &mut Events,
+    ) -> Recorded {
+        self.record_as(core, ticket, outcome, true, events)
+    }
+
+    /// The one copy of both records; `slow` is a constant at each caller.
+    #[inline(always)]
+    fn record_as(
+        &self,
+        core: Core<'_>,
+        ticket: Ticket,
+        outcome: Outcome,
+        slow: bool,
+        events: &mut Events,
+    ) -> Recorded {
         let recorded = match self {
             Backend::Local => {
-                let recorded = core
-                    .cell
-                    .record(ticket, outcome, core.settings, &mut core.clock.lazy());
+                let mut now = core.clock.lazy();
+                let recorded = match slow {
+                    false => core.cell.record(ticket, outcome, core.settings, &mut now),
+                    true => core.cell.record_slow(ticket, outcome, core.settings, &mut now),
+                };
                 events.transition(recorded.transition());
                 recorded
             }
@@ -176,7 +203,7 @@ impl Backend {
                 core.mirror(),
                 ticket,
                 outcome,
-                false,
+                slow,
                 &core.settings.limits(),
                 events,
             ),
@@ -194,36 +221,6 @@ impl Backend {
             Some(transition) => Recorded::Transitioned(transition),
             None => recorded,
         }
-    }
-
-    /// A slow probe under the failure-rate rule: counted toward the
-    /// slow-call rate (a shared breaker's fleet is told it was slow).
-    pub(crate) fn record_slow(
-        &self,
-        core: Core<'_>,
-        ticket: Ticket,
-        outcome: Outcome,
-        events: &mut Events,
-    ) -> Recorded {
-        let recorded = match self {
-            Backend::Local => {
-                let recorded = core
-                    .cell
-                    .record_slow(ticket, outcome, core.settings, &mut core.clock.lazy());
-                events.transition(recorded.transition());
-                recorded
-            }
-            #[cfg(feature = "redis")]
-            Backend::Shared(fleet) => fleet.record(
-                core.mirror(),
-                ticket,
-                outcome,
-                true,
-                &core.settings.limits(),
-                events,
-            ),
-        };
-        self.settled(core, recorded, events)
     }
 
     /// [`Backend::record_slow`] without waiting on the network: decided at
