@@ -370,6 +370,51 @@ struct Stats {
     slow_probes: usize,
 }
 
+/// Runs `count` seeded sequences against a private server, each with a
+/// backoff and the failure-rate rule as `options(sequence)` says; any
+/// difference panics with the seed and the operations. Returns the
+/// sequences' stats, summed.
+fn run_sequences(seed: u64, count: u64, prefix: &str, options: impl Fn(u64) -> (bool, bool)) -> Stats {
+    let server = PrivateServer::start();
+    let mut conn = client(&server.url());
+    let script = redis::Script::new(SCRIPT);
+    let (mut ops, mut sum) = (0, Stats::default());
+    for sequence in 0..count {
+        let mut rng = Rng(seed ^ sequence.wrapping_mul(0x2545_f491_4f6c_dd1d));
+        let ns = unique_namespace(prefix);
+        let mut lua = Lua {
+            conn: &mut conn,
+            script: &script,
+            key: format!("breakerbox:{{{ns}}}:state"),
+            now_ms: 0,
+        };
+        let mut log = Vec::new();
+        let (backoff, rate) = options(sequence);
+        let result = run_sequence(&mut rng, backoff, rate, &mut lua, &mut log);
+        let key = lua.key.clone();
+        let _: i64 = redis::cmd("DEL").arg(&key).query(&mut conn).expect("DEL");
+        match result {
+            Ok(stats) => {
+                sum.probes_recorded_again += stats.probes_recorded_again;
+                sum.grown_periods += stats.grown_periods;
+                sum.rate_decisions.0 += stats.rate_decisions.0;
+                sum.rate_decisions.1 += stats.rate_decisions.1;
+                sum.slow_probes += stats.slow_probes;
+            }
+            Err(difference) => panic!(
+                "seed {seed}, sequence {sequence}: {difference}\noperations:\n  {}",
+                log.join("\n  ")
+            ),
+        }
+        ops += log.len();
+    }
+    assert!(
+        ops > (count as usize) * STEPS / 2,
+        "the sequences ran ({ops} operations)"
+    );
+    sum
+}
+
 /// Runs the operations `next` gives (it sees the limits in force) against
 /// both; returns the first difference, if any, or else what it reached.
 fn run_ops(
@@ -658,38 +703,8 @@ fn run_ops(
 
 #[test]
 fn the_lua_script_and_the_in_memory_breaker_decide_alike() {
-    let seed = diff_seed();
-    let server = PrivateServer::start();
-    let mut conn = client(&server.url());
-    let script = redis::Script::new(SCRIPT);
-    let mut ops = 0;
-    let mut probes_recorded_again = 0;
-    for sequence in 0..SEQUENCES {
-        let mut rng = Rng(seed ^ sequence.wrapping_mul(0x2545_f491_4f6c_dd1d));
-        let ns = unique_namespace("differential");
-        let mut lua = Lua {
-            conn: &mut conn,
-            script: &script,
-            key: format!("breakerbox:{{{ns}}}:state"),
-            now_ms: 0,
-        };
-        let mut log = Vec::new();
-        let result = run_sequence(&mut rng, false, false, &mut lua, &mut log);
-        let key = lua.key.clone();
-        let _: i64 = redis::cmd("DEL").arg(&key).query(&mut conn).expect("DEL");
-        match result {
-            Ok(stats) => probes_recorded_again += stats.probes_recorded_again,
-            Err(difference) => panic!(
-                "seed {seed}, sequence {sequence}: {difference}\noperations:\n  {}",
-                log.join("\n  ")
-            ),
-        }
-        ops += log.len();
-    }
-    assert!(
-        ops > (SEQUENCES as usize) * STEPS / 2,
-        "the sequences ran ({ops} operations)"
-    );
+    let stats = run_sequences(diff_seed(), SEQUENCES, "differential", |_| (false, false));
+    let probes_recorded_again = stats.probes_recorded_again;
     // Every sequence ran whole; the double records were among them.
     assert!(
         probes_recorded_again >= 10,
@@ -716,37 +731,8 @@ fn diff_seed() -> u64 {
 #[test]
 fn the_lua_script_and_the_in_memory_breaker_back_off_alike() {
     let seed = diff_seed() ^ 0x6261_636b_6f66_6621;
-    let server = PrivateServer::start();
-    let mut conn = client(&server.url());
-    let script = redis::Script::new(SCRIPT);
-    let mut ops = 0;
-    let mut grown_periods = 0;
-    for sequence in 0..BACKOFF_SEQUENCES {
-        let mut rng = Rng(seed ^ sequence.wrapping_mul(0x2545_f491_4f6c_dd1d));
-        let ns = unique_namespace("differential-backoff");
-        let mut lua = Lua {
-            conn: &mut conn,
-            script: &script,
-            key: format!("breakerbox:{{{ns}}}:state"),
-            now_ms: 0,
-        };
-        let mut log = Vec::new();
-        let result = run_sequence(&mut rng, true, false, &mut lua, &mut log);
-        let key = lua.key.clone();
-        let _: i64 = redis::cmd("DEL").arg(&key).query(&mut conn).expect("DEL");
-        match result {
-            Ok(stats) => grown_periods += stats.grown_periods,
-            Err(difference) => panic!(
-                "seed {seed}, sequence {sequence}: {difference}\noperations:\n  {}",
-                log.join("\n  ")
-            ),
-        }
-        ops += log.len();
-    }
-    assert!(
-        ops > (BACKOFF_SEQUENCES as usize) * STEPS / 2,
-        "the sequences ran ({ops} operations)"
-    );
+    let stats = run_sequences(seed, BACKOFF_SEQUENCES, "differential-backoff", |_| (true, false));
+    let grown_periods = stats.grown_periods;
     assert!(
         grown_periods >= 50,
         "open periods grown by the backoff: {grown_periods}"
@@ -959,42 +945,11 @@ fn a_hash_without_backoff_fields_opens_for_the_reset_timeout_then_grows() {
 #[test]
 fn the_lua_script_and_the_in_memory_breaker_decide_by_failure_rate_alike() {
     let seed = diff_seed() ^ 0x7261_7465_7275_6c65;
-    let server = PrivateServer::start();
-    let mut conn = client(&server.url());
-    let script = redis::Script::new(SCRIPT);
-    let mut ops = 0;
-    let (mut reopened, mut closed, mut slow_probes) = (0, 0, 0);
-    for sequence in 0..RATE_SEQUENCES {
-        let mut rng = Rng(seed ^ sequence.wrapping_mul(0x2545_f491_4f6c_dd1d));
-        let ns = unique_namespace("differential-rate");
-        let mut lua = Lua {
-            conn: &mut conn,
-            script: &script,
-            key: format!("breakerbox:{{{ns}}}:state"),
-            now_ms: 0,
-        };
-        let mut log = Vec::new();
-        let backoff = sequence % 4 == 3;
-        let result = run_sequence(&mut rng, backoff, true, &mut lua, &mut log);
-        let key = lua.key.clone();
-        let _: i64 = redis::cmd("DEL").arg(&key).query(&mut conn).expect("DEL");
-        match result {
-            Ok(stats) => {
-                reopened += stats.rate_decisions.0;
-                closed += stats.rate_decisions.1;
-                slow_probes += stats.slow_probes;
-            }
-            Err(difference) => panic!(
-                "seed {seed}, sequence {sequence}: {difference}\noperations:\n  {}",
-                log.join("\n  ")
-            ),
-        }
-        ops += log.len();
-    }
-    assert!(
-        ops > (RATE_SEQUENCES as usize) * STEPS / 2,
-        "the sequences ran ({ops} operations)"
-    );
+    // A quarter of them with a backoff too.
+    let stats = run_sequences(seed, RATE_SEQUENCES, "differential-rate", |sequence| {
+        (sequence % 4 == 3, true)
+    });
+    let ((reopened, closed), slow_probes) = (stats.rate_decisions, stats.slow_probes);
     assert!(
         reopened >= 50 && closed >= 50 && slow_probes >= 50,
         "decided by rate: {reopened} re-opened, {closed} closed; {slow_probes} slow probes counted"
