@@ -16,6 +16,7 @@ import redis
 from redis.cluster import RedisCluster
 
 from breakerbox import CircuitBreaker, CircuitBreakerError, CircuitRedisStorage, CircuitBreakerListener
+from polling import within
 
 REFRESH = 0.2
 # A call that learns the slot map opens a connection to a node and to the
@@ -53,24 +54,13 @@ def fail():
     raise ConnectionError("down")
 
 
-def seen_within(check, bound: float) -> bool:
-    import time
-
-    start = time.monotonic()
-    while not check():
-        if time.monotonic() - start > bound:
-            return False
-        time.sleep(0.005)
-    return True
-
-
 def assert_one_breaker(a: CircuitBreaker, b: CircuitBreaker) -> None:
     assert a.is_shared and b.is_shared
     with pytest.raises(ConnectionError):
         a.call(fail)
     with pytest.raises(CircuitBreakerError, match="Failures threshold reached"):
         a.call(fail)
-    assert seen_within(lambda: b.current_state == "open", STALENESS)
+    assert within(lambda: b.current_state == "open", STALENESS)
     with pytest.raises(CircuitBreakerError):
         b.call(lambda: 1)
 

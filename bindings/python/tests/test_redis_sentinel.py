@@ -7,7 +7,6 @@ of BREAKERBOX_REDIS_URL as master "m").
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from urllib.parse import urlsplit
 
@@ -16,6 +15,7 @@ import redis
 import redis.sentinel
 
 from breakerbox import CircuitBreaker, CircuitBreakerError, CircuitRedisStorage
+from polling import within
 
 REFRESH = 0.2
 COMMAND_TIMEOUT = 1.0
@@ -38,15 +38,6 @@ def breaker(client, ns: str, **kwargs) -> CircuitBreaker:
 
 def fail():
     raise ConnectionError("down")
-
-
-def within(check, bound: float) -> bool:
-    start = time.monotonic()
-    while not check():
-        if time.monotonic() - start > bound:
-            return False
-        time.sleep(0.005)
-    return True
 
 
 def test_a_sentinel_client_shares_state_with_a_client_of_the_master(redis_url):

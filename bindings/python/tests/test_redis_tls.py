@@ -17,6 +17,7 @@ import redis
 
 import breakerbox
 from breakerbox import CircuitBreaker, CircuitBreakerError, CircuitRedisStorage
+from polling import within
 
 REFRESH = 0.2
 # A new connection costs a TLS handshake: room for it on a loaded machine.
@@ -57,17 +58,6 @@ def fail():
     raise ConnectionError("down")
 
 
-def seen_within(check, bound: float) -> bool:
-    import time
-
-    start = time.monotonic()
-    while not check():
-        if time.monotonic() - start > bound:
-            return False
-        time.sleep(0.005)
-    return True
-
-
 def trusted(url: str, **kwargs) -> redis.Redis:
     """A redis-py client of `url` that trusts the test CA, for checking."""
     return redis.Redis.from_url(url, ssl_ca_certs=cert("ca.crt"), **kwargs)
@@ -79,7 +69,7 @@ def assert_one_breaker(a: CircuitBreaker, b: CircuitBreaker) -> None:
         a.call(fail)
     with pytest.raises(CircuitBreakerError, match="Failures threshold reached"):
         a.call(fail)
-    assert seen_within(lambda: b.current_state == "open", STALENESS)
+    assert within(lambda: b.current_state == "open", STALENESS)
     with pytest.raises(CircuitBreakerError):
         b.call(lambda: 1)
 
